@@ -1,0 +1,29 @@
+"""nbflow: notebooks as tasks of a DAG, run headlessly or from JupyterLab, recorded in DuckDB.
+
+>>> import nbflow
+>>> pipeline = nbflow.Pipeline.from_dir("notebooks")
+>>> result = pipeline.run(params={"seed": 1})
+>>> result.states
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["Pipeline", "Task", "RunResult", "NbflowError", "__version__"]
+
+
+def __getattr__(name: str):  # import lazily: `nbflow dag` and `nbflow status` stay fast
+    if name in ("Pipeline", "Task"):
+        from nbflow import pipeline
+
+        return getattr(pipeline, name)
+    if name == "RunResult":
+        from nbflow.runner import RunResult
+
+        return RunResult
+    if name == "NbflowError":
+        from nbflow.errors import NbflowError
+
+        return NbflowError
+    raise AttributeError(f"module 'nbflow' has no attribute {name!r}")

@@ -1,0 +1,171 @@
+"""The ``nbflow`` command line. Parses arguments and prints; the work is in the core.
+
+Exit codes: 0 all tasks succeeded, 1 a task failed, 2 the pipeline or the command is
+invalid, 130 the run was interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from nbflow import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"nbflow: error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """An NbflowError becomes its message on stderr and exit code 2; no traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from nbflow.errors import NbflowError
+
+        try:
+            return func(*args, **kwargs)
+        except NbflowError as e:
+            _fail(str(e), e.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nbflow")
+def cli() -> None:
+    """nbflow: run a folder of notebooks as a DAG, recorded in DuckDB."""
+
+
+def _sigterm_as_interrupt() -> None:
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@cli.command()
+@click.argument("path", default=".", type=click.Path(file_okay=False))
+@click.option("-p", "--param", "params", multiple=True, metavar="[TASK.]NAME=VALUE",
+              help="Set a parameter (YAML/JSON literal, else a string); TASK.NAME for one task. Repeatable.")
+@click.option("--workers", "-w", type=click.IntRange(min=1), default=None, help="Tasks run at once (default: CPU count).")
+@click.option("--only", multiple=True, metavar="TASK", help="Run only these tasks and what they need. Repeatable.")
+@click.option("--force", is_flag=True, help="Run every selected task.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's final status as JSON on stdout.")
+@click.option("--progress/--no-progress", default=None, help="Live table (default on a terminal) or plain lines.")
+@handle_errors
+def run(path: str, params: tuple[str, ...], workers: int | None, only: tuple[str, ...], force: bool,
+        as_json: bool, progress: bool | None) -> None:
+    """Run the pipeline in PATH (default: the current folder)."""
+    from nbflow.params import parse_assignments
+    from nbflow.pipeline import Pipeline
+    from nbflow.progress import LiveProgress, PlainProgress
+    from nbflow.render import run_to_json
+
+    pipeline = Pipeline.from_dir(path)
+    overrides = parse_assignments(params)
+    live = progress if progress is not None else sys.stderr.isatty()
+    listener = LiveProgress() if live else PlainProgress()
+    _sigterm_as_interrupt()
+    result = pipeline.run(params=overrides, workers=workers, only=list(only) or None, force=force, listeners=[listener])
+    if as_json:
+        _print_json(run_to_json(result.run, result.tasks))
+    sys.exit(result.exit_code)
+
+
+@cli.command()
+@click.argument("path", default=".", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "dot"]), default="text", show_default=True)
+@handle_errors
+def dag(path: str, fmt: str) -> None:
+    """Validate the pipeline in PATH and print its graph."""
+    from nbflow.pipeline import Pipeline
+    from nbflow.render import dag_to_dot, dag_to_json, dag_to_text
+
+    graph = Pipeline.from_dir(path).dag
+    if fmt == "json":
+        _print_json(dag_to_json(graph))
+    elif fmt == "dot":
+        click.echo(dag_to_dot(graph), nl=False)
+    else:
+        click.echo(dag_to_text(graph), nl=False)
+
+
+@cli.command()
+@click.argument("path", default=".", type=click.Path(file_okay=False))
+@click.option("--run", "run_id", default=None, help="A run id (default: the latest run).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@handle_errors
+def status(path: str, run_id: str | None, as_json: bool) -> None:
+    """Show the state of each task in a run."""
+    from nbflow.commands import load_run, open_store
+    from nbflow.render import run_to_json, status_to_text
+
+    store = open_store(path)
+    run_record, tasks = load_run(store, run_id)
+    if as_json:
+        _print_json(run_to_json(run_record, tasks))
+    else:
+        click.echo(status_to_text(run_record, tasks), nl=False)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="[PATH] TASK")
+@click.option("--run", "run_id", default=None, help="A run id (default: the latest run).")
+@click.option("--attempt", type=int, default=None, help="An attempt number (default: the last one).")
+@handle_errors
+def logs(args: tuple[str, ...], run_id: str | None, attempt: int | None) -> None:
+    """Print a task's captured output and, if it failed, its traceback."""
+    from nbflow.commands import open_store, task_log
+
+    if len(args) > 2:
+        raise click.UsageError("expected [PATH] TASK")
+    path, task = (".", args[0]) if len(args) == 1 else args
+    chosen, text = task_log(open_store(path), task, run_id, attempt)
+    header = f"== {task}, run {chosen.run_id}, attempt {chosen.attempt}: {chosen.state}"
+    click.echo(header)
+    if chosen.output_notebook:
+        click.echo(f"== executed notebook: {chosen.output_notebook}")
+    click.echo(text, nl=not text.endswith("\n"))
+    if chosen.error:
+        click.echo(f"== error: {chosen.error}")
+    if chosen.traceback:
+        click.echo(chosen.traceback)
+
+
+@cli.command()
+@click.argument("path", default=".", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Newest runs to show.")
+@handle_errors
+def history(path: str, as_json: bool, limit: int) -> None:
+    """List past runs: state, start, duration, parameters."""
+    from nbflow.commands import open_store
+    from nbflow.render import history_to_json, history_to_text
+
+    runs = open_store(path).list_runs(limit=limit)
+    if as_json:
+        _print_json(history_to_json(runs))
+    else:
+        click.echo(history_to_text(runs), nl=False)
+
+
+def main() -> None:
+    cli(prog_name="nbflow")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""What the CLI's commands do, apart from parsing arguments and printing: calls into the core."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nbflow.errors import RunNotFoundError, UnknownTaskError
+from nbflow.runner import STATE_FILE_NAME, state_dir
+from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
+
+
+def open_store(path: str | Path) -> RunStore:
+    """The state store of the pipeline at ``path`` (no notebook is read)."""
+    from nbflow.store.duckdb import DuckDBRunStore
+
+    return DuckDBRunStore(state_dir(Path(path).resolve()) / STATE_FILE_NAME)
+
+
+def load_run(store: RunStore, run_id: str | None) -> tuple[RunRecord, dict[str, TaskRecord]]:
+    """A run (the latest when ``run_id`` is None) and its tasks.
+
+    Raises
+    ------
+    RunNotFoundError
+        No such run, or no run at all.
+    """
+    from nbflow.runner import reap_stale_runs
+
+    run = store.get_run(run_id) if run_id else store.latest_run()
+    if run is None:
+        raise RunNotFoundError(str(getattr(store, "path", "the state store")), run_id)
+    if run.state == "running" and reap_stale_runs(store):
+        run = store.get_run(run.run_id) or run
+    return run, store.get_tasks(run.run_id)
+
+
+def task_log(store: RunStore, task: str, run_id: str | None, attempt: int | None) -> tuple[AttemptRecord, str]:
+    """The captured output of a task's attempt (the last one by default), with its traceback.
+
+    Raises
+    ------
+    RunNotFoundError, UnknownTaskError
+    """
+    run, tasks = load_run(store, run_id)
+    if task not in tasks:
+        raise UnknownTaskError(task, list(tasks), what=f"task in run {run.run_id}")
+    attempts = store.get_attempts(run.run_id, task)
+    if not attempts:
+        raise UnknownTaskError(task, [t for t, r in tasks.items() if r.attempts], what=f"task that ran in run {run.run_id}")
+    chosen = attempts[-1] if attempt is None else next((a for a in attempts if a.attempt == attempt), None)
+    if chosen is None:
+        raise UnknownTaskError(str(attempt), [str(a.attempt) for a in attempts], what=f"attempt of {task}")
+    text = store.get_log(run.run_id, task, chosen.attempt)
+    if text is None and chosen.log_path and Path(chosen.log_path).exists():
+        from nbflow.execution.logs import read_log_tail
+
+        text = read_log_tail(Path(chosen.log_path))  # a running attempt: read its file
+    return chosen, text or ""

@@ -1,0 +1,199 @@
+"""nbflow's exceptions: one root, structured subclasses, messages a user can act on.
+
+Every error a user can cause (a bad notebook, a bad declaration, a bad command) is an
+:class:`NbflowError`; the CLI prints its message and exits with code 2. A task that fails
+while running is not an exception of this module: it is a recorded state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def _rebuild(cls: type[NbflowError], state: dict) -> NbflowError:
+    err = cls.__new__(cls)
+    err.__dict__.update(state)
+    Exception.__init__(err, err._message())
+    return err
+
+
+class NbflowError(Exception):
+    """Root of every error nbflow raises on purpose."""
+
+    #: the CLI's exit code for this error: 2 means "the pipeline or the command is invalid"
+    exit_code = 2
+
+    def _message(self) -> str:
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+    def __str__(self) -> str:
+        return self._message()
+
+    def __reduce__(self):  # structured errors cross process boundaries (executors)
+        return (_rebuild, (self.__class__, dict(self.__dict__)))
+
+
+class ValidationProblem(NbflowError):
+    """One problem found while validating a pipeline; several are gathered into
+    a :class:`PipelineValidationError`."""
+
+    #: the file the problem is in, relative to the pipeline folder when known
+    path: str | None = None
+
+
+class MalformedNotebookError(ValidationProblem):
+    """A notebook file that cannot be read, or a declaration in it that is not valid."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"{self.path} is not a valid notebook: {self.reason}"
+
+
+class InvalidDeclarationError(MalformedNotebookError):
+    """An ``upstream`` or ``product`` declaration that is not a literal of the right shape."""
+
+    def _message(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+class UnknownUpstreamError(ValidationProblem):
+    """A task declares an upstream that is not a task of the pipeline."""
+
+    def __init__(self, notebook: str, upstream: str, known: Sequence[str], path: str | None = None) -> None:
+        self.notebook = notebook
+        self.upstream = upstream
+        self.known = sorted(known)
+        self.path = path
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        import difflib
+
+        where = self.path or self.notebook
+        msg = f"{where} declares upstream {self.upstream!r}, which is not a task of this pipeline."
+        close = difflib.get_close_matches(self.upstream, self.known, n=1, cutoff=0.6)
+        if close:
+            msg += f" Did you mean {close[0]!r}?"
+        shown = ", ".join(self.known[:20]) + (", ..." if len(self.known) > 20 else "")
+        return msg + f" Known tasks: {shown or '(none)'}."
+
+
+class CycleError(ValidationProblem):
+    """The upstream declarations form a loop; ``cycle`` lists it in order, first name repeated last."""
+
+    def __init__(self, cycle: Sequence[str]) -> None:
+        self.cycle = list(cycle)
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return (
+            f"Cycle in upstreams: {' -> '.join(self.cycle)}. "
+            "Remove one of these upstream declarations to break the loop."
+        )
+
+
+class DuplicateTaskError(ValidationProblem):
+    """Two tasks resolve to one name."""
+
+    def __init__(self, name: str, sources: Sequence[str]) -> None:
+        self.name = name
+        self.sources = list(sources)
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return (
+            f"Two tasks are named {self.name!r} ({' and '.join(self.sources)}). "
+            "Task names must be unique (ignoring case); rename one of the notebooks."
+        )
+
+
+class UnknownTaskError(NbflowError):
+    """A task name given on the command line or in code that the pipeline does not have."""
+
+    def __init__(self, name: str, known: Sequence[str], what: str = "task") -> None:
+        self.name = name
+        self.known = sorted(known)
+        self.what = what
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        import difflib
+
+        msg = f"No {self.what} named {self.name!r} in this pipeline."
+        close = difflib.get_close_matches(self.name, self.known, n=1, cutoff=0.6)
+        if close:
+            msg += f" Did you mean {close[0]!r}?"
+        shown = ", ".join(self.known[:20]) + (", ..." if len(self.known) > 20 else "")
+        return msg + f" Known: {shown or '(none)'}."
+
+
+class ParameterError(ValidationProblem):
+    """A parameter override that no notebook declares, or that is malformed."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return self.message
+
+
+class PipelineValidationError(NbflowError):
+    """Every problem found while validating a pipeline, reported at once."""
+
+    def __init__(self, problems: Sequence[NbflowError]) -> None:
+        self.problems = sorted(problems, key=str)
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        if len(self.problems) == 1:
+            return str(self.problems[0])
+        lines = [f"{len(self.problems)} problems found:"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+class PipelineNotFoundError(NbflowError):
+    """The pipeline folder does not exist or holds no notebooks."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+class RunNotFoundError(NbflowError):
+    """A run id (or 'the latest run') that the state store does not hold."""
+
+    def __init__(self, store: str, run_id: str | None) -> None:
+        self.store = store
+        self.run_id = run_id
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        if self.run_id is None:
+            return f"No runs recorded in {self.store} yet. Start one with `nbflow run`."
+        return f"No run {self.run_id!r} in {self.store}. `nbflow history` lists the recorded runs."
+
+
+class StoreLockedError(NbflowError):
+    """The state store stayed locked by another process for longer than the wait allowed."""
+
+    def __init__(self, path: str, waited_s: float, detail: str) -> None:
+        self.path = path
+        self.waited_s = waited_s
+        self.detail = detail
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return (
+            f"The state store {self.path} stayed locked by another process for {self.waited_s:.0f}s "
+            f"({self.detail}). Try again when that process has finished."
+        )

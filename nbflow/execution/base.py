@@ -1,0 +1,75 @@
+"""The executor interface: run one attempt of one task somewhere, report how it went.
+
+The runner decides *what* runs and *when* (order, concurrency, states, the store); an
+executor only runs what it is given. The local executor runs notebooks in kernels on
+this machine; others (a Dask cluster, ...) implement the same interface.
+"""
+
+from __future__ import annotations
+
+import abc
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, without tzinfo (how the store keeps times)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """Everything needed to run one attempt of a notebook task. Picklable."""
+
+    run_id: str
+    task: str
+    attempt: int
+    notebook: Path
+    cwd: Path
+    kernel_name: str
+    #: injected into the notebook: overrides, ``upstream`` and ``product``
+    parameters: dict[str, Any]
+    output_notebook: Path
+    log_path: Path
+    #: files the task declared; an attempt that does not write them fails
+    products: tuple[Path, ...] = ()
+    #: seconds per cell before the attempt fails (None: no limit)
+    cell_timeout: float | None = None
+
+
+@dataclass
+class AttemptOutcome:
+    """How an attempt ended."""
+
+    state: str
+    started_at: datetime
+    ended_at: datetime
+    error: str | None = None
+    traceback: str | None = None
+    #: the captured output's tail, capped (the log file holds more)
+    log: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Executor(abc.ABC):
+    """Runs task attempts. Implementations must be safe to call from one thread at a time."""
+
+    @abc.abstractmethod
+    def submit(self, request: TaskRequest) -> Future[AttemptOutcome]:
+        """Start running ``request`` now; the future resolves to its outcome and never raises."""
+
+    @abc.abstractmethod
+    def cancel(self, run_id: str) -> None:
+        """Stop every attempt of ``run_id`` as soon as possible; their outcomes say ``interrupted``."""
+
+    def close(self) -> None:
+        """Release resources (after every submitted future has resolved)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,68 @@
+"""The local executor: each attempt in a fresh kernel on this machine, from a thread pool."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from nbflow.execution.base import AttemptOutcome, Executor, TaskRequest
+
+
+def default_workers() -> int:
+    """How many tasks run at once by default: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+class LocalExecutor(Executor):
+    """Runs notebooks through papermill in threads of this process, one kernel per attempt.
+
+    Parameters
+    ----------
+    workers
+        Attempts that may run at once (the runner submits no more than this).
+    max_concurrent_starts
+        Kernels that may be starting at once; bounds the load that makes starts time out.
+    """
+
+    def __init__(self, workers: int | None = None, max_concurrent_starts: int | None = None) -> None:
+        self.workers = workers or default_workers()
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="nbflow-task")
+        self._start_slots = threading.Semaphore(max_concurrent_starts or max(2, default_workers()))
+        self._lock = threading.Lock()
+        self._kernels: dict[str, dict[tuple[str, int], object]] = defaultdict(dict)
+        self._cancelled: set[str] = set()
+
+    def submit(self, request: TaskRequest) -> Future[AttemptOutcome]:
+        from nbflow.execution.papermill import run_notebook
+
+        key = (request.task, request.attempt)
+
+        def on_kernel(km: object | None) -> None:
+            with self._lock:
+                if km is None:
+                    self._kernels[request.run_id].pop(key, None)
+                    return
+                self._kernels[request.run_id][key] = km
+                cancelled = request.run_id in self._cancelled
+            if cancelled:
+                km.kill_process_group()  # type: ignore[attr-defined]
+
+        def cancelled() -> bool:
+            return request.run_id in self._cancelled
+
+        return self._pool.submit(run_notebook, request, self._start_slots, on_kernel, cancelled)
+
+    def cancel(self, run_id: str) -> None:
+        with self._lock:
+            self._cancelled.add(run_id)
+            kernels = list(self._kernels[run_id].values())
+        for km in kernels:
+            km.kill_process_group()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

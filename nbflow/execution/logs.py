@@ -1,0 +1,77 @@
+"""Captured output: a file writer with a size cap, and the tail kept for the store."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import IO
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+#: the most a log file grows to on disk before the rest is cut (a marker says so)
+LOG_FILE_CAP = 10 * 1024 * 1024
+#: the most of a log kept in the state store (its tail)
+LOG_STORE_CAP = 64 * 1024
+
+
+def strip_ansi(text: str) -> str:
+    """Remove terminal colour codes (IPython colours its tracebacks)."""
+    return _ANSI.sub("", text)
+
+
+def tail(text: str, cap: int = LOG_STORE_CAP) -> str:
+    """The last ``cap`` characters of ``text``, with a marker where it was cut."""
+    if len(text) <= cap:
+        return text
+    return f"[nbflow: {len(text) - cap} earlier characters cut; the log file has them]\n" + text[-cap:]
+
+
+class CappedLog:
+    """A text file that stops growing at ``cap`` bytes, with a marker where it stops.
+
+    Passed to papermill as the stdout/stderr file of a notebook's stream outputs.
+    """
+
+    def __init__(self, path: Path, cap: int = LOG_FILE_CAP) -> None:
+        self.path = path
+        self.cap = cap
+        self._size = 0
+        self._cut = False
+        self._file: IO[str] = open(path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115
+
+    def write(self, text: str) -> int:
+        if self._cut:
+            return len(text)
+        room = self.cap - self._size
+        if len(text) > room:
+            self._file.write(text[: max(room, 0)])
+            self._file.write(f"\n[nbflow: output cut at {self.cap} bytes]\n")
+            self._cut = True
+        else:
+            self._file.write(text)
+            self._size += len(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def read_tail(self, cap: int = LOG_STORE_CAP) -> str:
+        """The tail of what was written, for the store."""
+        self.flush()
+        return read_log_tail(self.path, cap)
+
+
+def read_log_tail(path: Path, cap: int = LOG_STORE_CAP) -> str:
+    """The last ``cap`` characters of a log file, read without loading all of it."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        start = max(0, size - cap)
+        f.seek(start)
+        text = f.read().decode("utf-8", errors="replace")
+    if start:
+        return f"[nbflow: {start} earlier bytes cut; the log file has them]\n" + text
+    return text

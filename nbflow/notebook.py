@@ -1,0 +1,255 @@
+"""Read one ``.ipynb`` file into a :class:`NotebookSpec`, without starting a kernel.
+
+The ``parameters`` cell (papermill's convention: the code cell tagged ``parameters``) is
+read with :mod:`ast`, never executed. Two names in it mean something to nbflow:
+
+``upstream``
+    ``None`` or a literal list of task names this notebook needs.
+``product``
+    ``None``, a path, or a literal ``{key: path}`` dict of files the notebook writes,
+    relative to the notebook's folder.
+
+Every other top-level assignment in the cell is a parameter a run may override.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from nbflow.errors import InvalidDeclarationError, MalformedNotebookError
+
+#: what a ``product`` declaration may be: nothing, one path, or named paths
+Product = Union[None, str, dict[str, str]]
+
+RESERVED_NAMES = frozenset({"upstream", "product"})
+DEFAULT_KERNEL = "python3"
+
+
+@dataclass(frozen=True)
+class ParametersDecl:
+    """What a parameters cell declares."""
+
+    #: parameter name -> the source text of its default value
+    defaults: dict[str, str] = field(default_factory=dict)
+    upstream: tuple[str, ...] = ()
+    #: whether ``upstream`` appears in the cell at all (even as ``None``)
+    declares_upstream: bool = False
+    product: Product = None
+    declares_product: bool = False
+
+
+@dataclass(frozen=True)
+class NotebookSpec:
+    """One notebook task as read from disk: where it is and what it declares."""
+
+    name: str
+    path: Path
+    relpath: str
+    kernel_name: str
+    language: str
+    params: ParametersDecl
+    #: index of the parameters cell, or None when the notebook has none
+    parameters_cell: int | None
+    #: hash of the code cells' sources and the kernel name; changes when the code does
+    source_hash: str
+
+    @property
+    def upstream(self) -> tuple[str, ...]:
+        return self.params.upstream
+
+    @property
+    def product(self) -> Product:
+        return self.params.product
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+
+def _strip_magics(source: str) -> str:
+    """Blank IPython magics and shell escapes so that ``ast`` can read the cell; keep line numbers."""
+    lines = []
+    for line in source.splitlines():
+        stripped = line.lstrip()
+        lines.append("" if stripped.startswith(("%", "!")) else line)
+    return "\n".join(lines)
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _literal(node: ast.expr, name: str, where: str) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise InvalidDeclarationError(
+            where,
+            f"{name!r} must be a literal (nbflow reads it without running the notebook), "
+            f"got the expression `{ast.unparse(node)}`",
+        ) from None
+
+
+def _check_upstream(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        got = _type_name(value) if not isinstance(value, (list, tuple)) else "a list containing non-strings"
+        raise InvalidDeclarationError(
+            where, f"'upstream' must be a list of notebook names, like upstream = [\"clean\"] (got {got})"
+        )
+    names = tuple(v.strip() for v in value)
+    if any(not n for n in names):
+        raise InvalidDeclarationError(where, "'upstream' contains an empty name")
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise InvalidDeclarationError(where, f"'upstream' lists {', '.join(map(repr, dupes))} more than once")
+    return names
+
+
+def _check_product(value: Any, where: str) -> Product:
+    if value is None or (isinstance(value, str) and value):
+        return value
+    if isinstance(value, dict) and value and all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
+    ):
+        return dict(value)
+    raise InvalidDeclarationError(
+        where,
+        "'product' must be a path or a dict of named paths, like product = {\"data\": \"out/data.csv\"} "
+        f"(got {_type_name(value)}{' with non-string keys or values' if isinstance(value, dict) else ''})",
+    )
+
+
+def parse_parameters(source: str, relpath: str = "<notebook>", cell: int | None = None) -> ParametersDecl:
+    """Read a parameters cell's source into a :class:`ParametersDecl`.
+
+    Raises
+    ------
+    MalformedNotebookError
+        The cell is not valid Python.
+    InvalidDeclarationError
+        ``upstream`` or ``product`` is not a literal of the right shape.
+    """
+    cell_label = "the parameters cell" if cell is None else f"parameters cell {cell}"
+    where = relpath if cell is None else f"{relpath}: cell {cell}"
+    try:
+        tree = ast.parse(_strip_magics(source))
+    except SyntaxError as e:
+        raise MalformedNotebookError(
+            relpath, f"{cell_label} is not valid Python (line {e.lineno}: {e.msg})"
+        ) from None
+    defaults: dict[str, str] = {}
+    upstream: tuple[str, ...] = ()
+    product: Product = None
+    declares_upstream = declares_product = False
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign):
+            targets = [t.id for t in stmt.targets if isinstance(t, ast.Name)]
+            value = stmt.value
+        elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
+            targets = [stmt.target.id]
+            value = stmt.value
+        else:
+            continue
+        for target in targets:
+            if target == "upstream":
+                upstream = _check_upstream(_literal(value, target, where), where)
+                declares_upstream = True
+            elif target == "product":
+                product = _check_product(_literal(value, target, where), where)
+                declares_product = True
+            else:
+                defaults[target] = ast.unparse(value)
+    return ParametersDecl(defaults, upstream, declares_upstream, product, declares_product)
+
+
+def _cell_source(cell: dict) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+def _structure_problem(nb: Any) -> str | None:
+    """A cheap structural check of the parts nbflow relies on; papermill validates the rest."""
+    if not isinstance(nb, dict):
+        return f"the top level is a JSON {_type_name(nb)}, not an object"
+    if nb.get("nbformat") != 4:
+        return f"nbformat {nb.get('nbformat')!r} is not supported (expected 4; open and save it in JupyterLab)"
+    cells = nb.get("cells")
+    if not isinstance(cells, list):
+        return "it has no 'cells' list"
+    if not isinstance(nb.get("metadata", {}), dict):
+        return "its 'metadata' is not an object"
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
+            return f"cell {i} is not a code, markdown or raw cell"
+        source = cell.get("source")
+        if not (isinstance(source, str) or (isinstance(source, list) and all(isinstance(s, str) for s in source))):
+            return f"cell {i} has no text 'source'"
+        if not isinstance(cell.get("metadata", {}), dict):
+            return f"cell {i} has a 'metadata' that is not an object"
+    return None
+
+
+def spec_from_json(nb: Any, path: Path, name: str, relpath: str) -> NotebookSpec:
+    """Build a :class:`NotebookSpec` from a notebook's parsed JSON. Pure: no I/O."""
+    problem = _structure_problem(nb)
+    if problem:
+        raise MalformedNotebookError(relpath, problem)
+    metadata = nb.get("metadata", {})
+    kernelspec = metadata.get("kernelspec") or {}
+    kernel_name = kernelspec.get("name") or DEFAULT_KERNEL
+    language = kernelspec.get("language") or (metadata.get("language_info") or {}).get("name") or "python"
+
+    digest = hashlib.sha256(kernel_name.encode())
+    params_index: int | None = None
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        source = _cell_source(cell)
+        digest.update(b"\0")
+        digest.update(source.encode())
+        tags = (cell.get("metadata") or {}).get("tags") or []
+        if params_index is None and "parameters" in tags:
+            params_index = i
+    decl = ParametersDecl()
+    if params_index is not None:
+        decl = parse_parameters(_cell_source(nb["cells"][params_index]), relpath, params_index)
+    return NotebookSpec(
+        name=name,
+        path=path,
+        relpath=relpath,
+        kernel_name=kernel_name,
+        language=language,
+        params=decl,
+        parameters_cell=params_index,
+        source_hash=digest.hexdigest()[:16],
+    )
+
+
+def read_notebook_spec(path: Path, name: str, relpath: str) -> NotebookSpec:
+    """Read ``path`` into a :class:`NotebookSpec`.
+
+    Raises
+    ------
+    MalformedNotebookError
+        The file is not readable JSON or not a version 4 notebook, naming the file.
+    InvalidDeclarationError
+        Its ``upstream`` or ``product`` declaration has the wrong shape.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise MalformedNotebookError(relpath, f"it cannot be read ({e.strerror})") from e
+    try:
+        nb = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise MalformedNotebookError(relpath, f"it is not valid JSON ({e})") from None
+    return spec_from_json(nb, path, name, relpath)

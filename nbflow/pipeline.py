@@ -1,0 +1,244 @@
+"""The Python API: a :class:`Pipeline` of :class:`Task` objects, run with :meth:`Pipeline.run`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from nbflow.discovery import discover
+from nbflow.errors import CycleError, DuplicateTaskError, NbflowError, PipelineValidationError, UnknownTaskError
+from nbflow.graph import DAG, build_dag, find_cycle
+from nbflow.notebook import NotebookSpec
+from nbflow.params import Overrides, validate_overrides
+
+if TYPE_CHECKING:
+    from nbflow.execution.base import Executor
+    from nbflow.runner import RunListener, RunResult
+    from nbflow.store.base import RunStore
+
+TaskRefs = Union["Task", Sequence["Task"]]
+
+
+class Task:
+    """A notebook task of a pipeline; ``a >> b`` makes ``a`` an upstream of ``b``."""
+
+    def __init__(self, pipeline: Pipeline, spec: NotebookSpec) -> None:
+        self.pipeline = pipeline
+        self.spec = spec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def path(self) -> Path:
+        return self.spec.path
+
+    @property
+    def upstream(self) -> tuple[str, ...]:
+        """Declared upstreams and those added in code."""
+        return self.pipeline.dag.upstreams[self.name]
+
+    def set_upstream(self, *others: TaskRefs) -> None:
+        for other in _flatten(others):
+            self.pipeline.add_edge(other, self)
+
+    def set_downstream(self, *others: TaskRefs) -> None:
+        for other in _flatten(others):
+            self.pipeline.add_edge(self, other)
+
+    def __rshift__(self, other: TaskRefs) -> TaskRefs:
+        self.set_downstream(other)
+        return other
+
+    def __lshift__(self, other: TaskRefs) -> TaskRefs:
+        self.set_upstream(other)
+        return other
+
+    def __rrshift__(self, other: TaskRefs) -> Task:  # [a, b] >> c
+        self.set_upstream(other)
+        return self
+
+    def __rlshift__(self, other: TaskRefs) -> Task:  # [a, b] << c
+        self.set_downstream(other)
+        return self
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+
+def _flatten(items: Iterable[Any]) -> list[Task]:
+    out: list[Task] = []
+    for item in items:
+        if isinstance(item, Task):
+            out.append(item)
+        elif isinstance(item, (list, tuple, set)):
+            out.extend(_flatten(item))
+        else:
+            raise TypeError(f"expected a Task or a list of Tasks, got {type(item).__name__}")
+    return out
+
+
+class Pipeline:
+    """A validated DAG of notebook tasks rooted at a folder.
+
+    Parameters
+    ----------
+    root
+        The pipeline folder (state and executed notebooks go in its ``_nbflow/``).
+    specs
+        The notebooks; their declared upstreams must name tasks of this pipeline.
+
+    Raises
+    ------
+    PipelineValidationError
+        Duplicate names, unknown upstreams or a cycle, all listed.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], specs: Iterable[NotebookSpec], problems: Sequence[NbflowError] = ()) -> None:
+        self.root = Path(root).resolve()
+        found: list[NbflowError] = list(problems)
+        self.specs: dict[str, NotebookSpec] = {}
+        for spec in specs:
+            if spec.name in self.specs:
+                found.append(DuplicateTaskError(spec.name, [self.specs[spec.name].relpath, spec.relpath]))
+            else:
+                self.specs[spec.name] = spec
+        self._extra_edges: list[tuple[str, str]] = []
+        self.dag: DAG = build_dag(self.specs.values(), problems=found, paths={n: s.relpath for n, s in self.specs.items()})
+        self.tasks = {name: Task(self, spec) for name, spec in self.specs.items()}
+
+    @classmethod
+    def from_dir(cls, path: str | os.PathLike[str] = ".") -> Pipeline:
+        """Discover and validate every notebook below ``path``.
+
+        Raises
+        ------
+        PipelineNotFoundError
+            ``path`` is not a folder.
+        PipelineValidationError
+            Every malformed notebook and bad declaration, at once.
+        """
+        found = discover(path)
+        if not found.specs and not found.problems:
+            from nbflow.errors import PipelineNotFoundError
+
+            raise PipelineNotFoundError(str(path), "holds no notebooks (*.ipynb)")
+        return cls(found.root, found.specs, found.problems)
+
+    def __getitem__(self, name: str) -> Task:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise UnknownTaskError(name, list(self.tasks)) from None
+
+    def __iter__(self):
+        return (self.tasks[name] for name in self.dag.order)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __repr__(self) -> str:
+        return f"<Pipeline {self.root} ({len(self)} tasks)>"
+
+    def add_edge(self, upstream: Task | str, downstream: Task | str) -> None:
+        """Make ``upstream`` an upstream of ``downstream``, as if declared.
+
+        Raises
+        ------
+        UnknownTaskError
+            Either is not a task of this pipeline.
+        CycleError
+            The edge would close a loop (the edge is not added).
+        """
+        up = upstream.name if isinstance(upstream, Task) else upstream
+        down = downstream.name if isinstance(downstream, Task) else downstream
+        for task in (upstream, downstream):
+            if isinstance(task, Task) and task.pipeline is not self:
+                raise UnknownTaskError(task.name, list(self.tasks), what="task in this pipeline")
+        for name in (up, down):
+            if name not in self.specs:
+                raise UnknownTaskError(name, list(self.specs))
+        if up in self.dag.upstreams[down]:
+            return
+        candidate = {n: list(u) for n, u in self.dag.upstreams.items()}
+        candidate[down].append(up)
+        cycle = find_cycle(candidate)
+        if cycle:
+            raise CycleError(cycle)
+        self._extra_edges.append((up, down))
+        self.dag = build_dag(self.specs.values(), self._extra_edges)
+
+    def validate_params(self, params: Mapping[str, Any] | None) -> Overrides:
+        """Parse and check overrides (``{"name": v, "task.name": v}``) against the notebooks."""
+        overrides = Overrides.from_mapping(params)
+        validate_overrides(overrides, self.specs)
+        return overrides
+
+    @property
+    def state_path(self) -> Path:
+        """The DuckDB file holding this pipeline's runs."""
+        from nbflow.runner import STATE_FILE_NAME, state_dir
+
+        return state_dir(self.root) / STATE_FILE_NAME
+
+    def open_store(self) -> RunStore:
+        """The pipeline's state store (the DuckDB file in ``_nbflow/``)."""
+        from nbflow.store.duckdb import DuckDBRunStore
+
+        return DuckDBRunStore(self.state_path)
+
+    def run(
+        self,
+        params: Mapping[str, Any] | None = None,
+        workers: int | None = None,
+        only: Sequence[str] | None = None,
+        force: bool = False,
+        *,
+        store: RunStore | None = None,
+        executor: Executor | None = None,
+        listeners: Sequence[RunListener] = (),
+    ) -> RunResult:
+        """Run the pipeline (or the ``only`` tasks and what they need) and wait for it.
+
+        Parameters
+        ----------
+        params
+            Overrides: ``{"name": value}`` for every notebook that declares ``name``,
+            ``{"task.name": value}`` for one task.
+        workers
+            Tasks that run at once (default: the CPU count).
+        only
+            Run these tasks and their upstreams.
+        force
+            Accepted for forward compatibility: every selected task runs.
+
+        Raises
+        ------
+        PipelineValidationError
+            A bad override; nothing runs.
+        """
+        from nbflow.execution.local import LocalExecutor, default_workers
+        from nbflow.runner import Runner, reap_stale_runs
+
+        del force  # every selected task runs; up-to-date skipping is not part of this version
+        overrides = self.validate_params(params)
+        dag = self.dag.subset(only) if only else self.dag
+        workers = workers or default_workers()
+        if workers < 1:
+            raise PipelineValidationError([NbflowError(f"workers must be at least 1 (got {workers}).")])
+        own_store = store is None
+        store = store or self.open_store()
+        own_executor = executor is None
+        executor = executor or LocalExecutor(workers=workers)
+        try:
+            reap_stale_runs(store)
+            runner = Runner(self.root, self.specs, dag, store, executor, workers, listeners)
+            return runner.run(overrides, selected=only)
+        finally:
+            if own_executor:
+                executor.close()
+            if own_store:
+                store.close()

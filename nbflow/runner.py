@@ -1,0 +1,307 @@
+"""One run of a pipeline: plan the attempts, drive the executor, record everything.
+
+The path of data: the runner asks the :class:`~nbflow.scheduler.Scheduler` for ready
+tasks, builds a :class:`~nbflow.execution.base.TaskRequest` for each (the parameters to
+inject, where the executed notebook and log go), submits it to the executor, and records
+every state change in the store and tells the listeners (progress display, widgets).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from nbflow import __version__, states
+from nbflow.discovery import STATE_DIR_NAME
+from nbflow.execution.base import AttemptOutcome, Executor, TaskRequest, utcnow
+from nbflow.graph import DAG
+from nbflow.notebook import NotebookSpec, Product
+from nbflow.params import Overrides
+from nbflow.scheduler import Scheduler
+from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
+
+STATE_FILE_NAME = "state.duckdb"
+
+
+def state_dir(root: Path) -> Path:
+    return root / STATE_DIR_NAME
+
+
+def new_run_id() -> str:
+    """Sortable and unique: ``20261125-143012-a1b2c3``."""
+    return utcnow().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def resolve_product(spec: NotebookSpec) -> Product:
+    """The task's declared product with each path made absolute (relative to its notebook's folder)."""
+    product = spec.product
+    if product is None:
+        return None
+    if isinstance(product, str):
+        return str((spec.folder / product).resolve())
+    return {key: str((spec.folder / path).resolve()) for key, path in product.items()}
+
+
+def product_paths(product: Product) -> tuple[Path, ...]:
+    if product is None:
+        return ()
+    if isinstance(product, str):
+        return (Path(product),)
+    return tuple(Path(p) for p in product.values())
+
+
+def injected_parameters(spec: NotebookSpec, dag: DAG, specs: Mapping[str, NotebookSpec], overrides: Overrides) -> dict[str, Any]:
+    """What papermill injects into ``spec``'s notebook: overrides, then ``upstream`` and ``product``."""
+    params = overrides.for_task(spec)
+    ups = dag.upstreams[spec.name]
+    if ups or spec.params.declares_upstream:
+        params["upstream"] = {up: resolve_product(specs[up]) for up in ups}
+    if spec.params.declares_product:
+        params["product"] = resolve_product(spec)
+    return params
+
+
+class RunListener(Protocol):
+    """Told about a run as it happens. Methods take keyword arguments only; ignore the rest."""
+
+    def on_run_start(self, *, run: RunRecord, tasks: Mapping[str, TaskRecord], **_: Any) -> None: ...
+
+    def on_task(self, *, run: RunRecord, task: TaskRecord, **_: Any) -> None: ...
+
+    def on_run_end(self, *, run: RunRecord, tasks: Mapping[str, TaskRecord], **_: Any) -> None: ...
+
+
+@dataclass
+class RunResult:
+    """What a run did: its record and each task's final state."""
+
+    run: RunRecord
+    tasks: dict[str, TaskRecord] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def state(self) -> str:
+        return self.run.state
+
+    @property
+    def ok(self) -> bool:
+        return self.run.state == states.SUCCESS
+
+    @property
+    def states(self) -> dict[str, str]:
+        return {name: t.state for name, t in self.tasks.items()}
+
+    @property
+    def exit_code(self) -> int:
+        """0 all tasks succeeded, 1 a task failed, 130 interrupted."""
+        return {states.SUCCESS: 0, states.INTERRUPTED: 130}.get(self.run.state, 1)
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for t in self.tasks.values():
+            counts[t.state] = counts.get(t.state, 0) + 1
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        return f"<RunResult {self.run_id} {self.state}: {summary}>"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_stale_runs(store: RunStore) -> list[str]:
+    """Mark as ``interrupted`` the runs whose process on this host died without finishing."""
+    reaped = []
+    host = socket.gethostname()
+    for run in store.list_runs(limit=20):
+        if run.state != states.RUNNING or run.hostname != host or run.pid == os.getpid() or _pid_alive(run.pid):
+            continue
+        now = utcnow()
+        for task in store.get_tasks(run.run_id).values():
+            if task.state in (states.RUNNING, states.UP_FOR_RETRY):
+                task.state, task.ended_at = states.INTERRUPTED, now
+                task.error = task.error or "Interrupted: the nbflow process running this task died"
+                store.save_task(task)
+        for attempt in store.get_attempts(run.run_id):
+            if attempt.state == states.RUNNING:
+                attempt.state, attempt.ended_at = states.INTERRUPTED, now
+                attempt.error = "Interrupted: the nbflow process running this task died"
+                store.save_attempt(attempt)
+        run.state, run.ended_at = states.INTERRUPTED, now
+        store.save_run(run)
+        reaped.append(run.run_id)
+    store.flush()
+    return reaped
+
+
+def _outcome(future: Future[AttemptOutcome], attempt: AttemptRecord) -> AttemptOutcome:
+    """The attempt's outcome; an executor that raised (a bug, a lost worker) fails the attempt, not the run."""
+    try:
+        return future.result()
+    except Exception as e:  # executors should not raise; if one does, record it
+        import traceback
+
+        return AttemptOutcome(
+            states.FAILED, attempt.started_at, utcnow(), error=f"ExecutorError: {type(e).__name__}: {e}",
+            traceback="".join(traceback.format_exception(e)),
+        )
+
+
+class Runner:
+    """Runs a validated DAG of notebook tasks once."""
+
+    def __init__(
+        self,
+        root: Path,
+        specs: Mapping[str, NotebookSpec],
+        dag: DAG,
+        store: RunStore,
+        executor: Executor,
+        workers: int,
+        listeners: Sequence[RunListener] = (),
+    ) -> None:
+        self.root = root
+        self.specs = specs
+        self.dag = dag
+        self.store = store
+        self.executor = executor
+        self.workers = max(1, workers)
+        self.listeners = list(listeners)
+
+    # -- recording ---------------------------------------------------------------------
+
+    def _emit(self, event: str, **kwargs: Any) -> None:
+        for listener in self.listeners:
+            handler = getattr(listener, event, None)
+            if handler is not None:
+                handler(**kwargs)
+
+    def _save_task(self, run: RunRecord, task: TaskRecord) -> None:
+        self.store.save_task(task)
+        self._emit("on_task", run=run, task=task)
+
+    # -- planning ----------------------------------------------------------------------
+
+    def _request(self, run_dir: Path, run_id: str, name: str, attempt: int, overrides: Overrides) -> TaskRequest:
+        spec = self.specs[name]
+        suffix = "" if attempt == 1 else f".attempt-{attempt}"
+        base = run_dir / f"{name}{suffix}"
+        return TaskRequest(
+            run_id=run_id,
+            task=name,
+            attempt=attempt,
+            notebook=spec.path,
+            cwd=spec.folder,
+            kernel_name=spec.kernel_name,
+            parameters=injected_parameters(spec, self.dag, self.specs, overrides),
+            output_notebook=base.with_name(base.name + ".ipynb"),
+            log_path=base.with_name(base.name + ".log"),
+            products=product_paths(resolve_product(spec)),
+        )
+
+    # -- the run -----------------------------------------------------------------------
+
+    def run(self, overrides: Overrides, selected: Sequence[str] | None = None, run_id: str | None = None) -> RunResult:
+        """Run every task of the DAG; returns when all have finished or the run was interrupted."""
+        run_id = run_id or new_run_id()
+        run_dir = state_dir(self.root) / "runs" / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ignore = state_dir(self.root) / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# nbflow's state and executed notebooks\n*\n")
+        run = RunRecord(
+            run_id=run_id, pipeline=str(self.root), state=states.RUNNING, started_at=utcnow(),
+            params=overrides.as_dict(), workers=self.workers, selected=list(selected) if selected else None,
+            nbflow_version=__version__, pid=os.getpid(), hostname=socket.gethostname(),
+        )
+        tasks = {name: TaskRecord(run_id, name, states.PENDING) for name in self.dag.order}
+        self.store.save_run(run)
+        for task in tasks.values():
+            self.store.save_task(task)
+        self._emit("on_run_start", run=run, tasks=tasks)
+
+        scheduler = Scheduler(self.dag)
+        running: dict[Future[AttemptOutcome], tuple[TaskRequest, AttemptRecord]] = {}
+        try:
+            while not scheduler.is_done():
+                while scheduler.has_ready() and len(running) < self.workers:
+                    name = scheduler.pop_ready()
+                    request = self._request(run_dir, run_id, name, tasks[name].attempts + 1, overrides)
+                    running[self.executor.submit(request)] = (request, self._start_attempt(run, tasks[name], request))
+                if not running:
+                    break
+                done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    request, attempt = running.pop(future)
+                    self._finish_attempt(run, tasks, scheduler, attempt, _outcome(future, attempt))
+        except KeyboardInterrupt:
+            self._interrupt(run, tasks, scheduler, running)
+        else:
+            failed = any(t.state not in states.TASK_OK for t in tasks.values())
+            run.state = states.FAILED if failed else states.SUCCESS
+        run.ended_at = utcnow()
+        self.store.save_run(run)
+        self.store.flush()
+        self._emit("on_run_end", run=run, tasks=tasks)
+        return RunResult(run, tasks)
+
+    def _start_attempt(self, run: RunRecord, task: TaskRecord, request: TaskRequest) -> AttemptRecord:
+        now = utcnow()
+        task.state, task.attempts, task.started_at, task.ended_at, task.error = states.RUNNING, request.attempt, now, None, None
+        task.output_notebook = str(request.output_notebook)
+        attempt = AttemptRecord(
+            run.run_id, task.task, request.attempt, states.RUNNING, now, parameters=request.parameters,
+            kernel_name=request.kernel_name, source_hash=self.specs[task.task].source_hash,
+            output_notebook=str(request.output_notebook), log_path=str(request.log_path),
+        )
+        self.store.save_attempt(attempt)
+        self._save_task(run, task)
+        return attempt
+
+    def _finish_attempt(
+        self, run: RunRecord, tasks: dict[str, TaskRecord], scheduler: Scheduler,
+        attempt: AttemptRecord, outcome: AttemptOutcome,
+    ) -> None:
+        attempt.state, attempt.ended_at = outcome.state, outcome.ended_at
+        attempt.error, attempt.traceback = outcome.error, outcome.traceback
+        self.store.save_attempt(attempt)
+        self.store.save_log(run.run_id, attempt.task, attempt.attempt, outcome.log)
+        task = tasks[attempt.task]
+        task.state, task.ended_at, task.error = outcome.state, outcome.ended_at, outcome.error
+        self._save_task(run, task)
+        for blocked in scheduler.finish(attempt.task, outcome.state):
+            other = tasks[blocked]
+            other.state = states.UPSTREAM_FAILED
+            other.error = f"upstream {attempt.task!r} {outcome.state}"
+            self._save_task(run, other)
+
+    def _interrupt(
+        self, run: RunRecord, tasks: dict[str, TaskRecord], scheduler: Scheduler,
+        running: dict[Future[AttemptOutcome], tuple[TaskRequest, AttemptRecord]],
+    ) -> None:
+        run.state = states.INTERRUPTED
+        self.executor.cancel(run.run_id)
+        while running:
+            try:
+                done, _ = wait(list(running), timeout=30)
+            except KeyboardInterrupt:
+                continue  # a second Ctrl-C while kernels are being stopped: keep stopping them
+            for future in done:
+                _request, attempt = running.pop(future)
+                self._finish_attempt(run, tasks, scheduler, attempt, _outcome(future, attempt))
+            if not done:
+                break

@@ -1,0 +1,133 @@
+"""The state store's records and interface."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass
+class RunRecord:
+    """One run of a pipeline. Times are UTC."""
+
+    run_id: str
+    pipeline: str
+    state: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    workers: int = 1
+    selected: list[str] | None = None
+    nbflow_version: str = ""
+    pid: int = 0
+    hostname: str = ""
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.ended_at is None else (self.ended_at - self.started_at).total_seconds()
+
+
+@dataclass
+class TaskRecord:
+    """A task's state within one run (the latest of its attempts)."""
+
+    run_id: str
+    task: str
+    state: str
+    attempts: int = 0
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    error: str | None = None
+    output_notebook: str | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
+
+@dataclass
+class AttemptRecord:
+    """One try at running a task: its own executed notebook, log and outcome."""
+
+    run_id: str
+    task: str
+    attempt: int
+    state: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    kernel_name: str | None = None
+    source_hash: str | None = None
+    output_notebook: str | None = None
+    log_path: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.ended_at is None else (self.ended_at - self.started_at).total_seconds()
+
+
+class RunStore(abc.ABC):
+    """Where runs are recorded. Writes may be buffered; :meth:`flush` makes them durable.
+
+    Every implementation passes ``tests/test_store_contract.py``.
+    """
+
+    @abc.abstractmethod
+    def save_run(self, run: RunRecord) -> None:
+        """Insert or replace a run."""
+
+    @abc.abstractmethod
+    def save_task(self, task: TaskRecord) -> None:
+        """Insert or replace a task's state in a run."""
+
+    @abc.abstractmethod
+    def save_attempt(self, attempt: AttemptRecord) -> None:
+        """Insert or replace an attempt."""
+
+    @abc.abstractmethod
+    def save_log(self, run_id: str, task: str, attempt: int, text: str) -> None:
+        """Store an attempt's captured output (already capped by the caller)."""
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """The run, or None."""
+
+    @abc.abstractmethod
+    def list_runs(self, limit: int | None = None) -> list[RunRecord]:
+        """Runs, newest first."""
+
+    @abc.abstractmethod
+    def get_tasks(self, run_id: str) -> dict[str, TaskRecord]:
+        """Every task recorded for a run, by name."""
+
+    @abc.abstractmethod
+    def get_attempts(self, run_id: str, task: str | None = None) -> list[AttemptRecord]:
+        """A run's attempts (of one task, if given), by task then attempt number."""
+
+    @abc.abstractmethod
+    def get_log(self, run_id: str, task: str, attempt: int) -> str | None:
+        """An attempt's captured output, or None."""
+
+    def latest_run(self) -> RunRecord | None:
+        """The newest run, or None."""
+        runs = self.list_runs(limit=1)
+        return runs[0] if runs else None
+
+    def flush(self) -> None:
+        """Make every write so far durable and visible to other readers."""
+
+    def close(self) -> None:
+        """Flush and release resources."""
+        self.flush()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,314 @@
+"""The default state store: one DuckDB file in the pipeline folder.
+
+DuckDB lets one process hold a file open for writing, and no other process may open it
+meanwhile, not even to read. So nbflow never keeps the file open: a run's writes are
+queued and applied by a background thread in short batches (one transaction, then the
+file is closed), and every reader opens the file read-only for one query and closes it.
+Either side that meets the other's lock waits a few milliseconds and tries again. That
+is what lets ``nbflow status`` read a run while ``nbflow run`` writes it.
+
+Open the file with any DuckDB client: the schema is in ``SCHEMA`` below and in the README.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+
+from nbflow.errors import StoreLockedError
+from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS nbflow_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY,
+    pipeline VARCHAR NOT NULL,          -- absolute path of the pipeline folder
+    state VARCHAR NOT NULL,             -- running | success | failed | interrupted
+    started_at TIMESTAMP NOT NULL,      -- UTC
+    ended_at TIMESTAMP,
+    duration_s DOUBLE,
+    params JSON,                        -- overrides: {"name": v, "task.name": v}
+    workers INTEGER,
+    selected JSON,                      -- --only tasks, or null
+    nbflow_version VARCHAR,
+    pid INTEGER,
+    hostname VARCHAR
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    run_id VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    state VARCHAR NOT NULL,             -- pending | running | success | failed | upstream_failed | ...
+    attempts INTEGER NOT NULL,
+    started_at TIMESTAMP,
+    ended_at TIMESTAMP,
+    duration_s DOUBLE,
+    error VARCHAR,
+    output_notebook VARCHAR,
+    PRIMARY KEY (run_id, task)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    attempt INTEGER NOT NULL,           -- 1, 2, ...
+    state VARCHAR NOT NULL,
+    started_at TIMESTAMP NOT NULL,
+    ended_at TIMESTAMP,
+    duration_s DOUBLE,
+    parameters JSON,                    -- everything injected: overrides, upstream, product
+    kernel_name VARCHAR,
+    source_hash VARCHAR,
+    output_notebook VARCHAR,            -- the executed notebook, kept for failed attempts too
+    log_path VARCHAR,
+    error VARCHAR,                      -- one line: exception name and message
+    traceback VARCHAR,
+    PRIMARY KEY (run_id, task, attempt)
+);
+CREATE TABLE IF NOT EXISTS logs (
+    run_id VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    attempt INTEGER NOT NULL,
+    text VARCHAR,                       -- captured stdout/stderr, capped (a marker shows the cut)
+    PRIMARY KEY (run_id, task, attempt)
+);
+"""
+
+_RUN_COLS = "run_id, pipeline, state, started_at, ended_at, duration_s, params, workers, selected, nbflow_version, pid, hostname"
+_TASK_COLS = "run_id, task, state, attempts, started_at, ended_at, duration_s, error, output_notebook"
+_ATTEMPT_COLS = (
+    "run_id, task, attempt, state, started_at, ended_at, duration_s, parameters, kernel_name, source_hash, "
+    "output_notebook, log_path, error, traceback"
+)
+
+
+def _placeholders(cols: str) -> str:
+    return ", ".join("?" for _ in cols.split(","))
+
+
+INSERT_RUN = f"INSERT OR REPLACE INTO runs ({_RUN_COLS}) VALUES ({_placeholders(_RUN_COLS)})"
+INSERT_TASK = f"INSERT OR REPLACE INTO tasks ({_TASK_COLS}) VALUES ({_placeholders(_TASK_COLS)})"
+INSERT_ATTEMPT = f"INSERT OR REPLACE INTO attempts ({_ATTEMPT_COLS}) VALUES ({_placeholders(_ATTEMPT_COLS)})"
+INSERT_LOG = "INSERT OR REPLACE INTO logs (run_id, task, attempt, text) VALUES (?, ?, ?, ?)"
+SELECT_RUN = f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?"
+SELECT_RUNS = f"SELECT {_RUN_COLS} FROM runs ORDER BY started_at DESC, run_id DESC"
+SELECT_TASKS = f"SELECT {_TASK_COLS} FROM tasks WHERE run_id = ? ORDER BY task"
+SELECT_ATTEMPTS = f"SELECT {_ATTEMPT_COLS} FROM attempts WHERE run_id = ? AND (? IS NULL OR task = ?) ORDER BY task, attempt"
+SELECT_LOG = "SELECT text FROM logs WHERE run_id = ? AND task = ? AND attempt = ?"
+
+T = TypeVar("T")
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+def _unjson(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _is_lock_error(err: Exception) -> bool:
+    text = str(err)
+    return "lock" in text.lower() or "Conflicting" in text
+
+
+class DuckDBRunStore(RunStore):
+    """A :class:`RunStore` in a DuckDB file; safe to read from other processes during a run.
+
+    Parameters
+    ----------
+    path
+        The database file; created (with its folder) on the first write.
+    lock_timeout
+        How long to wait for another process's lock before giving up.
+    """
+
+    def __init__(self, path: str | Path, lock_timeout: float = 60.0) -> None:
+        self.path = Path(path)
+        self.lock_timeout = lock_timeout
+        self._cond = threading.Condition()
+        # key -> (sql, row); one row per key is enough since a later write replaces an earlier one
+        self._pending: dict[tuple[Any, ...], tuple[str, Sequence[Any]]] = {}
+        self._busy = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._writer: threading.Thread | None = None
+        self._schema_ready = False
+
+    # -- connections -------------------------------------------------------------------
+
+    def _with_connection(self, read_only: bool, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.002
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.Error as e:
+                if not _is_lock_error(e) or time.monotonic() > deadline:
+                    if _is_lock_error(e):
+                        raise StoreLockedError(str(self.path), self.lock_timeout, str(e).splitlines()[0]) from e
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+                continue
+            try:
+                return work(con)
+            finally:
+                con.close()
+
+    def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+        def create(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute(SCHEMA)
+            con.execute("INSERT OR REPLACE INTO nbflow_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+
+        self._with_connection(False, create)
+        self._schema_ready = True
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        self.flush()
+        if not self.path.exists():
+            return []
+
+        def query(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+            try:
+                return con.execute(sql, list(params)).fetchall()
+            except duckdb.CatalogException:  # a file created by another process, schema not yet in
+                return []
+
+        return self._with_connection(True, query)
+
+    # -- write-behind ------------------------------------------------------------------
+
+    def _enqueue(self, key: tuple[Any, ...], sql: str, row: Sequence[Any]) -> None:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the state store is closed")
+            self._pending.pop(key, None)  # keep writes in the order they were last made
+            self._pending[key] = (sql, row)
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, name="nbflow-store-writer", daemon=True)
+                self._writer.start()
+            self._cond.notify_all()
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if not self._pending and self._closed:
+                    return
+                batch = list(self._pending.values())
+                self._pending.clear()
+                self._busy = True
+            try:
+                self._write_batch(batch)
+            except BaseException as e:  # report at flush/close; never kill the run that writes
+                print(f"nbflow: could not write the state store {self.path}: {e}", file=sys.stderr)
+                self._error = e
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _write_batch(self, batch: list[tuple[str, Sequence[Any]]]) -> None:
+        self._ensure_schema()
+
+        def write(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute("BEGIN TRANSACTION")
+            for sql, row in batch:
+                con.execute(sql, list(row))
+            con.execute("COMMIT")
+
+        self._with_connection(False, write)
+
+    def flush(self) -> None:
+        with self._cond:
+            while self._pending or self._busy:
+                self._cond.wait()
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            with self._cond:
+                self._closed = True
+                self._cond.notify_all()
+            if self._writer is not None:
+                self._writer.join()
+
+    # -- records -----------------------------------------------------------------------
+
+    def save_run(self, run: RunRecord) -> None:
+        row = (
+            run.run_id, run.pipeline, run.state, run.started_at, run.ended_at, run.duration_s,
+            _json(run.params), run.workers, _json(run.selected), run.nbflow_version, run.pid, run.hostname,
+        )
+        self._enqueue(("run", run.run_id), INSERT_RUN, row)
+
+    def save_task(self, task: TaskRecord) -> None:
+        row = (
+            task.run_id, task.task, task.state, task.attempts, task.started_at, task.ended_at,
+            task.duration_s, task.error, task.output_notebook,
+        )
+        self._enqueue(("task", task.run_id, task.task), INSERT_TASK, row)
+
+    def save_attempt(self, attempt: AttemptRecord) -> None:
+        a = attempt
+        row = (
+            a.run_id, a.task, a.attempt, a.state, a.started_at, a.ended_at, a.duration_s, _json(a.parameters),
+            a.kernel_name, a.source_hash, a.output_notebook, a.log_path, a.error, a.traceback,
+        )
+        self._enqueue(("attempt", a.run_id, a.task, a.attempt), INSERT_ATTEMPT, row)
+
+    def save_log(self, run_id: str, task: str, attempt: int, text: str) -> None:
+        self._enqueue(("log", run_id, task, attempt), INSERT_LOG, (run_id, task, attempt, text))
+
+    @staticmethod
+    def _run(row: tuple[Any, ...]) -> RunRecord:
+        (run_id, pipeline, state, started_at, ended_at, _duration, params, workers, selected, version, pid, host) = row
+        return RunRecord(
+            run_id, pipeline, state, started_at, ended_at, _unjson(params) or {}, workers,
+            _unjson(selected), version or "", pid or 0, host or "",
+        )
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        rows = self._read(SELECT_RUN, [run_id])
+        return self._run(rows[0]) if rows else None
+
+    def list_runs(self, limit: int | None = None) -> list[RunRecord]:
+        sql = SELECT_RUNS + (f" LIMIT {int(limit)}" if limit is not None else "")
+        return [self._run(row) for row in self._read(sql, [])]
+
+    def get_tasks(self, run_id: str) -> dict[str, TaskRecord]:
+        tasks = {}
+        for run_id_, task, state, attempts, started, ended, _duration, error, output in self._read(SELECT_TASKS, [run_id]):
+            tasks[task] = TaskRecord(run_id_, task, state, attempts, started, ended, error, output)
+        return tasks
+
+    def get_attempts(self, run_id: str, task: str | None = None) -> list[AttemptRecord]:
+        result = []
+        for row in self._read(SELECT_ATTEMPTS, [run_id, task, task]):
+            (rid, name, n, state, started, ended, _duration, params, kernel, source_hash, output, log_path, error, tb) = row
+            result.append(AttemptRecord(
+                rid, name, n, state, started, ended, _unjson(params) or {}, kernel, source_hash, output, log_path, error, tb,
+            ))
+        return result
+
+    def get_log(self, run_id: str, task: str, attempt: int) -> str | None:
+        rows = self._read(SELECT_LOG, [run_id, task, attempt])
+        return rows[0][0] if rows else None
