@@ -80,4 +80,5 @@ def discover(root: str | os.PathLike[str]) -> Discovery:
             found.specs.append(read_notebook_spec(path, name, relpath))
         except NbflowError as e:
             found.problems.append(e)
+    found.specs.sort(key=lambda s: s.name)
     return found

@@ -56,8 +56,13 @@ class MalformedNotebookError(ValidationProblem):
 class InvalidDeclarationError(MalformedNotebookError):
     """An ``upstream`` or ``product`` declaration that is not a literal of the right shape."""
 
+    def __init__(self, path: str, reason: str, cell: int | None = None) -> None:
+        self.cell = cell
+        super().__init__(path, reason)
+
     def _message(self) -> str:
-        return f"{self.path}: {self.reason}"
+        where = self.path if self.cell is None else f"{self.path}, cell {self.cell}"
+        return f"{where}: {self.reason}"
 
 
 class UnknownUpstreamError(ValidationProblem):
@@ -114,16 +119,19 @@ class DuplicateTaskError(ValidationProblem):
 class UnknownTaskError(NbflowError):
     """A task name given on the command line or in code that the pipeline does not have."""
 
-    def __init__(self, name: str, known: Sequence[str], what: str = "task") -> None:
+    def __init__(self, name: str, known: Sequence[str], what: str = "task", context: str | None = None) -> None:
         self.name = name
         self.known = sorted(known)
         self.what = what
+        self.context = context
         super().__init__(self._message())
 
     def _message(self) -> str:
         import difflib
 
         msg = f"No {self.what} named {self.name!r} in this pipeline."
+        if self.context:
+            msg = f"{self.context}: no {self.what} named {self.name!r} in this pipeline."
         close = difflib.get_close_matches(self.name, self.known, n=1, cutoff=0.6)
         if close:
             msg += f" Did you mean {close[0]!r}?"

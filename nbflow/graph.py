@@ -91,8 +91,7 @@ def find_cycle(upstreams: Mapping[str, Sequence[str]]) -> list[str] | None:
     try:
         sorter.prepare()
     except graphlib.CycleError as e:
-        # graphlib follows predecessor links: reverse to read in the direction data flows
-        loop = list(reversed(e.args[1][:-1]))
+        loop = list(e.args[1][:-1])  # graphlib lists it in the direction data flows
         start = loop.index(min(loop))
         loop = loop[start:] + loop[:start]
         return loop + [loop[0]]

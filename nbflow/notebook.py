@@ -84,18 +84,19 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def _literal(node: ast.expr, name: str, where: str) -> Any:
+def _literal(node: ast.expr, name: str, where: tuple[str, int | None]) -> Any:
     try:
         return ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         raise InvalidDeclarationError(
-            where,
+            where[0],
             f"{name!r} must be a literal (nbflow reads it without running the notebook), "
             f"got the expression `{ast.unparse(node)}`",
+            where[1],
         ) from None
 
 
-def _check_upstream(value: Any, where: str) -> tuple[str, ...]:
+def _check_upstream(value: Any, where: tuple[str, int | None]) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
@@ -103,18 +104,18 @@ def _check_upstream(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         got = _type_name(value) if not isinstance(value, (list, tuple)) else "a list containing non-strings"
         raise InvalidDeclarationError(
-            where, f"'upstream' must be a list of notebook names, like upstream = [\"clean\"] (got {got})"
+            where[0], f"'upstream' must be a list of notebook names, like upstream = [\"clean\"] (got {got})", where[1]
         )
     names = tuple(v.strip() for v in value)
     if any(not n for n in names):
-        raise InvalidDeclarationError(where, "'upstream' contains an empty name")
+        raise InvalidDeclarationError(where[0], "'upstream' contains an empty name", where[1])
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})
-        raise InvalidDeclarationError(where, f"'upstream' lists {', '.join(map(repr, dupes))} more than once")
+        raise InvalidDeclarationError(where[0], f"'upstream' lists {', '.join(map(repr, dupes))} more than once", where[1])
     return names
 
 
-def _check_product(value: Any, where: str) -> Product:
+def _check_product(value: Any, where: tuple[str, int | None]) -> Product:
     if value is None or (isinstance(value, str) and value):
         return value
     if isinstance(value, dict) and value and all(
@@ -122,9 +123,10 @@ def _check_product(value: Any, where: str) -> Product:
     ):
         return dict(value)
     raise InvalidDeclarationError(
-        where,
+        where[0],
         "'product' must be a path or a dict of named paths, like product = {\"data\": \"out/data.csv\"} "
         f"(got {_type_name(value)}{' with non-string keys or values' if isinstance(value, dict) else ''})",
+        where[1],
     )
 
 
@@ -139,7 +141,7 @@ def parse_parameters(source: str, relpath: str = "<notebook>", cell: int | None 
         ``upstream`` or ``product`` is not a literal of the right shape.
     """
     cell_label = "the parameters cell" if cell is None else f"parameters cell {cell}"
-    where = relpath if cell is None else f"{relpath}: cell {cell}"
+    where = (relpath, cell)
     try:
         tree = ast.parse(_strip_magics(source))
     except SyntaxError as e:

@@ -123,7 +123,8 @@ def validate_overrides(overrides: Overrides, specs: Mapping[str, NotebookSpec]) 
         if spec is None:
             from nbflow.errors import UnknownTaskError
 
-            problems.append(UnknownTaskError(task, list(specs), what=f"task (in -p {task}.NAME=...)"))
+            names = ", ".join(f"{task}.{name}" for name in values)
+            problems.append(UnknownTaskError(task, list(specs), context=f"-p {names}=..."))
             continue
         for name in values:
             if name in RESERVED_NAMES:

@@ -1,0 +1,46 @@
+"""Finding the tasks of a pipeline folder."""
+
+from __future__ import annotations
+
+import shutil
+
+from nbflow.discovery import discover
+from nbflow.errors import DuplicateTaskError
+from tests.conftest import write_notebook
+
+
+def test_names_are_relative_paths_and_own_folders_are_skipped(tmp_path) -> None:
+    write_notebook(tmp_path, "load", "upstream = None")
+    write_notebook(tmp_path / "etl", "clean", "upstream = ['load']")
+    write_notebook(tmp_path / ".hidden", "secret")
+    write_notebook(tmp_path / ".ipynb_checkpoints", "load-checkpoint")
+    write_notebook(tmp_path / "etl" / ".ipynb_checkpoints", "clean-checkpoint")
+    write_notebook(tmp_path / "_nbflow" / "runs" / "r1", "load")
+    (tmp_path / "notes.txt").write_text("not a notebook")
+    found = discover(tmp_path)
+    assert [s.name for s in found.specs] == ["etl/clean", "load"]
+    assert found.problems == []
+    clean = found.specs[0]
+    assert clean.relpath == "etl/clean.ipynb"
+    assert clean.folder == tmp_path / "etl"
+
+
+def test_names_that_differ_only_in_case_are_duplicates(tmp_path) -> None:
+    write_notebook(tmp_path, "Clean", "upstream = None")
+    write_notebook(tmp_path, "clean", "upstream = None")
+    found = discover(tmp_path)
+    assert len(found.specs) == 1
+    [problem] = found.problems
+    assert isinstance(problem, DuplicateTaskError)
+    assert "Clean.ipynb" in str(problem) and "clean.ipynb" in str(problem)
+
+
+def test_discovery_gathers_every_problem(tmp_path) -> None:
+    from tests.conftest import notebook_path
+
+    for name in ("invalid_json.ipynb", "upstream_not_a_list.ipynb"):
+        shutil.copy(notebook_path(name), tmp_path / name)
+    write_notebook(tmp_path, "ok", "upstream = None")
+    found = discover(tmp_path)
+    assert [s.name for s in found.specs] == ["ok"]
+    assert sorted(p.path for p in found.problems) == ["invalid_json.ipynb", "upstream_not_a_list.ipynb"]

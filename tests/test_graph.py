@@ -1,0 +1,82 @@
+"""The graph and the scheduler: pure logic, no kernels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from nbflow import states
+from nbflow.errors import CycleError, PipelineValidationError, UnknownUpstreamError
+from nbflow.graph import build_dag, find_cycle
+from nbflow.scheduler import Scheduler, critical_path_lengths
+
+
+@dataclass
+class T:
+    name: str
+    upstream: tuple[str, ...] = ()
+
+
+DIAMOND = [T("a"), T("b", ("a",)), T("c", ("a",)), T("d", ("b", "c"))]
+
+
+def test_topological_order_and_edges() -> None:
+    dag = build_dag(DIAMOND)
+    assert dag.order == ("a", "b", "c", "d")
+    assert dag.edges == [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]
+    assert dag.descendants("b") == {"d"}
+    assert dag.ancestors("d") == {"a", "b", "c"}
+
+
+def test_subset_keeps_what_the_tasks_need() -> None:
+    dag = build_dag(DIAMOND).subset(["b"])
+    assert dag.order == ("a", "b")
+
+
+def test_cycle_is_named_in_order() -> None:
+    cycle = find_cycle({"alpha": ["gamma"], "beta": ["alpha"], "gamma": ["beta"], "x": []})
+    assert cycle == ["alpha", "beta", "gamma", "alpha"]
+    with pytest.raises(PipelineValidationError) as info:
+        build_dag([T("alpha", ("gamma",)), T("beta", ("alpha",)), T("gamma", ("beta",))])
+    [problem] = info.value.problems
+    assert isinstance(problem, CycleError)
+    assert "alpha -> beta -> gamma -> alpha" in str(problem)
+
+
+def test_self_loop() -> None:
+    assert find_cycle({"a": ["a"]}) == ["a", "a"]
+
+
+def test_unknown_upstreams_are_all_reported_with_a_suggestion() -> None:
+    with pytest.raises(PipelineValidationError) as info:
+        build_dag([T("load"), T("clean", ("lod",)), T("train", ("clen", "missing"))])
+    problems = info.value.problems
+    assert len(problems) == 3 and all(isinstance(p, UnknownUpstreamError) for p in problems)
+    text = str(info.value)
+    assert text.startswith("3 problems found:")
+    assert "clean declares upstream 'lod'" in text and "Did you mean 'load'?" in text
+    assert "Did you mean 'clean'?" in text
+
+
+def test_scheduler_blocks_downstream_of_a_failure_and_lets_other_branches_run() -> None:
+    dag = build_dag([T("a"), T("b", ("a",)), T("c", ("a",)), T("d", ("b",)), T("e", ("c",))])
+    s = Scheduler(dag)
+    assert s.pop_ready() == "a"
+    assert not s.has_ready()
+    s.finish("a", states.SUCCESS)
+    ready = {s.pop_ready(), s.pop_ready()}
+    assert ready == {"b", "c"}
+    assert s.finish("b", states.FAILED) == ["d"]
+    s.finish("c", states.SUCCESS)
+    assert s.pop_ready() == "e"
+    s.finish("e", states.SUCCESS)
+    assert s.is_done()
+    assert s.state == {"a": "success", "b": "failed", "c": "success", "d": "upstream_failed", "e": "success"}
+
+
+def test_critical_path_goes_first() -> None:
+    # 'long' heads a chain of three, 'short' is alone: start 'long' first
+    dag = build_dag([T("short"), T("long"), T("l2", ("long",)), T("l3", ("l2",))])
+    assert critical_path_lengths(dag)["long"] == 3
+    assert Scheduler(dag).pop_ready() == "long"
