@@ -18,6 +18,26 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def _close_thread_event_loop() -> None:
+    """Close the event loop that nbclient's sync wrappers left in this thread (a new one is made next time)."""
+    import asyncio
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            loop = asyncio.get_event_loop_policy().get_event_loop()
+        except RuntimeError:
+            return
+    if loop.is_running() or loop.is_closed():
+        return
+    try:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
 class LocalExecutor(Executor):
     """Runs notebooks through papermill in threads of this process, one kernel per attempt.
 
@@ -55,7 +75,13 @@ class LocalExecutor(Executor):
         def cancelled() -> bool:
             return request.run_id in self._cancelled
 
-        return self._pool.submit(run_notebook, request, self._start_slots, on_kernel, cancelled)
+        def work() -> AttemptOutcome:
+            try:
+                return run_notebook(request, self._start_slots, on_kernel, cancelled)
+            finally:
+                _close_thread_event_loop()
+
+        return self._pool.submit(work)
 
     def cancel(self, run_id: str) -> None:
         with self._lock:

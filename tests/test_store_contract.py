@@ -1,0 +1,93 @@
+"""Every RunStore keeps the same contract; the DuckDB one is a real file any client can read."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from nbflow.store import AttemptRecord, RunRecord, TaskRecord
+from nbflow.store.duckdb import DuckDBRunStore
+from nbflow.store.memory import MemoryRunStore
+
+T0 = datetime(2026, 11, 1, 12, 0, 0)
+
+
+@pytest.fixture(params=["duckdb", "memory"])
+def store(request, tmp_path: Path):
+    s = DuckDBRunStore(tmp_path / "state.duckdb") if request.param == "duckdb" else MemoryRunStore()
+    yield s
+    s.close()
+
+
+def _run(run_id: str, minutes: int, state: str = "success") -> RunRecord:
+    return RunRecord(run_id, "/p", state, T0 + timedelta(minutes=minutes), T0 + timedelta(minutes=minutes, seconds=30),
+                     params={"n": 3, "train.lr": 0.1}, workers=2, selected=["b"], nbflow_version="0.1.0", pid=1, hostname="h")
+
+
+def test_runs_newest_first_and_round_trip(store) -> None:
+    store.save_run(_run("r1", 0))
+    store.save_run(_run("r2", 5, "failed"))
+    runs = store.list_runs()
+    assert [r.run_id for r in runs] == ["r2", "r1"]
+    assert store.latest_run().run_id == "r2"
+    assert store.list_runs(limit=1)[0].run_id == "r2"
+    got = store.get_run("r1")
+    assert got == _run("r1", 0)
+    assert got.duration_s == 30.0
+    assert store.get_run("nope") is None
+
+
+def test_later_writes_replace_earlier_ones(store) -> None:
+    store.save_task(TaskRecord("r1", "a", "running", 1, T0))
+    store.save_task(TaskRecord("r1", "a", "failed", 1, T0, T0 + timedelta(seconds=2), "ValueError: x", "/o.ipynb"))
+    store.save_task(TaskRecord("r1", "b", "upstream_failed"))
+    store.save_task(TaskRecord("r2", "a", "success", 1))
+    tasks = store.get_tasks("r1")
+    assert list(tasks) == ["a", "b"]
+    assert tasks["a"].state == "failed" and tasks["a"].duration_s == 2.0 and tasks["a"].error == "ValueError: x"
+    assert tasks["b"].attempts == 0 and tasks["b"].started_at is None
+
+
+def test_attempts_and_logs(store) -> None:
+    for n in (1, 2):
+        store.save_attempt(AttemptRecord("r1", "a", n, "failed" if n == 1 else "success", T0, T0 + timedelta(seconds=n),
+                                         parameters={"upstream": {"x": "/p/x.csv"}, "s": 'a"b'}, kernel_name="python3",
+                                         source_hash="abc", output_notebook=f"/o{n}.ipynb", traceback="tb" if n == 1 else None))
+        store.save_log("r1", "a", n, f"output {n}\n")
+    store.save_attempt(AttemptRecord("r1", "b", 1, "success", T0))
+    attempts = store.get_attempts("r1", "a")
+    assert [(a.attempt, a.state) for a in attempts] == [(1, "failed"), (2, "success")]
+    assert attempts[0].parameters == {"upstream": {"x": "/p/x.csv"}, "s": 'a"b'}
+    assert attempts[0].traceback == "tb" and attempts[1].duration_s == 2.0
+    assert len(store.get_attempts("r1")) == 3
+    assert store.get_log("r1", "a", 2) == "output 2\n"
+    assert store.get_log("r1", "a", 3) is None
+
+
+def test_duckdb_file_is_queryable_by_any_client(tmp_path: Path) -> None:
+    path = tmp_path / "state.duckdb"
+    with DuckDBRunStore(path) as store:
+        store.save_run(_run("r1", 0))
+        store.save_task(TaskRecord("r1", "train", "success", 1, T0, T0 + timedelta(seconds=4)))
+        store.save_run(_run("r2", 60 * 24 * 30))
+        store.save_task(TaskRecord("r2", "train", "success", 1, T0, T0 + timedelta(seconds=9)))
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        # "which task got slower": one query over the documented schema
+        rows = con.execute(
+            "SELECT task, max(t.duration_s) - min(t.duration_s) AS slower_by FROM tasks t JOIN runs USING (run_id) "
+            "GROUP BY task ORDER BY slower_by DESC"
+        ).fetchall()
+        assert rows == [("train", 5.0)]
+        assert con.execute("SELECT params->>'n' FROM runs WHERE run_id = 'r1'").fetchone() == ("3",)
+    finally:
+        con.close()
+
+
+def test_reading_a_missing_store_finds_nothing(tmp_path: Path) -> None:
+    store = DuckDBRunStore(tmp_path / "none" / "state.duckdb")
+    assert store.list_runs() == [] and store.get_tasks("r") == {}
+    assert not (tmp_path / "none").exists()
