@@ -72,18 +72,43 @@ def run(path: str, params: tuple[str, ...], workers: int | None, only: tuple[str
     """Run the pipeline in PATH (default: the current folder)."""
     from nbflow.params import parse_assignments
     from nbflow.pipeline import Pipeline
-    from nbflow.progress import LiveProgress, PlainProgress
     from nbflow.render import run_to_json
 
     pipeline = Pipeline.from_dir(path)
     overrides = parse_assignments(params)
-    live = progress if progress is not None else sys.stderr.isatty()
-    listener = LiveProgress() if live else PlainProgress()
     _sigterm_as_interrupt()
-    result = pipeline.run(params=overrides, workers=workers, only=list(only) or None, force=force, listeners=[listener])
+    result = pipeline.run(params=overrides, workers=workers, only=list(only) or None, force=force,
+                          listeners=[_progress(progress)])
     if as_json:
         _print_json(run_to_json(result.run, result.tasks))
     sys.exit(result.exit_code)
+
+
+@cli.command()
+@click.argument("path", default=".", type=click.Path(file_okay=False))
+@click.option("--run", "run_id", default=None, help="The run to resume (default: the latest).")
+@click.option("--workers", "-w", type=click.IntRange(min=1), default=None, help="Tasks run at once (default: CPU count).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's final status as JSON on stdout.")
+@click.option("--progress/--no-progress", default=None, help="Live table (default on a terminal) or plain lines.")
+@handle_errors
+def resume(path: str, run_id: str | None, workers: int | None, as_json: bool, progress: bool | None) -> None:
+    """Re-run what did not succeed in a run (interrupted, killed or failed), with its parameters."""
+    from nbflow.pipeline import Pipeline
+    from nbflow.render import run_to_json
+
+    pipeline = Pipeline.from_dir(path)
+    _sigterm_as_interrupt()
+    result = pipeline.resume(run_id=run_id, workers=workers, listeners=[_progress(progress)])
+    if as_json:
+        _print_json(run_to_json(result.run, result.tasks))
+    sys.exit(result.exit_code)
+
+
+def _progress(progress: bool | None) -> Any:
+    from nbflow.progress import LiveProgress, PlainProgress
+
+    live = progress if progress is not None else sys.stderr.isatty()
+    return LiveProgress() if live else PlainProgress()
 
 
 @cli.command()

@@ -16,7 +16,7 @@ from nbflow.params import Overrides, validate_overrides
 if TYPE_CHECKING:
     from nbflow.execution.base import Executor
     from nbflow.runner import RunListener, RunResult
-    from nbflow.store.base import RunStore
+    from nbflow.store.base import RunStore, TaskRecord
 
 TaskRefs = Union["Task", Sequence["Task"]]
 
@@ -190,6 +190,60 @@ class Pipeline:
 
         return DuckDBRunStore(self.state_path)
 
+    def resume(
+        self,
+        run_id: str | None = None,
+        workers: int | None = None,
+        *,
+        store: RunStore | None = None,
+        executor: Executor | None = None,
+        listeners: Sequence[RunListener] = (),
+    ) -> RunResult:
+        """Run again what did not succeed in an earlier run (the latest by default), with its parameters.
+
+        A task is reused (recorded ``up_to_date``) when it succeeded in that run, its notebook's
+        code is unchanged, its declared products still exist, and every upstream is reused too.
+
+        Raises
+        ------
+        RunNotFoundError
+            No such run.
+        NbflowError
+            The run is still going on.
+        """
+        from nbflow.commands import load_run
+
+        own_store = store is None
+        store = store or self.open_store()
+        try:
+            earlier, earlier_tasks = load_run(store, run_id)
+            if earlier.state == "running":
+                raise NbflowError(f"Run {earlier.run_id} is still running (process {earlier.pid}); wait for it or stop it first.")
+            hashes = {a.task: a.source_hash for a in store.get_attempts(earlier.run_id)}
+            dag = self.dag.subset(earlier.selected) if earlier.selected else self.dag
+            reuse: dict[str, TaskRecord] = {}
+            for name in dag.order:
+                if self._reusable(name, earlier_tasks.get(name), hashes.get(name)) and all(
+                    up in reuse for up in dag.upstreams[name]
+                ):
+                    reuse[name] = earlier_tasks[name]
+            return self._run(earlier.params, workers, earlier.selected, store, executor, listeners,
+                             reuse=reuse, resumed_from=earlier.run_id)
+        finally:
+            if own_store:
+                store.close()
+
+    def _reusable(self, name: str, earlier: TaskRecord | None, source_hash: str | None) -> bool:
+        from nbflow.runner import product_paths, resolve_product
+
+        spec = self.specs[name]
+        return (
+            earlier is not None
+            and earlier.state in ("success", "up_to_date")
+            and (source_hash is None or source_hash == spec.source_hash)
+            and all(p.exists() for p in product_paths(resolve_product(spec)))
+        )
+
     def run(
         self,
         params: Mapping[str, Any] | None = None,
@@ -220,10 +274,23 @@ class Pipeline:
         PipelineValidationError
             A bad override; nothing runs.
         """
+        del force  # every selected task runs; up-to-date skipping is not part of this version
+        return self._run(params, workers, only, store, executor, listeners)
+
+    def _run(
+        self,
+        params: Mapping[str, Any] | None,
+        workers: int | None,
+        only: Sequence[str] | None,
+        store: RunStore | None,
+        executor: Executor | None,
+        listeners: Sequence[RunListener],
+        reuse: Mapping[str, TaskRecord] | None = None,
+        resumed_from: str | None = None,
+    ) -> RunResult:
         from nbflow.execution.local import LocalExecutor, default_workers
         from nbflow.runner import Runner, reap_stale_runs
 
-        del force  # every selected task runs; up-to-date skipping is not part of this version
         overrides = self.validate_params(params)
         dag = self.dag.subset(only) if only else self.dag
         workers = workers or default_workers()
@@ -236,7 +303,7 @@ class Pipeline:
         try:
             reap_stale_runs(store)
             runner = Runner(self.root, self.specs, dag, store, executor, workers, listeners)
-            return runner.run(overrides, selected=only)
+            return runner.run(overrides, selected=only, reuse=reuse, resumed_from=resumed_from)
         finally:
             if own_executor:
                 executor.close()

@@ -84,6 +84,7 @@ def run_to_json(run: RunRecord, tasks: Mapping[str, TaskRecord]) -> dict[str, An
         "duration_s": _round(run.duration_s),
         "params": run.params,
         "selected": run.selected,
+        "resumed_from": run.resumed_from,
         "tasks": {name: task_to_json(t) for name, t in tasks.items()},
     }
 

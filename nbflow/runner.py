@@ -215,8 +215,20 @@ class Runner:
 
     # -- the run -----------------------------------------------------------------------
 
-    def run(self, overrides: Overrides, selected: Sequence[str] | None = None, run_id: str | None = None) -> RunResult:
-        """Run every task of the DAG; returns when all have finished or the run was interrupted."""
+    def run(
+        self,
+        overrides: Overrides,
+        selected: Sequence[str] | None = None,
+        run_id: str | None = None,
+        reuse: Mapping[str, TaskRecord] | None = None,
+        resumed_from: str | None = None,
+    ) -> RunResult:
+        """Run every task of the DAG; returns when all have finished or the run was interrupted.
+
+        ``reuse`` maps tasks that need not run again (a resumed run's successes) to their
+        earlier record; they are recorded ``up_to_date`` and their downstreams run.
+        """
+        reuse = reuse or {}
         run_id = run_id or new_run_id()
         run_dir = state_dir(self.root) / "runs" / run_id
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -226,15 +238,21 @@ class Runner:
         run = RunRecord(
             run_id=run_id, pipeline=str(self.root), state=states.RUNNING, started_at=utcnow(),
             params=overrides.as_dict(), workers=self.workers, selected=list(selected) if selected else None,
-            nbflow_version=__version__, pid=os.getpid(), hostname=socket.gethostname(),
+            nbflow_version=__version__, pid=os.getpid(), hostname=socket.gethostname(), resumed_from=resumed_from,
         )
         tasks = {name: TaskRecord(run_id, name, states.PENDING) for name in self.dag.order}
+        scheduler = Scheduler(self.dag)
+        for name, earlier in reuse.items():
+            tasks[name] = TaskRecord(
+                run_id, name, states.UP_TO_DATE, 0, earlier.started_at, earlier.ended_at,
+                None, earlier.output_notebook,
+            )
+            scheduler.finish(name, states.UP_TO_DATE)
         self.store.save_run(run)
         for task in tasks.values():
             self.store.save_task(task)
         self._emit("on_run_start", run=run, tasks=tasks)
 
-        scheduler = Scheduler(self.dag)
         running: dict[Future[AttemptOutcome], tuple[TaskRequest, AttemptRecord]] = {}
         try:
             while not scheduler.is_done():

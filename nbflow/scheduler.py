@@ -38,11 +38,17 @@ class Scheduler:
             if not self._waiting[name]:
                 heapq.heappush(self._ready, (self._key[name], name))
 
+    def _drop_settled(self) -> None:
+        while self._ready and self.state[self._ready[0][1]] != states.PENDING:
+            heapq.heappop(self._ready)
+
     def has_ready(self) -> bool:
+        self._drop_settled()
         return bool(self._ready)
 
     def pop_ready(self) -> str:
         """The next task to start; it becomes ``running``."""
+        self._drop_settled()
         _, name = heapq.heappop(self._ready)
         self.state[name] = states.RUNNING
         return name

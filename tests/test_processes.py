@@ -123,3 +123,29 @@ def test_a_killed_run_is_recorded_as_interrupted_and_its_kernel_does_not_linger(
     assert status["state"] == "interrupted"
     assert status["tasks"]["slow"]["state"] == "interrupted"
     assert "died" in status["tasks"]["slow"]["error"]
+
+
+def test_a_killed_run_can_be_resumed(tmp_path: Path) -> None:
+    write_notebook(tmp_path, "first", "upstream = None\nproduct = 'first.txt'\nn = 1",
+                   "open(product, 'w').write(str(n))\nopen('first_runs.txt', 'a').write('x')")
+    write_notebook(tmp_path, "slow", "upstream = ['first']\nproduct = 'slow.txt'",
+                   "import os, pathlib\nif not pathlib.Path('resumed').exists():\n"
+                   "    pathlib.Path('slow.pid').write_text(str(os.getpid()))\n    import time; time.sleep(120)\n"
+                   "open(product, 'w').write(open(upstream['first']).read())")
+    write_notebook(tmp_path, "last", "upstream = ['slow']", "print(open(upstream['slow']).read())")
+    proc = _start_run(tmp_path, "-p", "n=7")
+    _wait_for(lambda: (tmp_path / "slow.pid").exists())
+    proc.kill()
+    proc.communicate()
+    (tmp_path / "resumed").touch()
+
+    resumed = nbflow_process("resume", str(tmp_path), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    first_run = json.loads(nbflow_process("history", str(tmp_path), "--json").stdout)["runs"][1]
+    assert first_run["state"] == "interrupted"
+    assert report["resumed_from"] == first_run["run_id"]
+    assert report["params"] == {"n": 7}, "a resumed run keeps the parameters of the run it resumes"
+    assert {n: t["state"] for n, t in report["tasks"].items()} == {"first": "up_to_date", "slow": "success", "last": "success"}
+    assert (tmp_path / "first_runs.txt").read_text() == "x", "what succeeded is not run again"
+    assert (tmp_path / "slow.txt").read_text() == "7"

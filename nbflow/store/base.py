@@ -23,6 +23,8 @@ class RunRecord:
     nbflow_version: str = ""
     pid: int = 0
     hostname: str = ""
+    #: the run this one resumed (re-running what did not succeed there), if any
+    resumed_from: str | None = None
 
     @property
     def duration_s(self) -> float | None:

@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS runs (
     selected JSON,                      -- --only tasks, or null
     nbflow_version VARCHAR,
     pid INTEGER,
-    hostname VARCHAR
+    hostname VARCHAR,
+    resumed_from VARCHAR                -- the run this one resumed, or null
 );
 CREATE TABLE IF NOT EXISTS tasks (
     run_id VARCHAR NOT NULL,
@@ -82,7 +83,10 @@ CREATE TABLE IF NOT EXISTS logs (
 );
 """
 
-_RUN_COLS = "run_id, pipeline, state, started_at, ended_at, duration_s, params, workers, selected, nbflow_version, pid, hostname"
+_RUN_COLS = (
+    "run_id, pipeline, state, started_at, ended_at, duration_s, params, workers, selected, nbflow_version, pid, hostname, "
+    "resumed_from"
+)
 _TASK_COLS = "run_id, task, state, attempts, started_at, ended_at, duration_s, error, output_notebook"
 _ATTEMPT_COLS = (
     "run_id, task, attempt, state, started_at, ended_at, duration_s, parameters, kernel_name, source_hash, "
@@ -257,6 +261,7 @@ class DuckDBRunStore(RunStore):
         row = (
             run.run_id, run.pipeline, run.state, run.started_at, run.ended_at, run.duration_s,
             _json(run.params), run.workers, _json(run.selected), run.nbflow_version, run.pid, run.hostname,
+            run.resumed_from,
         )
         self._enqueue(("run", run.run_id), INSERT_RUN, row)
 
@@ -280,10 +285,10 @@ class DuckDBRunStore(RunStore):
 
     @staticmethod
     def _run(row: tuple[Any, ...]) -> RunRecord:
-        (run_id, pipeline, state, started_at, ended_at, _duration, params, workers, selected, version, pid, host) = row
+        (run_id, pipeline, state, started_at, ended_at, _duration, params, workers, selected, version, pid, host, resumed) = row
         return RunRecord(
             run_id, pipeline, state, started_at, ended_at, _unjson(params) or {}, workers,
-            _unjson(selected), version or "", pid or 0, host or "",
+            _unjson(selected), version or "", pid or 0, host or "", resumed,
         )
 
     def get_run(self, run_id: str) -> RunRecord | None:
