@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,7 +53,9 @@ class LocalExecutor(Executor):
     def __init__(self, workers: int | None = None, max_concurrent_starts: int | None = None) -> None:
         self.workers = workers or default_workers()
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="nbflow-task")
-        self._start_slots = threading.Semaphore(max_concurrent_starts or max(2, default_workers()))
+        from nbflow.execution.kernels import KernelLauncher
+
+        self._launcher = KernelLauncher(max_concurrent_starts or max(2, default_workers()))
         self._lock = threading.Lock()
         self._kernels: dict[str, dict[tuple[str, int], object]] = defaultdict(dict)
         self._cancelled: set[str] = set()
@@ -70,14 +73,14 @@ class LocalExecutor(Executor):
                 self._kernels[request.run_id][key] = km
                 cancelled = request.run_id in self._cancelled
             if cancelled:
-                km.kill_process_group()  # type: ignore[attr-defined]
+                km.signal_group(signal.SIGKILL)  # type: ignore[attr-defined]
 
         def cancelled() -> bool:
             return request.run_id in self._cancelled
 
         def work() -> AttemptOutcome:
             try:
-                return run_notebook(request, self._start_slots, on_kernel, cancelled)
+                return run_notebook(request, self._launcher, on_kernel, cancelled)
             finally:
                 _close_thread_event_loop()
 
@@ -88,7 +91,8 @@ class LocalExecutor(Executor):
             self._cancelled.add(run_id)
             kernels = list(self._kernels[run_id].values())
         for km in kernels:
-            km.kill_process_group()  # type: ignore[attr-defined]
+            km.signal_group(signal.SIGKILL)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._launcher.close()

@@ -1,30 +1,19 @@
-"""Run one notebook attempt through papermill, in a fresh kernel started robustly.
+"""Run one notebook attempt through papermill, in a fresh kernel.
 
 papermill parameterizes the notebook (its injected-parameters cell), executes it with
 nbclient and writes the executed notebook cell by cell. nbflow plugs in as a papermill
-engine (``nbflow``) to start the kernel itself:
-
-* over IPC sockets in a private folder, so parallel starts never race for TCP ports;
-* with the kernel process's own stdout/stderr sent to a file, not to the user's terminal;
-* a bounded number at once, and once more if a start fails (not counted as an attempt);
-* with IPython history in memory, so parallel kernels don't lock one history file.
+engine (``nbflow``) so that the kernel comes from nbflow's :class:`KernelLauncher`
+(robust parallel starts, shutdown off the critical path; see ``kernels.py``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import signal
-import sys
-import tempfile
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import papermill
-from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import DeadKernelError
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
@@ -32,53 +21,16 @@ from papermill.exceptions import PapermillExecutionError
 
 from nbflow import states
 from nbflow.execution.base import AttemptOutcome, TaskRequest, utcnow
+from nbflow.execution.kernels import KERNEL_START_TIMEOUT, IPCKernelManager, KernelLauncher, KernelStartError
 from nbflow.execution.logs import CappedLog, strip_ansi
 
 ENGINE_NAME = "nbflow"
-#: seconds for a kernel to start and answer
-KERNEL_START_TIMEOUT = 60.0
 
 log = logging.getLogger("nbflow.execution")
 
 
-class KernelStartError(RuntimeError):
-    """A kernel did not start (twice in a row)."""
-
-
-class IPCKernelManager(AsyncKernelManager):
-    """A kernel manager whose kernel listens on IPC sockets in a private temp folder."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._ipc_dir = tempfile.mkdtemp(prefix="nbflow-kernel-")
-        if sys.platform != "win32":
-            self.transport = "ipc"
-            self.ip = os.path.join(self._ipc_dir, "k")
-        self.connection_file = os.path.join(self._ipc_dir, "connection.json")
-
-    async def _async_cleanup_resources(self, restart: bool = False) -> None:
-        await super()._async_cleanup_resources(restart=restart)
-        if not restart:
-            shutil.rmtree(self._ipc_dir, ignore_errors=True)
-
-    cleanup_resources = _async_cleanup_resources  # type: ignore[assignment]
-
-    def kill_process_group(self) -> None:
-        """Kill the kernel and whatever it started, at once (used to cancel)."""
-        process = getattr(self.provisioner, "process", None)
-        if process is None or process.poll() is not None:
-            return
-        try:
-            if sys.platform != "win32":
-                os.killpg(process.pid, signal.SIGKILL)
-            else:
-                process.kill()
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
 class NbflowEngine(NBClientEngine):
-    """papermill's nbclient engine, with nbflow's kernel start (see the module doc)."""
+    """papermill's nbclient engine, executing in a kernel nbflow starts and reaps."""
 
     @classmethod
     def execute_managed_notebook(  # type: ignore[override]
@@ -93,14 +45,16 @@ class NbflowEngine(NBClientEngine):
         *,
         kernel_cwd: str,
         kernel_log: Any,
-        start_slots: threading.Semaphore,
+        launcher: KernelLauncher,
         on_kernel: Callable[[IPCKernelManager | None], None],
         **_: Any,
     ) -> Any:
+        km, kc = launcher.start(kernel_name, kernel_cwd, kernel_log)
+        on_kernel(km)  # from here on the kernel can be cancelled
         client = PapermillNotebookClient(
             nb_man,
+            km=km,
             kernel_name=kernel_name,
-            kernel_manager_class=IPCKernelManager,
             timeout=execution_timeout,
             startup_timeout=start_timeout,
             log=log,
@@ -108,39 +62,14 @@ class NbflowEngine(NBClientEngine):
             stdout_file=stdout_file,
             stderr_file=stderr_file,
         )
-        cls._start_kernel(client, kernel_cwd, kernel_log, start_slots, on_kernel)
+        client.kc = kc
         try:
             return client.execute()
         finally:
             on_kernel(None)
-
-    @staticmethod
-    def _start_kernel(
-        client: PapermillNotebookClient,
-        cwd: str,
-        kernel_log: Any,
-        start_slots: threading.Semaphore,
-        on_kernel: Callable[[IPCKernelManager | None], None],
-    ) -> None:
-        errors: list[str] = []
-        for _try in range(2):
-            with start_slots:
-                client.km = client.create_kernel_manager()
-                try:
-                    client.start_new_kernel(cwd=cwd, stdout=kernel_log, stderr=kernel_log)
-                    on_kernel(client.km)  # from here on the kernel can be cancelled
-                    client.start_new_kernel_client()
-                    return
-                except Exception as e:  # a failed start: clean up, try once more
-                    errors.append(f"{type(e).__name__}: {e}")
-                    log.warning("kernel start failed (%s); trying again", errors[-1])
-                    try:
-                        client._cleanup_kernel()
-                    except Exception:  # noqa: S110 - the kernel may never have existed
-                        pass
-                    client.km = None
-                    client.kc = None
-        raise KernelStartError(f"the kernel {client.kernel_name!r} did not start: {'; then '.join(errors)}")
+            if client.kc is not None:
+                client.kc.stop_channels()
+            launcher.shutdown(km)
 
 
 _registered = threading.Lock()
@@ -162,7 +91,7 @@ def _missing_products(request: TaskRequest) -> list[Path]:
 
 def run_notebook(
     request: TaskRequest,
-    start_slots: threading.Semaphore,
+    launcher: KernelLauncher,
     on_kernel: Callable[[IPCKernelManager | None], None],
     cancelled: Callable[[], bool] = lambda: False,
 ) -> AttemptOutcome:
@@ -192,7 +121,7 @@ def run_notebook(
                 execution_timeout=request.cell_timeout,
                 kernel_cwd=str(request.cwd),
                 kernel_log=kernel_log,
-                start_slots=start_slots,
+                launcher=launcher,
                 on_kernel=on_kernel,
             )
         missing = _missing_products(request)
