@@ -91,3 +91,38 @@ def test_reading_a_missing_store_finds_nothing(tmp_path: Path) -> None:
     store = DuckDBRunStore(tmp_path / "none" / "state.duckdb")
     assert store.list_runs() == [] and store.get_tasks("r") == {}
     assert not (tmp_path / "none").exists()
+
+
+def test_an_older_store_file_is_migrated_on_first_use(tmp_path: Path) -> None:
+    path = tmp_path / "state.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE nbflow_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    con.execute("INSERT INTO nbflow_meta VALUES ('schema_version', '1')")
+    con.execute(
+        "CREATE TABLE runs (run_id VARCHAR PRIMARY KEY, pipeline VARCHAR NOT NULL, state VARCHAR NOT NULL, "
+        "started_at TIMESTAMP NOT NULL, ended_at TIMESTAMP, duration_s DOUBLE, params JSON, workers INTEGER, "
+        "selected JSON, nbflow_version VARCHAR, pid INTEGER, hostname VARCHAR)"
+    )
+    con.execute("INSERT INTO runs VALUES ('old', '/p', 'success', TIMESTAMP '2026-01-01', NULL, NULL, '{}', 1, NULL, '0.0.1', 1, 'h')")
+    con.close()
+    store = DuckDBRunStore(path)
+    [run] = store.list_runs()
+    assert run.run_id == "old" and run.resumed_from is None
+    store.save_run(_run("new", 0))
+    store.close()
+    assert [r.run_id for r in DuckDBRunStore(path).list_runs()] == ["new", "old"]
+
+
+def test_a_store_from_a_newer_nbflow_is_refused_clearly(tmp_path: Path) -> None:
+    from nbflow.errors import NbflowError
+
+    path = tmp_path / "state.duckdb"
+    with DuckDBRunStore(path) as store:
+        store.save_run(_run("r1", 0))
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE nbflow_meta SET value = '999' WHERE key = 'schema_version'")
+    con.close()
+    store = DuckDBRunStore(path)
+    store.save_run(_run("r2", 1))
+    with pytest.raises(NbflowError, match="written by a newer nbflow"):
+        store.flush()

@@ -17,16 +17,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
 
-from nbflow.errors import StoreLockedError
+from nbflow.errors import NbflowError, StoreLockedError
 from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: statements that bring a file from the version before to this one; idempotent
+MIGRATIONS: dict[int, list[str]] = {
+    2: ["ALTER TABLE runs ADD COLUMN IF NOT EXISTS resumed_from VARCHAR"],
+}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nbflow_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -174,8 +178,21 @@ class DuckDBRunStore(RunStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
         def create(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute("BEGIN TRANSACTION")
             con.execute(SCHEMA)
+            row = con.execute("SELECT value FROM nbflow_meta WHERE key = 'schema_version'").fetchone()
+            found = int(row[0]) if row else SCHEMA_VERSION
+            if found > SCHEMA_VERSION:
+                con.execute("ROLLBACK")
+                raise NbflowError(
+                    f"{self.path} was written by a newer nbflow (schema {found}, this one knows {SCHEMA_VERSION}); "
+                    "upgrade nbflow to read it."
+                )
+            for version in range(found + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS.get(version, []):
+                    con.execute(statement)
             con.execute("INSERT OR REPLACE INTO nbflow_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            con.execute("COMMIT")
 
         self._with_connection(False, create)
         self._schema_ready = True
@@ -185,13 +202,17 @@ class DuckDBRunStore(RunStore):
         if not self.path.exists():
             return []
 
-        def query(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+        def query(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]] | None:
             try:
                 return con.execute(sql, list(params)).fetchall()
-            except duckdb.CatalogException:  # a file created by another process, schema not yet in
-                return []
+            except (duckdb.CatalogException, duckdb.BinderException):
+                return None  # no schema yet (another process is creating it), or an older one
 
-        return self._with_connection(True, query)
+        rows = self._with_connection(True, query)
+        if rows is None and not self._schema_ready:
+            self._ensure_schema()  # bring an older file up to date, then ask again
+            rows = self._with_connection(True, query)
+        return rows or []
 
     # -- write-behind ------------------------------------------------------------------
 
