@@ -123,13 +123,20 @@ def main() -> None:
             for n in sizes:
                 m = bench_dag(work, shape, n, repeats)
                 base = m["papermill loop"]
-                print(f"{shape + '-' + str(n):<10} {base:>15.2f} {m['nbflow -w 1']:>12.2f} {m['nbflow -w 1'] / base:>6.2f}x "
-                      f"{m['nbflow default']:>15.2f} {base / m['nbflow default']:>8.2f}x", flush=True)
-        print("\nratio: nbflow --workers 1 / papermill loop (lower is better); "
-              "speed-up: papermill loop / nbflow default workers (higher is better)")
+                print(
+                    f"{shape + '-' + str(n):<10} {base:>15.2f} {m['nbflow -w 1']:>12.2f} {m['nbflow -w 1'] / base:>6.2f}x "
+                    f"{m['nbflow default']:>15.2f} {base / m['nbflow default']:>8.2f}x",
+                    flush=True,
+                )
+        print(
+            "\nratio: nbflow --workers 1 / papermill loop (lower is better); "
+            "speed-up: papermill loop / nbflow default workers (higher is better)"
+        )
         in_process, cli = bench_discovery(work)
-        print(f"\nvalidate 1,000 notebooks: {in_process * 1000:.0f} ms in-process (discover + build the DAG), "
-              f"{cli * 1000:.0f} ms for `nbflow dag` end to end")
+        print(
+            f"\nvalidate 1,000 notebooks: {in_process * 1000:.0f} ms in-process (discover + build the DAG), "
+            f"{cli * 1000:.0f} ms for `nbflow dag` end to end"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

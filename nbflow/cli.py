@@ -59,16 +59,31 @@ def _sigterm_as_interrupt() -> None:
 
 @cli.command()
 @click.argument("path", default=".", type=click.Path(file_okay=False))
-@click.option("-p", "--param", "params", multiple=True, metavar="[TASK.]NAME=VALUE",
-              help="Set a parameter (YAML/JSON literal, else a string); TASK.NAME for one task. Repeatable.")
-@click.option("--workers", "-w", type=click.IntRange(min=1), default=None, help="Tasks run at once (default: CPU count).")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="[TASK.]NAME=VALUE",
+    help="Set a parameter (YAML/JSON literal, else a string); TASK.NAME for one task. Repeatable.",
+)
+@click.option(
+    "--workers", "-w", type=click.IntRange(min=1), default=None, help="Tasks run at once (default: CPU count)."
+)
 @click.option("--only", multiple=True, metavar="TASK", help="Run only these tasks and what they need. Repeatable.")
 @click.option("--force", is_flag=True, help="Run every selected task.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's final status as JSON on stdout.")
 @click.option("--progress/--no-progress", default=None, help="Live table (default on a terminal) or plain lines.")
 @handle_errors
-def run(path: str, params: tuple[str, ...], workers: int | None, only: tuple[str, ...], force: bool,
-        as_json: bool, progress: bool | None) -> None:
+def run(
+    path: str,
+    params: tuple[str, ...],
+    workers: int | None,
+    only: tuple[str, ...],
+    force: bool,
+    as_json: bool,
+    progress: bool | None,
+) -> None:
     """Run the pipeline in PATH (default: the current folder)."""
     from nbflow.params import parse_assignments
     from nbflow.pipeline import Pipeline
@@ -77,8 +92,9 @@ def run(path: str, params: tuple[str, ...], workers: int | None, only: tuple[str
     pipeline = Pipeline.from_dir(path)
     overrides = parse_assignments(params)
     _sigterm_as_interrupt()
-    result = pipeline.run(params=overrides, workers=workers, only=list(only) or None, force=force,
-                          listeners=[_progress(progress)])
+    result = pipeline.run(
+        params=overrides, workers=workers, only=list(only) or None, force=force, listeners=[_progress(progress)]
+    )
     if as_json:
         _print_json(run_to_json(result.run, result.tasks))
     sys.exit(result.exit_code)
@@ -87,7 +103,9 @@ def run(path: str, params: tuple[str, ...], workers: int | None, only: tuple[str
 @cli.command()
 @click.argument("path", default=".", type=click.Path(file_okay=False))
 @click.option("--run", "run_id", default=None, help="The run to resume (default: the latest).")
-@click.option("--workers", "-w", type=click.IntRange(min=1), default=None, help="Tasks run at once (default: CPU count).")
+@click.option(
+    "--workers", "-w", type=click.IntRange(min=1), default=None, help="Tasks run at once (default: CPU count)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run's final status as JSON on stdout.")
 @click.option("--progress/--no-progress", default=None, help="Live table (default on a terminal) or plain lines.")
 @handle_errors

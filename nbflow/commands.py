@@ -46,7 +46,9 @@ def task_log(store: RunStore, task: str, run_id: str | None, attempt: int | None
         raise UnknownTaskError(task, list(tasks), what=f"task in run {run.run_id}")
     attempts = store.get_attempts(run.run_id, task)
     if not attempts:
-        raise UnknownTaskError(task, [t for t, r in tasks.items() if r.attempts], what=f"task that ran in run {run.run_id}")
+        raise UnknownTaskError(
+            task, [t for t, r in tasks.items() if r.attempts], what=f"task that ran in run {run.run_id}"
+        )
     chosen = attempts[-1] if attempt is None else next((a for a in attempts if a.attempt == attempt), None)
     if chosen is None:
         raise UnknownTaskError(str(attempt), [str(a.attempt) for a in attempts], what=f"attempt of {task}")

@@ -24,7 +24,7 @@ from typing import Any, Union
 from nbflow.errors import InvalidDeclarationError, MalformedNotebookError
 
 #: what a ``product`` declaration may be: nothing, one path, or named paths
-Product = Union[None, str, dict[str, str]]
+Product = Union[None, str, dict[str, str]]  # noqa: UP007 - a runtime alias, valid on 3.9
 
 RESERVED_NAMES = frozenset({"upstream", "product"})
 DEFAULT_KERNEL = "python3"
@@ -111,20 +111,24 @@ def _check_upstream(value: Any, where: tuple[str, int | None]) -> tuple[str, ...
         raise InvalidDeclarationError(where[0], "'upstream' contains an empty name", where[1])
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})
-        raise InvalidDeclarationError(where[0], f"'upstream' lists {', '.join(map(repr, dupes))} more than once", where[1])
+        raise InvalidDeclarationError(
+            where[0], f"'upstream' lists {', '.join(map(repr, dupes))} more than once", where[1]
+        )
     return names
 
 
 def _check_product(value: Any, where: tuple[str, int | None]) -> Product:
     if value is None or (isinstance(value, str) and value):
         return value
-    if isinstance(value, dict) and value and all(
-        isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
+    if (
+        isinstance(value, dict)
+        and value
+        and all(isinstance(k, str) and isinstance(v, str) and v for k, v in value.items())
     ):
         return dict(value)
     raise InvalidDeclarationError(
         where[0],
-        "'product' must be a path or a dict of named paths, like product = {\"data\": \"out/data.csv\"} "
+        '\'product\' must be a path or a dict of named paths, like product = {"data": "out/data.csv"} '
         f"(got {_type_name(value)}{' with non-string keys or values' if isinstance(value, dict) else ''})",
         where[1],
     )
@@ -145,9 +149,7 @@ def parse_parameters(source: str, relpath: str = "<notebook>", cell: int | None 
     try:
         tree = ast.parse(_strip_magics(source))
     except SyntaxError as e:
-        raise MalformedNotebookError(
-            relpath, f"{cell_label} is not valid Python (line {e.lineno}: {e.msg})"
-        ) from None
+        raise MalformedNotebookError(relpath, f"{cell_label} is not valid Python (line {e.lineno}: {e.msg})") from None
     defaults: dict[str, str] = {}
     upstream: tuple[str, ...] = ()
     product: Product = None

@@ -107,15 +107,19 @@ def validate_overrides(overrides: Overrides, specs: Mapping[str, NotebookSpec]) 
     problems: list[NbflowError] = []
     for name, value in overrides.everywhere.items():
         if name in RESERVED_NAMES:
-            problems.append(ParameterError(f"-p {name}=... : {name!r} is set by nbflow from the graph, not by a parameter."))
+            problems.append(
+                ParameterError(f"-p {name}=... : {name!r} is set by nbflow from the graph, not by a parameter.")
+            )
         elif not name.isidentifier():
             problems.append(ParameterError(f"-p {name}=... : {name!r} is not a valid parameter name."))
         elif not any(name in s.params.defaults for s in specs.values()):
             declared = sorted({p for s in specs.values() for p in s.params.defaults})
-            problems.append(ParameterError(
-                f"-p {name}=... : no notebook declares a parameter {name!r} in its parameters cell. "
-                f"Declared: {', '.join(declared) or '(none)'}."
-            ))
+            problems.append(
+                ParameterError(
+                    f"-p {name}=... : no notebook declares a parameter {name!r} in its parameters cell. "
+                    f"Declared: {', '.join(declared) or '(none)'}."
+                )
+            )
         if not _is_plain_data(value):
             problems.append(ParameterError(f"-p {name}: the value must be plain data (got {type(value).__name__})."))
     for task, values in overrides.per_task.items():
@@ -130,9 +134,11 @@ def validate_overrides(overrides: Overrides, specs: Mapping[str, NotebookSpec]) 
             if name in RESERVED_NAMES:
                 problems.append(ParameterError(f"-p {task}.{name}=... : {name!r} is set by nbflow from the graph."))
             elif name not in spec.params.defaults:
-                problems.append(ParameterError(
-                    f"-p {task}.{name}=... : {spec.relpath} declares no parameter {name!r}. "
-                    f"Declared: {', '.join(sorted(spec.params.defaults)) or '(none)'}."
-                ))
+                problems.append(
+                    ParameterError(
+                        f"-p {task}.{name}=... : {spec.relpath} declares no parameter {name!r}. "
+                        f"Declared: {', '.join(sorted(spec.params.defaults)) or '(none)'}."
+                    )
+                )
     if problems:
         raise PipelineValidationError(problems)

@@ -97,7 +97,9 @@ class Pipeline:
         Duplicate names, unknown upstreams or a cycle, all listed.
     """
 
-    def __init__(self, root: str | os.PathLike[str], specs: Iterable[NotebookSpec], problems: Sequence[NbflowError] = ()) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], specs: Iterable[NotebookSpec], problems: Sequence[NbflowError] = ()
+    ) -> None:
         self.root = Path(root).resolve()
         found: list[NbflowError] = list(problems)
         self.specs: dict[str, NotebookSpec] = {}
@@ -107,7 +109,9 @@ class Pipeline:
             else:
                 self.specs[spec.name] = spec
         self._extra_edges: list[tuple[str, str]] = []
-        self.dag: DAG = build_dag(self.specs.values(), problems=found, paths={n: s.relpath for n, s in self.specs.items()})
+        self.dag: DAG = build_dag(
+            self.specs.values(), problems=found, paths={n: s.relpath for n, s in self.specs.items()}
+        )
         self.tasks = {name: Task(self, spec) for name, spec in self.specs.items()}
 
     @classmethod
@@ -218,7 +222,9 @@ class Pipeline:
         try:
             earlier, earlier_tasks = load_run(store, run_id)
             if earlier.state == "running":
-                raise NbflowError(f"Run {earlier.run_id} is still running (process {earlier.pid}); wait for it or stop it first.")
+                raise NbflowError(
+                    f"Run {earlier.run_id} is still running (process {earlier.pid}); wait for it or stop it first."
+                )
             hashes = {a.task: a.source_hash for a in store.get_attempts(earlier.run_id)}
             dag = self.dag.subset(earlier.selected) if earlier.selected else self.dag
             reuse: dict[str, TaskRecord] = {}
@@ -227,8 +233,16 @@ class Pipeline:
                     up in reuse for up in dag.upstreams[name]
                 ):
                     reuse[name] = earlier_tasks[name]
-            return self._run(earlier.params, workers, earlier.selected, store, executor, listeners,
-                             reuse=reuse, resumed_from=earlier.run_id)
+            return self._run(
+                earlier.params,
+                workers,
+                earlier.selected,
+                store,
+                executor,
+                listeners,
+                reuse=reuse,
+                resumed_from=earlier.run_id,
+            )
         finally:
             if own_store:
                 store.close()

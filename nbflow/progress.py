@@ -12,8 +12,14 @@ from nbflow.render import format_duration
 from nbflow.store.base import RunRecord, TaskRecord
 
 _SYMBOL = {
-    states.RUNNING: "…", states.SUCCESS: "✓", states.FAILED: "✗", states.UPSTREAM_FAILED: "-",
-    states.INTERRUPTED: "!", states.PENDING: " ", states.UP_FOR_RETRY: "↻", states.SKIPPED: "-",
+    states.RUNNING: "…",
+    states.SUCCESS: "✓",
+    states.FAILED: "✗",
+    states.UPSTREAM_FAILED: "-",
+    states.INTERRUPTED: "!",
+    states.PENDING: " ",
+    states.UP_FOR_RETRY: "↻",
+    states.SKIPPED: "-",
     states.UP_TO_DATE: "=",
 }
 
@@ -88,7 +94,12 @@ class LiveProgress:
         if len(rows) > self.MAX_ROWS:
             rows = [t for t in rows if t.state not in (states.PENDING, states.SUCCESS)][: self.MAX_ROWS]
         now = time.time()
-        styles = {states.SUCCESS: "green", states.FAILED: "red", states.RUNNING: "cyan", states.UPSTREAM_FAILED: "yellow"}
+        styles = {
+            states.SUCCESS: "green",
+            states.FAILED: "red",
+            states.RUNNING: "cyan",
+            states.UPSTREAM_FAILED: "yellow",
+        }
         for t in rows:
             elapsed = t.duration_s
             if t.state == states.RUNNING and t.started_at is not None:
@@ -96,8 +107,12 @@ class LiveProgress:
 
                 elapsed = (utcnow() - t.started_at).total_seconds()
             style = styles.get(t.state, "")
-            table.add_row(_SYMBOL.get(t.state, ""), t.task, f"[{style}]{t.state}[/]" if style else t.state,
-                          format_duration(elapsed) if elapsed is not None else "")
+            table.add_row(
+                _SYMBOL.get(t.state, ""),
+                t.task,
+                f"[{style}]{t.state}[/]" if style else t.state,
+                format_duration(elapsed) if elapsed is not None else "",
+            )
         del now
         counts: dict[str, int] = {}
         for t in self._tasks.values():

@@ -31,8 +31,14 @@ def _dot_id(name: str) -> str:
 def dag_to_dot(dag: DAG, task_states: Mapping[str, str] | None = None) -> str:
     """Graphviz source for the DAG, left to right; nodes coloured by state when given."""
     colours = {
-        "success": "#8fd19e", "failed": "#f28b82", "running": "#8ab4f8", "upstream_failed": "#fbbc04",
-        "interrupted": "#d7aefb", "pending": "#e8eaed", "up_for_retry": "#fdd663", "skipped": "#dadce0",
+        "success": "#8fd19e",
+        "failed": "#f28b82",
+        "running": "#8ab4f8",
+        "upstream_failed": "#fbbc04",
+        "interrupted": "#d7aefb",
+        "pending": "#e8eaed",
+        "up_for_retry": "#fdd663",
+        "skipped": "#dadce0",
         "up_to_date": "#ccff90",
     }
     lines = ["digraph pipeline {", "  rankdir=LR;", '  node [shape=box, style="rounded,filled", fillcolor="#ffffff"];']
@@ -119,8 +125,8 @@ def format_duration(seconds: float | None) -> str:
 def table(rows: list[list[str]], header: list[str]) -> str:
     """A plain left-aligned text table."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    out = ["  ".join(h.upper().ljust(w) for h, w in zip(header, widths)).rstrip()]
-    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    out = ["  ".join(h.upper().ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(out) + "\n"
 
 
@@ -143,7 +149,10 @@ def history_to_text(runs: list[RunRecord]) -> str:
         return "No runs recorded yet.\n"
     rows = [
         [
-            r.run_id, r.state, f"{r.started_at:%Y-%m-%d %H:%M:%S}", format_duration(r.duration_s),
+            r.run_id,
+            r.state,
+            f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+            format_duration(r.duration_s),
             ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(r.params.items())),
         ]
         for r in runs

@@ -56,7 +56,9 @@ def product_paths(product: Product) -> tuple[Path, ...]:
     return tuple(Path(p) for p in product.values())
 
 
-def injected_parameters(spec: NotebookSpec, dag: DAG, specs: Mapping[str, NotebookSpec], overrides: Overrides) -> dict[str, Any]:
+def injected_parameters(
+    spec: NotebookSpec, dag: DAG, specs: Mapping[str, NotebookSpec], overrides: Overrides
+) -> dict[str, Any]:
     """What papermill injects into ``spec``'s notebook: overrides, then ``upstream`` and ``product``."""
     params = overrides.for_task(spec)
     ups = dag.upstreams[spec.name]
@@ -156,7 +158,10 @@ def _outcome(future: Future[AttemptOutcome], attempt: AttemptRecord) -> AttemptO
         import traceback
 
         return AttemptOutcome(
-            states.FAILED, attempt.started_at, utcnow(), error=f"ExecutorError: {type(e).__name__}: {e}",
+            states.FAILED,
+            attempt.started_at,
+            utcnow(),
+            error=f"ExecutorError: {type(e).__name__}: {e}",
             traceback="".join(traceback.format_exception(e)),
         )
 
@@ -236,16 +241,30 @@ class Runner:
         if not ignore.exists():
             ignore.write_text("# nbflow's state and executed notebooks\n*\n")
         run = RunRecord(
-            run_id=run_id, pipeline=str(self.root), state=states.RUNNING, started_at=utcnow(),
-            params=overrides.as_dict(), workers=self.workers, selected=list(selected) if selected else None,
-            nbflow_version=__version__, pid=os.getpid(), hostname=socket.gethostname(), resumed_from=resumed_from,
+            run_id=run_id,
+            pipeline=str(self.root),
+            state=states.RUNNING,
+            started_at=utcnow(),
+            params=overrides.as_dict(),
+            workers=self.workers,
+            selected=list(selected) if selected else None,
+            nbflow_version=__version__,
+            pid=os.getpid(),
+            hostname=socket.gethostname(),
+            resumed_from=resumed_from,
         )
         tasks = {name: TaskRecord(run_id, name, states.PENDING) for name in self.dag.order}
         scheduler = Scheduler(self.dag)
         for name, earlier in reuse.items():
             tasks[name] = TaskRecord(
-                run_id, name, states.UP_TO_DATE, 0, earlier.started_at, earlier.ended_at,
-                None, earlier.output_notebook,
+                run_id,
+                name,
+                states.UP_TO_DATE,
+                0,
+                earlier.started_at,
+                earlier.ended_at,
+                None,
+                earlier.output_notebook,
             )
             scheduler.finish(name, states.UP_TO_DATE)
         self.store.save_run(run)
@@ -279,20 +298,37 @@ class Runner:
 
     def _start_attempt(self, run: RunRecord, task: TaskRecord, request: TaskRequest) -> AttemptRecord:
         now = utcnow()
-        task.state, task.attempts, task.started_at, task.ended_at, task.error = states.RUNNING, request.attempt, now, None, None
+        task.state, task.attempts, task.started_at, task.ended_at, task.error = (
+            states.RUNNING,
+            request.attempt,
+            now,
+            None,
+            None,
+        )
         task.output_notebook = str(request.output_notebook)
         attempt = AttemptRecord(
-            run.run_id, task.task, request.attempt, states.RUNNING, now, parameters=request.parameters,
-            kernel_name=request.kernel_name, source_hash=self.specs[task.task].source_hash,
-            output_notebook=str(request.output_notebook), log_path=str(request.log_path),
+            run.run_id,
+            task.task,
+            request.attempt,
+            states.RUNNING,
+            now,
+            parameters=request.parameters,
+            kernel_name=request.kernel_name,
+            source_hash=self.specs[task.task].source_hash,
+            output_notebook=str(request.output_notebook),
+            log_path=str(request.log_path),
         )
         self.store.save_attempt(attempt)
         self._save_task(run, task)
         return attempt
 
     def _finish_attempt(
-        self, run: RunRecord, tasks: dict[str, TaskRecord], scheduler: Scheduler,
-        attempt: AttemptRecord, outcome: AttemptOutcome,
+        self,
+        run: RunRecord,
+        tasks: dict[str, TaskRecord],
+        scheduler: Scheduler,
+        attempt: AttemptRecord,
+        outcome: AttemptOutcome,
     ) -> None:
         attempt.state, attempt.ended_at = outcome.state, outcome.ended_at
         attempt.error, attempt.traceback = outcome.error, outcome.traceback
@@ -308,7 +344,10 @@ class Runner:
             self._save_task(run, other)
 
     def _interrupt(
-        self, run: RunRecord, tasks: dict[str, TaskRecord], scheduler: Scheduler,
+        self,
+        run: RunRecord,
+        tasks: dict[str, TaskRecord],
+        scheduler: Scheduler,
         running: dict[Future[AttemptOutcome], tuple[TaskRequest, AttemptRecord]],
     ) -> None:
         run.state = states.INTERRUPTED

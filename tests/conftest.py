@@ -81,6 +81,11 @@ def nbflow_cli():
 def nbflow_process(*args: str, cwd: Path | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """Run ``nbflow`` as a real separate process."""
     return subprocess.run(
-        [sys.executable, "-m", "nbflow", *args], cwd=cwd, capture_output=True, text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=300, **kwargs,
+        [sys.executable, "-m", "nbflow", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        timeout=300,
+        **kwargs,
     )

@@ -17,7 +17,12 @@ def ran_pipeline(tmp_path_factory):
     from nbflow.cli import cli
 
     root = tmp_path_factory.mktemp("pipeline")
-    write_notebook(root, "load", "upstream = None\nproduct = 'load.txt'\nn = 1", "open(product, 'w').write(str(n))\nprint('loaded', n)")
+    write_notebook(
+        root,
+        "load",
+        "upstream = None\nproduct = 'load.txt'\nn = 1",
+        "open(product, 'w').write(str(n))\nprint('loaded', n)",
+    )
     write_notebook(root, "fit", "upstream = ['load']", "print('fitting')\nraise RuntimeError('diverged')")
     write_notebook(root, "report", "upstream = ['fit']", "print('never')")
     write_notebook(root, "side", "upstream = ['load']", "print('side ok')")

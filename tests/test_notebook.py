@@ -28,7 +28,9 @@ def test_upstream_forms(source: str, upstream: tuple[str, ...], declared: bool) 
 
 
 def test_parameters_and_product_are_read_not_run() -> None:
-    source = "import os\nupstream = None\nproduct = {'data': 'out/d.csv'}\nn = 3\nname: str = 'x'\nos.remove('/nonexistent')"
+    source = (
+        "import os\nupstream = None\nproduct = {'data': 'out/d.csv'}\nn = 3\nname: str = 'x'\nos.remove('/nonexistent')"
+    )
     decl = parse_parameters(source, "nb.ipynb", 0)
     assert decl.product == {"data": "out/d.csv"}
     assert decl.defaults == {"n": "3", "name": "'x'"}

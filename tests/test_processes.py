@@ -18,7 +18,10 @@ from tests.conftest import nbflow_process, write_notebook
 def _start_run(root: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "nbflow", "run", str(root), "--no-progress", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
 
 
@@ -84,8 +87,13 @@ def test_status_reads_while_another_process_runs(tmp_path: Path) -> None:
 
 def _slow_pipeline(root: Path) -> Path:
     pid_file = root / "kernel.pid"
-    write_notebook(root, "slow", "upstream = None",
-                   f"import os\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))", "import time; time.sleep(120)")
+    write_notebook(
+        root,
+        "slow",
+        "upstream = None",
+        f"import os\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))",
+        "import time; time.sleep(120)",
+    )
     write_notebook(root, "after", "upstream = ['slow']", "print('after')")
     write_notebook(root, "quick", "upstream = None", "print('quick')")
     return pid_file
@@ -126,12 +134,20 @@ def test_a_killed_run_is_recorded_as_interrupted_and_its_kernel_does_not_linger(
 
 
 def test_a_killed_run_can_be_resumed(tmp_path: Path) -> None:
-    write_notebook(tmp_path, "first", "upstream = None\nproduct = 'first.txt'\nn = 1",
-                   "open(product, 'w').write(str(n))\nopen('first_runs.txt', 'a').write('x')")
-    write_notebook(tmp_path, "slow", "upstream = ['first']\nproduct = 'slow.txt'",
-                   "import os, pathlib\nif not pathlib.Path('resumed').exists():\n"
-                   "    pathlib.Path('slow.pid').write_text(str(os.getpid()))\n    import time; time.sleep(120)\n"
-                   "open(product, 'w').write(open(upstream['first']).read())")
+    write_notebook(
+        tmp_path,
+        "first",
+        "upstream = None\nproduct = 'first.txt'\nn = 1",
+        "open(product, 'w').write(str(n))\nopen('first_runs.txt', 'a').write('x')",
+    )
+    write_notebook(
+        tmp_path,
+        "slow",
+        "upstream = ['first']\nproduct = 'slow.txt'",
+        "import os, pathlib\nif not pathlib.Path('resumed').exists():\n"
+        "    pathlib.Path('slow.pid').write_text(str(os.getpid()))\n    import time; time.sleep(120)\n"
+        "open(product, 'w').write(open(upstream['first']).read())",
+    )
     write_notebook(tmp_path, "last", "upstream = ['slow']", "print(open(upstream['slow']).read())")
     proc = _start_run(tmp_path, "-p", "n=7")
     _wait_for(lambda: (tmp_path / "slow.pid").exists())
@@ -146,6 +162,10 @@ def test_a_killed_run_can_be_resumed(tmp_path: Path) -> None:
     assert first_run["state"] == "interrupted"
     assert report["resumed_from"] == first_run["run_id"]
     assert report["params"] == {"n": 7}, "a resumed run keeps the parameters of the run it resumes"
-    assert {n: t["state"] for n, t in report["tasks"].items()} == {"first": "up_to_date", "slow": "success", "last": "success"}
+    assert {n: t["state"] for n, t in report["tasks"].items()} == {
+        "first": "up_to_date",
+        "slow": "success",
+        "last": "success",
+    }
     assert (tmp_path / "first_runs.txt").read_text() == "x", "what succeeded is not run again"
     assert (tmp_path / "slow.txt").read_text() == "7"

@@ -9,7 +9,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from nbflow import states
 from nbflow.errors import CycleError, UnknownTaskError
 from nbflow.pipeline import Pipeline
 from tests.conftest import nbflow_process, notebook_path, write_notebook
@@ -18,17 +17,33 @@ WRITE_JSON = "import json, os\njson.dump({vars}, open(product, 'w'))"
 
 
 def test_diamond_injects_upstream_products_and_runs_in_each_notebooks_folder(tmp_path: Path) -> None:
-    write_notebook(tmp_path, "load", "upstream = None\nproduct = {'data': 'out/load.json'}",
-                   "import json, os\njson.dump({'cwd': os.getcwd(), 'rows': [1, 2, 3]}, open(product['data'], 'w'))")
-    write_notebook(tmp_path / "etl", "double", "upstream = ['load']\nproduct = 'out/double.json'",
-                   "import json, os\nrows = json.load(open(upstream['load']['data']))['rows']\n"
-                   "json.dump({'cwd': os.getcwd(), 'rows': [2 * r for r in rows]}, open(product, 'w'))")
-    write_notebook(tmp_path, "square", "upstream = ['load']\nproduct = 'out/square.json'",
-                   "import json\nrows = json.load(open(upstream['load']['data']))['rows']\n"
-                   "json.dump({'rows': [r * r for r in rows]}, open(product, 'w'))")
-    write_notebook(tmp_path, "total", "upstream = ['etl/double', 'square']\nproduct = 'out/total.json'",
-                   "import json\nparts = {k: json.load(open(v))['rows'] for k, v in upstream.items()}\n"
-                   "json.dump({'upstream': upstream, 'sum': sum(map(sum, parts.values()))}, open(product, 'w'))")
+    write_notebook(
+        tmp_path,
+        "load",
+        "upstream = None\nproduct = {'data': 'out/load.json'}",
+        "import json, os\njson.dump({'cwd': os.getcwd(), 'rows': [1, 2, 3]}, open(product['data'], 'w'))",
+    )
+    write_notebook(
+        tmp_path / "etl",
+        "double",
+        "upstream = ['load']\nproduct = 'out/double.json'",
+        "import json, os\nrows = json.load(open(upstream['load']['data']))['rows']\n"
+        "json.dump({'cwd': os.getcwd(), 'rows': [2 * r for r in rows]}, open(product, 'w'))",
+    )
+    write_notebook(
+        tmp_path,
+        "square",
+        "upstream = ['load']\nproduct = 'out/square.json'",
+        "import json\nrows = json.load(open(upstream['load']['data']))['rows']\n"
+        "json.dump({'rows': [r * r for r in rows]}, open(product, 'w'))",
+    )
+    write_notebook(
+        tmp_path,
+        "total",
+        "upstream = ['etl/double', 'square']\nproduct = 'out/total.json'",
+        "import json\nparts = {k: json.load(open(v))['rows'] for k, v in upstream.items()}\n"
+        "json.dump({'upstream': upstream, 'sum': sum(map(sum, parts.values()))}, open(product, 'w'))",
+    )
     result = Pipeline.from_dir(tmp_path).run(workers=2)
     assert result.ok, result.tasks
     assert result.states == {"load": "success", "etl/double": "success", "square": "success", "total": "success"}
@@ -37,7 +52,10 @@ def test_diamond_injects_upstream_products_and_runs_in_each_notebooks_folder(tmp
     assert json.loads((tmp_path / "etl/out/double.json").read_text())["cwd"] == str(tmp_path / "etl")
     total = json.loads((tmp_path / "out/total.json").read_text())
     assert total["sum"] == 12 + 14
-    assert total["upstream"] == {"etl/double": str(tmp_path / "etl/out/double.json"), "square": str(tmp_path / "out/square.json")}
+    assert total["upstream"] == {
+        "etl/double": str(tmp_path / "etl/out/double.json"),
+        "square": str(tmp_path / "out/square.json"),
+    }
 
     # the record: every task, attempt and executed notebook
     with Pipeline.from_dir(tmp_path).open_store() as store:
@@ -65,8 +83,13 @@ def test_a_failure_blocks_only_its_downstream_and_keeps_its_notebook_and_traceba
 
     result = Pipeline.from_dir(tmp_path).run(workers=2)
     assert not result.ok and result.state == "failed" and result.exit_code == 1
-    assert result.states == {"root": "success", "bad": "failed", "after_bad": "upstream_failed",
-                             "good": "success", "after_good": "success"}
+    assert result.states == {
+        "root": "success",
+        "bad": "failed",
+        "after_bad": "upstream_failed",
+        "good": "success",
+        "after_good": "success",
+    }
     bad = result.tasks["bad"]
     assert bad.error.startswith("ValueError: bad value in cell 2")
     executed = nbformat.read(bad.output_notebook, as_version=4)
@@ -80,8 +103,12 @@ def test_a_failure_blocks_only_its_downstream_and_keeps_its_notebook_and_traceba
 
 
 def test_parameters_arrive_typed_and_as_data_never_as_code(tmp_path: Path) -> None:
-    write_notebook(tmp_path, "p", "upstream = None\nproduct = 'out/p.json'\nn = 1\ns = 'x'\ncfg = {}\nlr = 0.1",
-                   "import json\njson.dump({'n': n, 'n_type': type(n).__name__, 's': s, 'cfg': cfg, 'lr': lr}, open(product, 'w'))")
+    write_notebook(
+        tmp_path,
+        "p",
+        "upstream = None\nproduct = 'out/p.json'\nn = 1\ns = 'x'\ncfg = {}\nlr = 0.1",
+        "import json\njson.dump({'n': n, 'n_type': type(n).__name__, 's': s, 'cfg': cfg, 'lr': lr}, open(product, 'w'))",
+    )
     write_notebook(tmp_path, "q", "upstream = None\nn = 1", "assert n == 3, n")
     evil = 'x"; import pathlib; pathlib.Path("PWNED").write_text("1"); y="\\' + "'; z='\n"
     result = Pipeline.from_dir(tmp_path).run(params={"n": 3, "s": evil, "cfg": {"a": [1, 2]}, "p.lr": 0.5}, workers=2)
@@ -108,7 +135,10 @@ def test_kernel_death_and_missing_product_are_failed_attempts(tmp_path: Path) ->
     result = Pipeline.from_dir(tmp_path).run(workers=2)
     assert result.states == {"dies": "failed", "lazy": "failed"}
     assert result.tasks["dies"].error.startswith("KernelDied")
-    assert result.tasks["lazy"].error == f"MissingProduct: the notebook ran but did not write {tmp_path / 'never_written.csv'}"
+    assert (
+        result.tasks["lazy"].error
+        == f"MissingProduct: the notebook ran but did not write {tmp_path / 'never_written.csv'}"
+    )
 
 
 def test_only_runs_the_tasks_and_what_they_need(tmp_path: Path) -> None:
@@ -145,8 +175,12 @@ def test_python_api_edges(tmp_path: Path) -> None:
 
 def test_many_kernels_start_at_once_and_kernel_noise_stays_out_of_the_output(tmp_path: Path) -> None:
     for i in range(12):
-        write_notebook(tmp_path, f"n{i:02d}", "upstream = None",
-                       "import os, sys\nos.write(2, b'KERNEL-NOISE\\n')\nprint('cell output', os.getpid())")
+        write_notebook(
+            tmp_path,
+            f"n{i:02d}",
+            "upstream = None",
+            "import os, sys\nos.write(2, b'KERNEL-NOISE\\n')\nprint('cell output', os.getpid())",
+        )
     proc = nbflow_process("run", str(tmp_path), "--workers", "12", "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)

@@ -23,8 +23,19 @@ def store(request, tmp_path: Path):
 
 
 def _run(run_id: str, minutes: int, state: str = "success") -> RunRecord:
-    return RunRecord(run_id, "/p", state, T0 + timedelta(minutes=minutes), T0 + timedelta(minutes=minutes, seconds=30),
-                     params={"n": 3, "train.lr": 0.1}, workers=2, selected=["b"], nbflow_version="0.1.0", pid=1, hostname="h")
+    return RunRecord(
+        run_id,
+        "/p",
+        state,
+        T0 + timedelta(minutes=minutes),
+        T0 + timedelta(minutes=minutes, seconds=30),
+        params={"n": 3, "train.lr": 0.1},
+        workers=2,
+        selected=["b"],
+        nbflow_version="0.1.0",
+        pid=1,
+        hostname="h",
+    )
 
 
 def test_runs_newest_first_and_round_trip(store) -> None:
@@ -53,9 +64,21 @@ def test_later_writes_replace_earlier_ones(store) -> None:
 
 def test_attempts_and_logs(store) -> None:
     for n in (1, 2):
-        store.save_attempt(AttemptRecord("r1", "a", n, "failed" if n == 1 else "success", T0, T0 + timedelta(seconds=n),
-                                         parameters={"upstream": {"x": "/p/x.csv"}, "s": 'a"b'}, kernel_name="python3",
-                                         source_hash="abc", output_notebook=f"/o{n}.ipynb", traceback="tb" if n == 1 else None))
+        store.save_attempt(
+            AttemptRecord(
+                "r1",
+                "a",
+                n,
+                "failed" if n == 1 else "success",
+                T0,
+                T0 + timedelta(seconds=n),
+                parameters={"upstream": {"x": "/p/x.csv"}, "s": 'a"b'},
+                kernel_name="python3",
+                source_hash="abc",
+                output_notebook=f"/o{n}.ipynb",
+                traceback="tb" if n == 1 else None,
+            )
+        )
         store.save_log("r1", "a", n, f"output {n}\n")
     store.save_attempt(AttemptRecord("r1", "b", 1, "success", T0))
     attempts = store.get_attempts("r1", "a")
@@ -103,7 +126,9 @@ def test_an_older_store_file_is_migrated_on_first_use(tmp_path: Path) -> None:
         "started_at TIMESTAMP NOT NULL, ended_at TIMESTAMP, duration_s DOUBLE, params JSON, workers INTEGER, "
         "selected JSON, nbflow_version VARCHAR, pid INTEGER, hostname VARCHAR)"
     )
-    con.execute("INSERT INTO runs VALUES ('old', '/p', 'success', TIMESTAMP '2026-01-01', NULL, NULL, '{}', 1, NULL, '0.0.1', 1, 'h')")
+    con.execute(
+        "INSERT INTO runs VALUES ('old', '/p', 'success', TIMESTAMP '2026-01-01', NULL, NULL, '{}', 1, NULL, '0.0.1', 1, 'h')"
+    )
     con.close()
     store = DuckDBRunStore(path)
     [run] = store.list_runs()

@@ -14,7 +14,11 @@ from tests.conftest import notebook_path, write_notebook
 
 # each bad input -> the exception it is reported as, and what the message must say
 BAD_NOTEBOOKS = [
-    ("invalid_json.ipynb", errors.MalformedNotebookError, "invalid_json.ipynb is not a valid notebook: it is not valid JSON"),
+    (
+        "invalid_json.ipynb",
+        errors.MalformedNotebookError,
+        "invalid_json.ipynb is not a valid notebook: it is not valid JSON",
+    ),
     ("nbformat_3.ipynb", errors.MalformedNotebookError, "nbformat_3.ipynb is not a valid notebook: nbformat 3"),
     ("cell_without_source.ipynb", errors.MalformedNotebookError, "cell 0 has no text 'source'"),
     ("upstream_not_a_list.ipynb", errors.InvalidDeclarationError, "'upstream' must be a list of notebook names"),
@@ -50,7 +54,10 @@ def test_unknown_upstream_suggests_a_close_match(tmp_path: Path, nbflow_cli) -> 
     write_notebook(tmp_path, "clean", "upstream = ['lod']")
     result = nbflow_cli("dag", str(tmp_path))
     assert result.exit_code == 2
-    assert "clean.ipynb declares upstream 'lod', which is not a task of this pipeline. Did you mean 'load'?" in result.stderr
+    assert (
+        "clean.ipynb declares upstream 'lod', which is not a task of this pipeline. Did you mean 'load'?"
+        in result.stderr
+    )
 
 
 def test_cycle_names_its_loop(tmp_path: Path, nbflow_cli) -> None:

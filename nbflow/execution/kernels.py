@@ -101,7 +101,9 @@ class KernelLauncher:
             with self._slots:
                 try:
                     run_sync(km.start_kernel)(
-                        cwd=cwd, stdout=output, stderr=output,
+                        cwd=cwd,
+                        stdout=output,
+                        stderr=output,
                         extra_arguments=["--HistoryManager.hist_file=:memory:"],
                     )
                     client = km.client()

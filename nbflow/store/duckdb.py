@@ -109,7 +109,9 @@ INSERT_LOG = "INSERT OR REPLACE INTO logs (run_id, task, attempt, text) VALUES (
 SELECT_RUN = f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?"
 SELECT_RUNS = f"SELECT {_RUN_COLS} FROM runs ORDER BY started_at DESC, run_id DESC"
 SELECT_TASKS = f"SELECT {_TASK_COLS} FROM tasks WHERE run_id = ? ORDER BY task"
-SELECT_ATTEMPTS = f"SELECT {_ATTEMPT_COLS} FROM attempts WHERE run_id = ? AND (? IS NULL OR task = ?) ORDER BY task, attempt"
+SELECT_ATTEMPTS = (
+    f"SELECT {_ATTEMPT_COLS} FROM attempts WHERE run_id = ? AND (? IS NULL OR task = ?) ORDER BY task, attempt"
+)
 SELECT_LOG = "SELECT text FROM logs WHERE run_id = ? AND task = ? AND attempt = ?"
 
 T = TypeVar("T")
@@ -280,24 +282,53 @@ class DuckDBRunStore(RunStore):
 
     def save_run(self, run: RunRecord) -> None:
         row = (
-            run.run_id, run.pipeline, run.state, run.started_at, run.ended_at, run.duration_s,
-            _json(run.params), run.workers, _json(run.selected), run.nbflow_version, run.pid, run.hostname,
+            run.run_id,
+            run.pipeline,
+            run.state,
+            run.started_at,
+            run.ended_at,
+            run.duration_s,
+            _json(run.params),
+            run.workers,
+            _json(run.selected),
+            run.nbflow_version,
+            run.pid,
+            run.hostname,
             run.resumed_from,
         )
         self._enqueue(("run", run.run_id), INSERT_RUN, row)
 
     def save_task(self, task: TaskRecord) -> None:
         row = (
-            task.run_id, task.task, task.state, task.attempts, task.started_at, task.ended_at,
-            task.duration_s, task.error, task.output_notebook,
+            task.run_id,
+            task.task,
+            task.state,
+            task.attempts,
+            task.started_at,
+            task.ended_at,
+            task.duration_s,
+            task.error,
+            task.output_notebook,
         )
         self._enqueue(("task", task.run_id, task.task), INSERT_TASK, row)
 
     def save_attempt(self, attempt: AttemptRecord) -> None:
         a = attempt
         row = (
-            a.run_id, a.task, a.attempt, a.state, a.started_at, a.ended_at, a.duration_s, _json(a.parameters),
-            a.kernel_name, a.source_hash, a.output_notebook, a.log_path, a.error, a.traceback,
+            a.run_id,
+            a.task,
+            a.attempt,
+            a.state,
+            a.started_at,
+            a.ended_at,
+            a.duration_s,
+            _json(a.parameters),
+            a.kernel_name,
+            a.source_hash,
+            a.output_notebook,
+            a.log_path,
+            a.error,
+            a.traceback,
         )
         self._enqueue(("attempt", a.run_id, a.task, a.attempt), INSERT_ATTEMPT, row)
 
@@ -306,10 +337,34 @@ class DuckDBRunStore(RunStore):
 
     @staticmethod
     def _run(row: tuple[Any, ...]) -> RunRecord:
-        (run_id, pipeline, state, started_at, ended_at, _duration, params, workers, selected, version, pid, host, resumed) = row
+        (
+            run_id,
+            pipeline,
+            state,
+            started_at,
+            ended_at,
+            _duration,
+            params,
+            workers,
+            selected,
+            version,
+            pid,
+            host,
+            resumed,
+        ) = row
         return RunRecord(
-            run_id, pipeline, state, started_at, ended_at, _unjson(params) or {}, workers,
-            _unjson(selected), version or "", pid or 0, host or "", resumed,
+            run_id,
+            pipeline,
+            state,
+            started_at,
+            ended_at,
+            _unjson(params) or {},
+            workers,
+            _unjson(selected),
+            version or "",
+            pid or 0,
+            host or "",
+            resumed,
         )
 
     def get_run(self, run_id: str) -> RunRecord | None:
@@ -322,17 +377,48 @@ class DuckDBRunStore(RunStore):
 
     def get_tasks(self, run_id: str) -> dict[str, TaskRecord]:
         tasks = {}
-        for run_id_, task, state, attempts, started, ended, _duration, error, output in self._read(SELECT_TASKS, [run_id]):
+        for run_id_, task, state, attempts, started, ended, _duration, error, output in self._read(
+            SELECT_TASKS, [run_id]
+        ):
             tasks[task] = TaskRecord(run_id_, task, state, attempts, started, ended, error, output)
         return tasks
 
     def get_attempts(self, run_id: str, task: str | None = None) -> list[AttemptRecord]:
         result = []
         for row in self._read(SELECT_ATTEMPTS, [run_id, task, task]):
-            (rid, name, n, state, started, ended, _duration, params, kernel, source_hash, output, log_path, error, tb) = row
-            result.append(AttemptRecord(
-                rid, name, n, state, started, ended, _unjson(params) or {}, kernel, source_hash, output, log_path, error, tb,
-            ))
+            (
+                rid,
+                name,
+                n,
+                state,
+                started,
+                ended,
+                _duration,
+                params,
+                kernel,
+                source_hash,
+                output,
+                log_path,
+                error,
+                tb,
+            ) = row
+            result.append(
+                AttemptRecord(
+                    rid,
+                    name,
+                    n,
+                    state,
+                    started,
+                    ended,
+                    _unjson(params) or {},
+                    kernel,
+                    source_hash,
+                    output,
+                    log_path,
+                    error,
+                    tb,
+                )
+            )
         return result
 
     def get_log(self, run_id: str, task: str, attempt: int) -> str | None:
