@@ -384,42 +384,11 @@ class DuckDBRunStore(RunStore):
         return tasks
 
     def get_attempts(self, run_id: str, task: str | None = None) -> list[AttemptRecord]:
-        result = []
-        for row in self._read(SELECT_ATTEMPTS, [run_id, task, task]):
-            (
-                rid,
-                name,
-                n,
-                state,
-                started,
-                ended,
-                _duration,
-                params,
-                kernel,
-                source_hash,
-                output,
-                log_path,
-                error,
-                tb,
-            ) = row
-            result.append(
-                AttemptRecord(
-                    rid,
-                    name,
-                    n,
-                    state,
-                    started,
-                    ended,
-                    _unjson(params) or {},
-                    kernel,
-                    source_hash,
-                    output,
-                    log_path,
-                    error,
-                    tb,
-                )
-            )
-        return result
+        # columns as in _ATTEMPT_COLS; duration_s (index 6) is derived, parameters (7) is JSON
+        return [
+            AttemptRecord(*row[:6], _unjson(row[7]) or {}, *row[8:])
+            for row in self._read(SELECT_ATTEMPTS, [run_id, task, task])
+        ]
 
     def get_log(self, run_id: str, task: str, attempt: int) -> str | None:
         rows = self._read(SELECT_LOG, [run_id, task, attempt])
