@@ -150,6 +150,23 @@ class ParameterError(ValidationProblem):
         return self.message
 
 
+class UnknownKernelError(ValidationProblem):
+    """A notebook asks for a kernel that is not installed."""
+
+    def __init__(self, path: str, kernel: str, installed: Sequence[str]) -> None:
+        self.path = path
+        self.kernel = kernel
+        self.installed = sorted(installed)
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return (
+            f"{self.path} asks for the kernel {self.kernel!r}, which is not installed here "
+            f"(installed: {', '.join(self.installed) or 'none'}). Install it, or choose another kernel "
+            "for the notebook in JupyterLab (Kernel > Change Kernel)."
+        )
+
+
 class PipelineValidationError(NbflowError):
     """Every problem found while validating a pipeline, reported at once."""
 

@@ -181,6 +181,33 @@ class Pipeline:
         validate_overrides(overrides, self.specs)
         return overrides
 
+    def validate_kernels(self, names: Iterable[str] | None = None) -> None:
+        """Check that every (named) task's kernel is installed.
+
+        Raises
+        ------
+        PipelineValidationError
+            Listing each notebook whose kernel is missing.
+        """
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        from nbflow.errors import UnknownKernelError
+
+        installed = set(KernelSpecManager().find_kernel_specs())
+        try:  # ipykernel's own kernel is always there when ipykernel is
+            from ipykernel.kernelspec import NATIVE_KERNEL_NAME
+
+            installed.add(NATIVE_KERNEL_NAME)
+        except ImportError:
+            pass
+        problems: list[NbflowError] = [
+            UnknownKernelError(spec.relpath, spec.kernel_name, installed)
+            for spec in (self.specs[n] for n in (names if names is not None else self.specs))
+            if spec.kernel_name not in installed
+        ]
+        if problems:
+            raise PipelineValidationError(problems)
+
     @property
     def state_path(self) -> Path:
         """The DuckDB file holding this pipeline's runs."""
@@ -307,6 +334,7 @@ class Pipeline:
 
         overrides = self.validate_params(params)
         dag = self.dag.subset(only) if only else self.dag
+        self.validate_kernels(dag.order)
         workers = workers or default_workers()
         if workers < 1:
             raise PipelineValidationError([NbflowError(f"workers must be at least 1 (got {workers}).")])

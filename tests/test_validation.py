@@ -135,6 +135,7 @@ def test_status_without_runs_is_a_clear_error(tmp_path: Path, nbflow_cli) -> Non
         errors.PipelineValidationError([errors.CycleError(["a", "a"]), errors.ParameterError("bad")]),
         errors.RunNotFoundError("state.duckdb", "r1"),
         errors.StoreLockedError("state.duckdb", 60, "lock held"),
+        errors.UnknownKernelError("a.ipynb", "julia", ["python3"]),
     ],
 )
 def test_errors_survive_pickling(error: errors.NbflowError) -> None:
@@ -142,3 +143,13 @@ def test_errors_survive_pickling(error: errors.NbflowError) -> None:
     assert type(copy) is type(error)
     assert str(copy) == str(error)
     assert repr(copy.__dict__) == repr(error.__dict__)
+
+
+def test_a_kernel_that_is_not_installed_is_named_before_anything_runs(tmp_path: Path, nbflow_cli) -> None:
+    write_notebook(tmp_path, "load", "upstream = None")
+    write_notebook(tmp_path, "fit", "upstream = ['load']", kernel="julia-1.9")
+    result = nbflow_cli("run", str(tmp_path))
+    assert result.exit_code == 2
+    assert "fit.ipynb asks for the kernel 'julia-1.9', which is not installed here (installed:" in result.stderr
+    assert "python3" in result.stderr
+    assert not (tmp_path / "_nbflow").exists()
