@@ -338,16 +338,19 @@ class Pipeline:
         workers = workers or default_workers()
         if workers < 1:
             raise PipelineValidationError([NbflowError(f"workers must be at least 1 (got {workers}).")])
-        own_store = store is None
-        store = store or self.open_store()
-        own_executor = executor is None
-        executor = executor or LocalExecutor(workers=workers)
-        try:
-            reap_stale_runs(store)
-            runner = Runner(self.root, self.specs, dag, store, executor, workers, listeners)
-            return runner.run(overrides, selected=only, reuse=reuse, resumed_from=resumed_from)
-        finally:
-            if own_executor:
-                executor.close()
-            if own_store:
-                store.close()
+        from nbflow.runlock import RunLock
+
+        with RunLock(self.state_path.parent / "run.lock", self.root):
+            own_store = store is None
+            store = store or self.open_store()
+            own_executor = executor is None
+            executor = executor or LocalExecutor(workers=workers)
+            try:
+                reap_stale_runs(store)
+                runner = Runner(self.root, self.specs, dag, store, executor, workers, listeners)
+                return runner.run(overrides, selected=only, reuse=reuse, resumed_from=resumed_from)
+            finally:
+                if own_executor:
+                    executor.close()
+                if own_store:
+                    store.close()

@@ -106,6 +106,9 @@ def test_ctrl_c_stops_the_kernels_and_records_the_run_as_interrupted(tmp_path: P
     kernel_pid = int(pid_file.read_text())
     store = DuckDBRunStore(tmp_path / "_nbflow" / "state.duckdb")
     _wait_for(lambda: store.get_tasks(store.latest_run().run_id)["quick"].state == "success")
+    second = nbflow_process("run", str(tmp_path))
+    assert second.returncode == 2
+    assert f"Another nbflow run is running the pipeline in {tmp_path} (process {proc.pid}" in second.stderr
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -1,0 +1,74 @@
+"""One run at a time per pipeline folder: two runs would write the same products.
+
+The lock is an OS file lock on ``_nbflow/run.lock``, so it goes away with the process
+that holds it, however that process ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import IO
+
+from nbflow.errors import NbflowError
+
+
+class PipelineBusyError(NbflowError):
+    """Another process is running this pipeline."""
+
+    def __init__(self, path: str, holder: str) -> None:
+        self.path = path
+        self.holder = holder
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return (
+            f"Another nbflow run is running the pipeline in {self.path} ({self.holder}). Wait for it to finish "
+            "(`nbflow status` shows its progress) or stop it, then run again."
+        )
+
+
+class RunLock:
+    """Hold ``path`` locked for the length of a ``with`` block.
+
+    Raises
+    ------
+    PipelineBusyError
+        Another process holds it.
+    """
+
+    def __init__(self, path: Path, pipeline: Path) -> None:
+        self.path = path
+        self.pipeline = pipeline
+        self._file: IO[str] | None = None
+
+    def __enter__(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # no POSIX file locks (Windows): run without the guard
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until __exit__
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            try:
+                holder = json.loads(f.read() or "{}")
+                text = f"process {holder.get('pid')} on {holder.get('host')}"
+            except ValueError:
+                text = "another process"
+            f.close()
+            raise PipelineBusyError(str(self.pipeline), text) from None
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
+        f.flush()
+        self._file = f
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()  # closing releases the lock
+            self._file = None
