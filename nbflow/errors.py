@@ -208,6 +208,21 @@ class RunNotFoundError(NbflowError):
         return f"No run {self.run_id!r} in {self.store}. `nbflow history` lists the recorded runs."
 
 
+class StoreError(NbflowError):
+    """The state store file cannot be opened or written (not a DuckDB file, no permission, ...)."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return (
+            f"The state store {self.path} cannot be used ({self.detail}). If it is damaged, move it aside: "
+            "nbflow starts a new one (the executed notebooks in _nbflow/runs stay where they are)."
+        )
+
+
 class StoreLockedError(NbflowError):
     """The state store stayed locked by another process for longer than the wait allowed."""
 
@@ -219,6 +234,6 @@ class StoreLockedError(NbflowError):
 
     def _message(self) -> str:
         return (
-            f"The state store {self.path} stayed locked by another process for {self.waited_s:.0f}s "
+            f"The state store {self.path} stayed locked by another process for {self.waited_s:g}s "
             f"({self.detail}). Try again when that process has finished."
         )

@@ -16,7 +16,7 @@ from nbflow.params import Overrides, validate_overrides
 if TYPE_CHECKING:
     from nbflow.execution.base import Executor
     from nbflow.runner import RunListener, RunResult
-    from nbflow.store.base import RunStore, TaskRecord
+    from nbflow.store.base import RunRecord, RunStore, TaskRecord
 
 TaskRefs = Union["Task", Sequence["Task"]]
 
@@ -79,6 +79,29 @@ def _flatten(items: Iterable[Any]) -> list[Task]:
         else:
             raise TypeError(f"expected a Task or a list of Tasks, got {type(item).__name__}")
     return out
+
+
+def _source_hashes(store: RunStore, run: RunRecord) -> dict[str, str | None]:
+    """The code each task last ran with, as of ``run``: a task reused there ran in the run it resumed."""
+    hashes: dict[str, str | None] = {}
+    seen: set[str] = set()
+    current: RunRecord | None = run
+    while current is not None and current.run_id not in seen:
+        seen.add(current.run_id)
+        for attempt in reversed(store.get_attempts(current.run_id)):
+            hashes.setdefault(attempt.task, attempt.source_hash)  # the latest attempt wins
+        current = store.get_run(current.resumed_from) if current.resumed_from else None
+    return hashes
+
+
+def _close_quietly(store: RunStore) -> None:
+    """Close a store at the end of a run: a problem is a warning, not the run's failure."""
+    import sys
+
+    try:
+        store.close()
+    except NbflowError as e:
+        print(f"nbflow: warning: {e}", file=sys.stderr)
 
 
 class Pipeline:
@@ -252,7 +275,7 @@ class Pipeline:
                 raise NbflowError(
                     f"Run {earlier.run_id} is still running (process {earlier.pid}); wait for it or stop it first."
                 )
-            hashes = {a.task: a.source_hash for a in store.get_attempts(earlier.run_id)}
+            hashes = _source_hashes(store, earlier)
             dag = self.dag.subset(earlier.selected) if earlier.selected else self.dag
             reuse: dict[str, TaskRecord] = {}
             for name in dag.order:
@@ -281,7 +304,7 @@ class Pipeline:
         return (
             earlier is not None
             and earlier.state in ("success", "up_to_date")
-            and (source_hash is None or source_hash == spec.source_hash)
+            and source_hash == spec.source_hash
             and all(p.exists() for p in product_paths(resolve_product(spec)))
         )
 
@@ -353,4 +376,4 @@ class Pipeline:
                 if own_executor:
                     executor.close()
                 if own_store:
-                    store.close()
+                    _close_quietly(store)

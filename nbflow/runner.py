@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 
 from nbflow import __version__, states
 from nbflow.discovery import STATE_DIR_NAME
+from nbflow.errors import NbflowError
 from nbflow.execution.base import AttemptOutcome, Executor, TaskRequest, utcnow
 from nbflow.graph import DAG
 from nbflow.notebook import NotebookSpec, Product
@@ -292,7 +294,10 @@ class Runner:
             run.state = states.FAILED if failed else states.SUCCESS
         run.ended_at = utcnow()
         self.store.save_run(run)
-        self.store.flush()
+        try:
+            self.store.flush()
+        except NbflowError as e:  # the run is over either way; its record waits in the store's queue
+            print(f"nbflow: warning: {e}", file=sys.stderr)
         self._emit("on_run_end", run=run, tasks=tasks)
         return RunResult(run, tasks)
 

@@ -190,3 +190,20 @@ def test_many_kernels_start_at_once_and_kernel_noise_stays_out_of_the_output(tmp
     run_dir = tmp_path / "_nbflow" / "runs" / report["run_id"]
     assert "KERNEL-NOISE" in (run_dir / "n00.kernel.log").read_text()
     assert (run_dir / "n00.log").read_text().startswith("cell output")
+
+
+def test_resume_reruns_a_task_whose_code_changed_even_after_it_was_reused(tmp_path: Path) -> None:
+    from nbflow.store.memory import MemoryRunStore
+
+    store = MemoryRunStore()
+    write_notebook(tmp_path, "a", "upstream = None\nproduct = 'a.txt'", "open(product, 'w').write('v1')")
+    write_notebook(tmp_path, "b", "upstream = ['a']", "import pathlib\nassert pathlib.Path('ok').exists()")
+    assert Pipeline.from_dir(tmp_path).run(workers=1, store=store).states == {"a": "success", "b": "failed"}
+    again = Pipeline.from_dir(tmp_path).resume(store=store, workers=1)
+    assert again.states == {"a": "up_to_date", "b": "failed"}
+    write_notebook(tmp_path, "a", "upstream = None\nproduct = 'a.txt'", "open(product, 'w').write('v2')")
+    (tmp_path / "ok").touch()
+    third = Pipeline.from_dir(tmp_path).resume(store=store, workers=1)
+    assert third.states == {"a": "success", "b": "success"}
+    assert (tmp_path / "a.txt").read_text() == "v2"
+    assert third.run.resumed_from == again.run_id

@@ -151,3 +151,79 @@ def test_a_store_from_a_newer_nbflow_is_refused_clearly(tmp_path: Path) -> None:
     store.save_run(_run("r2", 1))
     with pytest.raises(NbflowError, match="written by a newer nbflow"):
         store.flush()
+
+
+HOLD = """
+import duckdb, sys, time
+con = duckdb.connect(sys.argv[1], read_only=True)
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+con.close()
+"""
+
+
+def _hold(path: Path, seconds: float):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "holding"
+    return proc
+
+
+def test_writes_wait_for_a_reader_that_holds_the_file_and_nothing_is_lost(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "state.duckdb"
+    with DuckDBRunStore(path) as store:
+        store.save_run(_run("r0", 0))
+    holder = _hold(path, 3)
+    store = DuckDBRunStore(path, lock_timeout=0.5)
+    for i in range(20):
+        store.save_task(TaskRecord("r1", f"t{i}", "success", 1))
+    store.save_run(_run("r1", 1))
+    store.close()  # gives up waiting after 0.5 s: the records go to the journal
+    assert "kept in state.duckdb.pending.jsonl" in capsys.readouterr().err
+    assert store.journal.exists()
+    holder.wait()
+    holder.stdout.close()
+    with DuckDBRunStore(path) as later:  # the next writer applies the journal first
+        later.save_run(_run("r2", 2))
+    reader = DuckDBRunStore(path)
+    assert [r.run_id for r in reader.list_runs()] == ["r2", "r1", "r0"]
+    assert len(reader.get_tasks("r1")) == 20
+    assert not store.journal.exists()
+
+
+def test_a_reader_and_a_writer_in_one_process(tmp_path: Path) -> None:
+    import threading
+
+    store = DuckDBRunStore(tmp_path / "state.duckdb")
+    store.save_run(_run("r1", 0))
+    store.flush()
+    reader = DuckDBRunStore(tmp_path / "state.duckdb")
+    done = threading.Event()
+
+    def write() -> None:
+        for i in range(200):
+            store.save_task(TaskRecord("r1", f"t{i % 7}", "running", i))
+        store.flush()
+        done.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    reads = 0
+    while not done.is_set():
+        reader.get_tasks("r1")  # must neither fail nor make the writer fail
+        reads += 1
+    thread.join()
+    store.close()
+    assert reads > 0
+    assert {t.attempts for t in reader.get_tasks("r1").values()} == {193, 194, 195, 196, 197, 198, 199}
+
+
+def test_a_damaged_store_file_is_a_clear_error(tmp_path: Path, nbflow_cli) -> None:
+    (tmp_path / "_nbflow").mkdir()
+    (tmp_path / "_nbflow" / "state.duckdb").write_text("this is not a database")
+    result = nbflow_cli("status", str(tmp_path))
+    assert result.exit_code == 2
+    assert "cannot be used" in result.stderr and "move it aside" in result.stderr
+    assert "Traceback" not in result.stderr

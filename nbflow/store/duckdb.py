@@ -17,12 +17,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
 
-from nbflow.errors import NbflowError, StoreLockedError
+from nbflow.errors import NbflowError, StoreError, StoreLockedError
 from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
 
 SCHEMA_VERSION = 2
@@ -126,58 +127,88 @@ def _unjson(text: str | None) -> Any:
 
 
 def _is_lock_error(err: Exception) -> bool:
+    """Another connection has the file: another process's lock, or this process's own other
+    connection (DuckDB refuses a read-only and a read-write connection to one file in one process)."""
     text = str(err)
-    return "lock" in text.lower() or "Conflicting" in text
+    return "lock" in text.lower() or "Conflicting" in text or "different configuration" in text
+
+
+class _Stopped(Exception):
+    """The store is closing: stop waiting for a lock."""
+
+
+def _encode(value: Any) -> Any:
+    return {"$dt": value.isoformat()} if isinstance(value, datetime) else value
+
+
+def _decode(value: Any) -> Any:
+    return datetime.fromisoformat(value["$dt"]) if isinstance(value, dict) and "$dt" in value else value
 
 
 class DuckDBRunStore(RunStore):
     """A :class:`RunStore` in a DuckDB file; safe to read from other processes during a run.
+
+    Writes are queued and applied by a background thread, which waits as long as it must
+    for another process's lock. If the store is closed while writes are still waiting,
+    they are kept in a journal file beside the database and applied on the next write,
+    so a reader that holds the file open for a long time never loses a run's record.
 
     Parameters
     ----------
     path
         The database file; created (with its folder) on the first write.
     lock_timeout
-        How long to wait for another process's lock before giving up.
+        How long a read, a flush or a close waits for another process's lock.
     """
 
     def __init__(self, path: str | Path, lock_timeout: float = 60.0) -> None:
         self.path = Path(path)
+        self.journal = self.path.with_name(self.path.name + ".pending.jsonl")
         self.lock_timeout = lock_timeout
         self._cond = threading.Condition()
         # key -> (sql, row); one row per key is enough since a later write replaces an earlier one
         self._pending: dict[tuple[Any, ...], tuple[str, Sequence[Any]]] = {}
         self._busy = False
-        self._closed = False
-        self._error: BaseException | None = None
+        self._closing = False
+        self._error: NbflowError | None = None
         self._writer: threading.Thread | None = None
         self._schema_ready = False
 
     # -- connections -------------------------------------------------------------------
 
-    def _with_connection(self, read_only: bool, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        deadline = time.monotonic() + self.lock_timeout
+    def _connect(self, read_only: bool, deadline: float) -> duckdb.DuckDBPyConnection:
         delay = 0.002
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
+                return duckdb.connect(str(self.path), read_only=read_only)
             except duckdb.Error as e:
-                if not _is_lock_error(e) or time.monotonic() > deadline:
-                    if _is_lock_error(e):
-                        raise StoreLockedError(str(self.path), self.lock_timeout, str(e).splitlines()[0]) from e
-                    raise
+                if not _is_lock_error(e):
+                    raise StoreError(str(self.path), str(e).splitlines()[0]) from e
+                if time.monotonic() > deadline:
+                    raise StoreLockedError(str(self.path), self.lock_timeout, str(e).splitlines()[0]) from e
+                if self._closing and not read_only:
+                    raise _Stopped from e
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
-                continue
-            try:
-                return work(con)
-            finally:
-                con.close()
 
-    def _ensure_schema(self) -> None:
+    def _with_connection(
+        self, read_only: bool, work: Callable[[duckdb.DuckDBPyConnection], T], wait: float | None = None
+    ) -> T:
+        con = self._connect(read_only, time.monotonic() + (self.lock_timeout if wait is None else wait))
+        try:
+            return work(con)
+        except duckdb.Error as e:
+            raise StoreError(str(self.path), str(e).splitlines()[0]) from e
+        finally:
+            con.close()
+
+    def _ensure_schema(self, wait: float | None = None) -> None:
         if self._schema_ready:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(str(self.path), f"its folder cannot be created ({e.strerror})") from e
 
         def create(con: duckdb.DuckDBPyConnection) -> None:
             con.execute("BEGIN TRANSACTION")
@@ -194,10 +225,26 @@ class DuckDBRunStore(RunStore):
                 for statement in MIGRATIONS.get(version, []):
                     con.execute(statement)
             con.execute("INSERT OR REPLACE INTO nbflow_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            for sql, row in self._journal_entries():
+                con.execute(sql, row)
             con.execute("COMMIT")
 
-        self._with_connection(False, create)
+        self._with_connection(False, create, wait)
+        self.journal.unlink(missing_ok=True)
         self._schema_ready = True
+
+    def _journal_entries(self) -> list[tuple[str, list[Any]]]:
+        """Writes an earlier process could not apply (see the class doc)."""
+        if not self.journal.exists():
+            return []
+        entries = []
+        for line in self.journal.read_text(encoding="utf-8").splitlines():
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a crash
+            entries.append((item["sql"], [_decode(v) for v in item["row"]]))
+        return entries
 
     def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         self.flush()
@@ -220,7 +267,7 @@ class DuckDBRunStore(RunStore):
 
     def _enqueue(self, key: tuple[Any, ...], sql: str, row: Sequence[Any]) -> None:
         with self._cond:
-            if self._closed:
+            if self._closing:
                 raise RuntimeError("the state store is closed")
             self._pending.pop(key, None)  # keep writes in the order they were last made
             self._pending[key] = (sql, row)
@@ -232,25 +279,33 @@ class DuckDBRunStore(RunStore):
     def _write_loop(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._closed:
+                while not self._pending and not self._closing:
                     self._cond.wait()
-                if not self._pending and self._closed:
+                if not self._pending or self._error is not None:
                     return
-                batch = list(self._pending.values())
+                batch = dict(self._pending)
                 self._pending.clear()
                 self._busy = True
+            error: NbflowError | None = None
             try:
-                self._write_batch(batch)
-            except BaseException as e:  # report at flush/close; never kill the run that writes
-                print(f"nbflow: could not write the state store {self.path}: {e}", file=sys.stderr)
-                self._error = e
+                self._write_batch(list(batch.values()))
+                batch = {}
+            except _Stopped:
+                pass
+            except NbflowError as e:
+                error = e
             finally:
                 with self._cond:
+                    for key, value in batch.items():  # not written: back in the queue, unless newer
+                        self._pending.setdefault(key, value)
+                    self._error = self._error or error
                     self._busy = False
                     self._cond.notify_all()
+            if batch and (self._closing or error is not None):
+                return
 
     def _write_batch(self, batch: list[tuple[str, Sequence[Any]]]) -> None:
-        self._ensure_schema()
+        self._ensure_schema(wait=float("inf"))
 
         def write(con: duckdb.DuckDBPyConnection) -> None:
             con.execute("BEGIN TRANSACTION")
@@ -258,25 +313,55 @@ class DuckDBRunStore(RunStore):
                 con.execute(sql, list(row))
             con.execute("COMMIT")
 
-        self._with_connection(False, write)
+        self._with_connection(False, write, wait=float("inf"))
 
-    def flush(self) -> None:
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every write so far is in the file.
+
+        Raises
+        ------
+        StoreLockedError
+            Another process held the file for longer than ``timeout`` (default: ``lock_timeout``).
+        StoreError
+            The file cannot be written (the writes stay queued).
+        """
+        deadline = time.monotonic() + (self.lock_timeout if timeout is None else timeout)
         with self._cond:
-            while self._pending or self._busy:
-                self._cond.wait()
-        if self._error is not None:
-            err, self._error = self._error, None
-            raise err
+            while (self._pending or self._busy) and self._error is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StoreLockedError(str(self.path), self.lock_timeout, "a write is still waiting for it")
+                self._cond.wait(min(left, 0.5))
+            if self._error is not None:
+                raise self._error
 
     def close(self) -> None:
+        """Flush; what cannot be written in time is kept in the journal (and reported)."""
         try:
             self.flush()
+        except StoreLockedError:
+            pass  # what is still queued goes to the journal below, with a warning
         finally:
             with self._cond:
-                self._closed = True
+                self._closing = True
                 self._cond.notify_all()
             if self._writer is not None:
                 self._writer.join()
+            self._spill()
+
+    def _spill(self) -> None:
+        with self._cond:
+            pending, self._pending = list(self._pending.values()), {}
+        if not pending:
+            return
+        with open(self.journal, "a", encoding="utf-8") as f:
+            for sql, row in pending:
+                f.write(json.dumps({"sql": sql, "row": [_encode(v) for v in row]}) + "\n")
+        print(
+            f"nbflow: warning: {len(pending)} records could not be written to {self.path} yet; they are kept "
+            f"in {self.journal.name} and added the next time nbflow writes the store.",
+            file=sys.stderr,
+        )
 
     # -- records -----------------------------------------------------------------------
 
