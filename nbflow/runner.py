@@ -12,6 +12,7 @@ import os
 import secrets
 import socket
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
@@ -152,6 +153,14 @@ def reap_stale_runs(store: RunStore) -> list[str]:
     return reaped
 
 
+def _never_submitted() -> Future[AttemptOutcome]:
+    future: Future[AttemptOutcome] = Future()
+    now = utcnow()
+    error = "Interrupted: the run was stopped as this task started"
+    future.set_result(AttemptOutcome(states.INTERRUPTED, now, now, error=error))
+    return future
+
+
 def _outcome(future: Future[AttemptOutcome], attempt: AttemptRecord) -> AttemptOutcome:
     """The attempt's outcome; an executor that raised (a bug, a lost worker) fails the attempt, not the run."""
     try:
@@ -205,8 +214,8 @@ class Runner:
 
     def _request(self, run_dir: Path, run_id: str, name: str, attempt: int, overrides: Overrides) -> TaskRequest:
         spec = self.specs[name]
-        suffix = "" if attempt == 1 else f".attempt-{attempt}"
-        base = run_dir / f"{name}{suffix}"
+        # one folder per task: no task name can make two tasks' files collide
+        base = run_dir / name / f"attempt-{attempt}"
         return TaskRequest(
             run_id=run_id,
             task=name,
@@ -257,6 +266,7 @@ class Runner:
         )
         tasks = {name: TaskRecord(run_id, name, states.PENDING) for name in self.dag.order}
         scheduler = Scheduler(self.dag)
+        launching: tuple[TaskRequest, AttemptRecord] | None = None
         for name, earlier in reuse.items():
             tasks[name] = TaskRecord(
                 run_id,
@@ -280,7 +290,9 @@ class Runner:
                 while scheduler.has_ready() and len(running) < self.workers:
                     name = scheduler.pop_ready()
                     request = self._request(run_dir, run_id, name, tasks[name].attempts + 1, overrides)
-                    running[self.executor.submit(request)] = (request, self._start_attempt(run, tasks[name], request))
+                    launching = (request, self._start_attempt(run, tasks[name], request))
+                    running[self.executor.submit(request)] = launching
+                    launching = None
                 if not running:
                     break
                 done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
@@ -288,6 +300,8 @@ class Runner:
                     request, attempt = running.pop(future)
                     self._finish_attempt(run, tasks, scheduler, attempt, _outcome(future, attempt))
         except KeyboardInterrupt:
+            if launching is not None and launching not in running.values():
+                running[_never_submitted()] = launching  # recorded as running, never submitted
             self._interrupt(run, tasks, scheduler, running)
         else:
             failed = any(t.state not in states.TASK_OK for t in tasks.values())
@@ -348,6 +362,9 @@ class Runner:
             other.error = f"upstream {attempt.task!r} {outcome.state}"
             self._save_task(run, other)
 
+    #: seconds an interrupted run waits for its running tasks to stop
+    STOP_WAIT_S = 30.0
+
     def _interrupt(
         self,
         run: RunRecord,
@@ -357,13 +374,18 @@ class Runner:
     ) -> None:
         run.state = states.INTERRUPTED
         self.executor.cancel(run.run_id)
-        while running:
+        deadline = time.monotonic() + self.STOP_WAIT_S
+        while running and time.monotonic() < deadline:
             try:
-                done, _ = wait(list(running), timeout=30)
+                done, _ = wait(list(running), timeout=max(0.0, deadline - time.monotonic()))
             except KeyboardInterrupt:
                 continue  # a second Ctrl-C while kernels are being stopped: keep stopping them
             for future in done:
                 _request, attempt = running.pop(future)
                 self._finish_attempt(run, tasks, scheduler, attempt, _outcome(future, attempt))
-            if not done:
-                break
+        for _request, attempt in running.values():  # did not stop in time: recorded, not waited for
+            now = utcnow()
+            outcome = AttemptOutcome(
+                states.INTERRUPTED, attempt.started_at, now, error="Interrupted: did not stop in time"
+            )
+            self._finish_attempt(run, tasks, scheduler, attempt, outcome)

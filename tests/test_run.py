@@ -188,8 +188,8 @@ def test_many_kernels_start_at_once_and_kernel_noise_stays_out_of_the_output(tmp
     assert all(t["attempts"] == 1 for t in report["tasks"].values())
     assert "KERNEL-NOISE" not in proc.stdout + proc.stderr
     run_dir = tmp_path / "_nbflow" / "runs" / report["run_id"]
-    assert "KERNEL-NOISE" in (run_dir / "n00.kernel.log").read_text()
-    assert (run_dir / "n00.log").read_text().startswith("cell output")
+    assert "KERNEL-NOISE" in (run_dir / "n00" / "attempt-1.kernel.log").read_text()
+    assert (run_dir / "n00" / "attempt-1.log").read_text().startswith("cell output")
 
 
 def test_resume_reruns_a_task_whose_code_changed_even_after_it_was_reused(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from jupyter_client.manager import AsyncKernelManager
@@ -85,10 +86,19 @@ class KernelLauncher:
         self._reapers: list[threading.Thread] = []
         self._lock = threading.Lock()
 
-    def start(self, kernel_name: str, cwd: str, output: IO[bytes]) -> tuple[IPCKernelManager, Any]:
+    def start(
+        self,
+        kernel_name: str,
+        cwd: str,
+        output: IO[bytes],
+        on_kernel: Callable[[IPCKernelManager | None], None] = lambda km: None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> tuple[IPCKernelManager, Any]:
         """A started kernel that has answered, and a client with its channels open.
 
-        The kernel process's output goes to ``output``.
+        The kernel process's output goes to ``output``. ``on_kernel`` is told of the kernel as
+        soon as its process exists (so that a cancel can kill it); a cancelled start is not
+        tried again.
 
         Raises
         ------
@@ -97,7 +107,10 @@ class KernelLauncher:
         """
         errors: list[str] = []
         for _try in range(2):
+            if cancelled():
+                raise KernelStartError("the run was stopped before the kernel started")
             km = IPCKernelManager(kernel_name=kernel_name)
+            client = None
             with self._slots:
                 try:
                     run_sync(km.start_kernel)(
@@ -106,6 +119,7 @@ class KernelLauncher:
                         stderr=output,
                         extra_arguments=["--HistoryManager.hist_file=:memory:"],
                     )
+                    on_kernel(km)
                     client = km.client()
                     client.start_channels()
                     run_sync(client.wait_for_ready)(timeout=KERNEL_START_TIMEOUT)
@@ -114,7 +128,7 @@ class KernelLauncher:
                 except Exception as e:  # a failed start: clean up, try once more
                     errors.append(f"{type(e).__name__}: {e}")
                     log.warning("kernel %r failed to start (%s); trying again", kernel_name, errors[-1])
-                    if "client" in locals():
+                    if client is not None:
                         client.stop_channels()
                     self._kill_now(km)
         raise KernelStartError(f"the kernel {kernel_name!r} did not start: {'; then '.join(errors)}")

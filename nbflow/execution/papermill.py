@@ -48,10 +48,10 @@ class NbflowEngine(NBClientEngine):
         kernel_log: Any,
         launcher: KernelLauncher,
         on_kernel: Callable[[IPCKernelManager | None], None],
+        cancelled: Callable[[], bool],
         **_: Any,
     ) -> Any:
-        km, kc = launcher.start(kernel_name, kernel_cwd, kernel_log)
-        on_kernel(km)  # from here on the kernel can be cancelled
+        km, kc = launcher.start(kernel_name, kernel_cwd, kernel_log, on_kernel, cancelled)
         client = PapermillNotebookClient(
             nb_man,
             km=km,
@@ -124,6 +124,7 @@ def run_notebook(
                 kernel_log=kernel_log,
                 launcher=launcher,
                 on_kernel=on_kernel,
+                cancelled=cancelled,
             )
         missing = _missing_products(request)
         if missing:
@@ -135,10 +136,10 @@ def run_notebook(
         traceback = strip_ansi("\n".join(e.traceback))
     except DeadKernelError as e:
         state = states.FAILED
-        error = f"KernelDied: the kernel stopped while running the notebook ({e}); see {kernel_log_path.name}"
+        error = f"KernelDied: the kernel stopped while running the notebook ({e}); see {kernel_log_path}"
     except KernelStartError as e:
         state = states.FAILED
-        error = f"KernelStartError: {e}; see {kernel_log_path.name}"
+        error = f"KernelStartError: {e}; see {kernel_log_path}"
     except Exception as e:  # anything else ends this attempt, never the run
         import traceback as tb
 
