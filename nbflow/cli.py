@@ -36,6 +36,8 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except NbflowError as e:
             _fail(str(e), e.exit_code)
+        except KeyboardInterrupt:  # before a run started (a run handles its own)
+            _fail("interrupted", 130)
 
     return wrapper  # type: ignore[return-value]
 
@@ -89,9 +91,9 @@ def run(
     from nbflow.pipeline import Pipeline
     from nbflow.render import run_to_json
 
+    _sigterm_as_interrupt()
     pipeline = Pipeline.from_dir(path)
     overrides = parse_assignments(params)
-    _sigterm_as_interrupt()
     result = pipeline.run(
         params=overrides, workers=workers, only=list(only) or None, force=force, listeners=[_progress(progress)]
     )
@@ -114,8 +116,8 @@ def resume(path: str, run_id: str | None, workers: int | None, as_json: bool, pr
     from nbflow.pipeline import Pipeline
     from nbflow.render import run_to_json
 
-    pipeline = Pipeline.from_dir(path)
     _sigterm_as_interrupt()
+    pipeline = Pipeline.from_dir(path)
     result = pipeline.resume(run_id=run_id, workers=workers, listeners=[_progress(progress)])
     if as_json:
         _print_json(run_to_json(result.run, result.tasks))

@@ -32,8 +32,16 @@ class Discovery:
 def iter_notebook_paths(root: Path) -> Iterator[Path]:
     """Yield every task notebook below ``root``, in a stable (sorted) order."""
     stack = [root]
+    seen: set[tuple[int, int]] = set()  # folders by (device, inode): a symlink loop is walked once
     while stack:
         folder = stack.pop()
+        try:
+            st = folder.stat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError:
@@ -42,10 +50,14 @@ def iter_notebook_paths(root: Path) -> Iterator[Path]:
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir():
-                if entry.name not in SKIPPED_DIRS:
-                    subdirs.append(Path(entry.path))
-            elif entry.name.endswith(".ipynb") and entry.is_file():
+            try:
+                is_dir = entry.is_dir()
+                is_notebook = not is_dir and entry.name.endswith(".ipynb") and entry.is_file()
+            except OSError:  # a broken or looping link
+                continue
+            if is_dir and entry.name not in SKIPPED_DIRS:
+                subdirs.append(Path(entry.path))
+            elif is_notebook:
                 yield Path(entry.path)
         stack.extend(reversed(subdirs))
 

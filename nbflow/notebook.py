@@ -189,16 +189,28 @@ def _structure_problem(nb: Any) -> str | None:
     cells = nb.get("cells")
     if not isinstance(cells, list):
         return "it has no 'cells' list"
-    if not isinstance(nb.get("metadata", {}), dict):
+    metadata = nb.get("metadata", {})
+    if not isinstance(metadata, dict):
         return "its 'metadata' is not an object"
+    kernelspec = metadata.get("kernelspec")
+    if kernelspec is not None and not (
+        isinstance(kernelspec, dict)
+        and isinstance(kernelspec.get("name", ""), str)
+        and isinstance(kernelspec.get("language", ""), str)
+    ):
+        return "its 'metadata.kernelspec' is not an object with a text 'name' (choose a kernel in JupyterLab)"
     for i, cell in enumerate(cells):
         if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
             return f"cell {i} is not a code, markdown or raw cell"
         source = cell.get("source")
         if not (isinstance(source, str) or (isinstance(source, list) and all(isinstance(s, str) for s in source))):
             return f"cell {i} has no text 'source'"
-        if not isinstance(cell.get("metadata", {}), dict):
+        cell_metadata = cell.get("metadata", {})
+        if not isinstance(cell_metadata, dict):
             return f"cell {i} has a 'metadata' that is not an object"
+        tags = cell_metadata.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            return f"cell {i} has 'tags' that are not a list of strings"
     return None
 
 

@@ -8,6 +8,7 @@ parameters cell, never as code.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,12 +31,44 @@ def _is_plain_data(value: Any) -> bool:
     return False
 
 
+_loader: Any = None
+
+
+def _yaml_loader() -> Any:
+    """PyYAML's safe loader with YAML 1.2's booleans and floats: ``no`` stays a string, ``1e-3`` is a float."""
+    global _loader
+    if _loader is None:
+        import yaml
+
+        class Loader(yaml.SafeLoader):
+            pass
+
+        Loader.yaml_implicit_resolvers = {
+            first: [
+                (tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float")
+            ]
+            for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        }
+        Loader.add_implicit_resolver(
+            "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+        )
+        Loader.add_implicit_resolver(
+            "tag:yaml.org,2002:float",
+            re.compile(
+                r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+            ),
+            list("-+0123456789."),
+        )
+        _loader = Loader
+    return _loader
+
+
 def parse_value(text: str) -> Any:
-    """``"3"`` -> 3, ``"[1, 2]"`` -> [1, 2], ``"hello"`` -> "hello"; dates and other YAML types stay text."""
+    """``"3"`` -> 3, ``"1e-3"`` -> 0.001, ``"[1, 2]"`` -> [1, 2], ``"no"`` -> "no"; dates stay text."""
     import yaml
 
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a safe loader
     except yaml.YAMLError:
         return text
     if text.strip() == "" or not _is_plain_data(value):

@@ -131,11 +131,31 @@ class Pipeline:
                 found.append(DuplicateTaskError(spec.name, [self.specs[spec.name].relpath, spec.relpath]))
             else:
                 self.specs[spec.name] = spec
+        found.extend(self._check_products())
         self._extra_edges: list[tuple[str, str]] = []
         self.dag: DAG = build_dag(
             self.specs.values(), problems=found, paths={n: s.relpath for n, s in self.specs.items()}
         )
         self.tasks = {name: Task(self, spec) for name, spec in self.specs.items()}
+
+    def _check_products(self) -> list[NbflowError]:
+        """Products may be anywhere but in nbflow's own folder."""
+        from nbflow.errors import InvalidDeclarationError
+        from nbflow.runner import product_paths, resolve_product, state_dir
+
+        own = state_dir(self.root)
+        problems: list[NbflowError] = []
+        for spec in self.specs.values():
+            for path in product_paths(resolve_product(spec)):
+                if path == own or own in path.parents:
+                    problems.append(
+                        InvalidDeclarationError(
+                            spec.relpath,
+                            f"'product' {path} is inside nbflow's own folder {own}; write it elsewhere",
+                            spec.parameters_cell,
+                        )
+                    )
+        return problems
 
     @classmethod
     def from_dir(cls, path: str | os.PathLike[str] = ".") -> Pipeline:

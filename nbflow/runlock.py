@@ -29,6 +29,21 @@ class PipelineBusyError(NbflowError):
         )
 
 
+class StateFolderError(NbflowError):
+    """nbflow cannot write its own folder in the pipeline."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return (
+            f"nbflow cannot write its folder {self.path} ({self.reason}); a run records its state and executed "
+            "notebooks there. Run a writable copy of the pipeline, or fix the folder's permissions."
+        )
+
+
 class RunLock:
     """Hold ``path`` locked for the length of a ``with`` block.
 
@@ -48,8 +63,11 @@ class RunLock:
             import fcntl
         except ImportError:  # no POSIX file locks (Windows): run without the guard
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until __exit__
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until __exit__
+        except OSError as e:
+            raise StateFolderError(str(self.path.parent), e.strerror or str(e)) from e
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -44,3 +44,13 @@ def test_discovery_gathers_every_problem(tmp_path) -> None:
     found = discover(tmp_path)
     assert [s.name for s in found.specs] == ["ok"]
     assert sorted(p.path for p in found.problems) == ["invalid_json.ipynb", "upstream_not_a_list.ipynb"]
+
+
+def test_symlink_loops_and_broken_links_are_walked_safely(tmp_path) -> None:
+    write_notebook(tmp_path / "etl", "clean", "upstream = None")
+    (tmp_path / "etl" / "loop").symlink_to(tmp_path / "etl")
+    (tmp_path / "self").symlink_to("self")
+    (tmp_path / "dangling.ipynb").symlink_to(tmp_path / "missing.ipynb")
+    found = discover(tmp_path)
+    assert [s.name for s in found.specs] == ["etl/clean"]
+    assert found.problems == []

@@ -23,6 +23,14 @@ from nbflow.params import Overrides, parse_assignments, parse_value
         ("'quoted'", "quoted"),
         ("a: b: c", "a: b: c"),  # not valid YAML: kept as text
         ("nan", "nan"),
+        ("1e-3", 0.001),
+        ('{"a": 1e3}', {"a": 1000.0}),
+        ("3.", 3.0),
+        ("no", "no"),
+        ("yes", "yes"),
+        ("off", "off"),
+        ("False", False),
+        ("0x1f", 31),
         ('x"; import os; os.system("echo pwned"); y="', 'x"; import os; os.system("echo pwned"); y="'),
     ],
 )

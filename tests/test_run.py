@@ -207,3 +207,16 @@ def test_resume_reruns_a_task_whose_code_changed_even_after_it_was_reused(tmp_pa
     assert third.states == {"a": "success", "b": "success"}
     assert (tmp_path / "a.txt").read_text() == "v2"
     assert third.run.resumed_from == again.run_id
+
+
+def test_a_product_left_by_an_earlier_run_does_not_count_as_written(tmp_path: Path) -> None:
+    write_notebook(
+        tmp_path,
+        "maybe",
+        "upstream = None\nproduct = 'out.txt'\nwrite = True",
+        "if write:\n    open(product, 'w').write('fresh')",
+    )
+    assert Pipeline.from_dir(tmp_path).run(workers=1).ok
+    stale = Pipeline.from_dir(tmp_path).run(params={"write": False}, workers=1)
+    assert stale.states == {"maybe": "failed"}
+    assert stale.tasks["maybe"].error.startswith("MissingProduct")

@@ -153,3 +153,44 @@ def test_a_kernel_that_is_not_installed_is_named_before_anything_runs(tmp_path: 
     assert "fit.ipynb asks for the kernel 'julia-1.9', which is not installed here (installed:" in result.stderr
     assert "python3" in result.stderr
     assert not (tmp_path / "_nbflow").exists()
+
+
+@pytest.mark.parametrize(
+    ("metadata", "cell_tags", "message"),
+    [
+        ({"kernelspec": "python3"}, ["parameters"], "its 'metadata.kernelspec' is not an object"),
+        ({"kernelspec": {"name": 3}}, ["parameters"], "its 'metadata.kernelspec' is not an object"),
+        ({}, 5, "cell 0 has 'tags' that are not a list of strings"),
+    ],
+)
+def test_odd_metadata_is_named_not_a_traceback(tmp_path: Path, nbflow_cli, metadata, cell_tags, message) -> None:
+    import json
+
+    nb = {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": metadata,
+        "cells": [{"cell_type": "code", "metadata": {"tags": cell_tags}, "source": "upstream = None", "outputs": []}],
+    }
+    (tmp_path / "odd.ipynb").write_text(json.dumps(nb))
+    result = nbflow_cli("dag", str(tmp_path))
+    assert result.exit_code == 2
+    assert f"odd.ipynb is not a valid notebook: {message}" in result.stderr
+
+
+def test_a_read_only_pipeline_folder_is_a_clear_error(tmp_path: Path, nbflow_cli) -> None:
+    import os
+
+    write_notebook(tmp_path, "load", "upstream = None")
+    (tmp_path / "_nbflow").write_text("a file where nbflow's folder should be")
+    result = nbflow_cli("run", str(tmp_path))
+    assert result.exit_code == 2, result
+    assert f"nbflow cannot write its folder {tmp_path / '_nbflow'}" in result.stderr
+    assert os.path.isfile(tmp_path / "_nbflow")
+
+
+def test_a_product_inside_nbflows_own_folder_is_refused(tmp_path: Path, nbflow_cli) -> None:
+    write_notebook(tmp_path, "sneaky", "upstream = None\nproduct = '_nbflow/state.duckdb'")
+    result = nbflow_cli("dag", str(tmp_path))
+    assert result.exit_code == 2
+    assert "sneaky.ipynb, cell 0: 'product'" in result.stderr and "inside nbflow's own folder" in result.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,12 +83,31 @@ def register_engine() -> None:
         if ENGINE_NAME not in papermill_engines._engines:
             papermill_engines.register(ENGINE_NAME, NbflowEngine)
     # papermill warns about parameters the parameters cell does not list (``upstream`` on
-    # a root, say): nbflow validates parameters itself, so keep those out of users' output
+    # a root, say): nbflow validates parameters itself, so keep those out of users' output;
+    # nbclient's own messages (a killed kernel, ...) end up in the attempt's recorded error
     logging.getLogger("papermill").setLevel(logging.ERROR)
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
+        log.propagate = False
+    try:
+        from nbformat.warnings import MissingIDFieldWarning
+
+        warnings.filterwarnings("ignore", category=MissingIDFieldWarning)
+    except ImportError:
+        pass
 
 
-def _missing_products(request: TaskRequest) -> list[Path]:
-    return [p for p in request.products if not p.exists()]
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _unwritten_products(request: TaskRequest, before: dict[Path, tuple[int, int] | None]) -> list[Path]:
+    """Declared products that do not exist, or that this attempt left exactly as they were."""
+    return [p for p in request.products if _stat(p) is None or _stat(p) == before[p]]
 
 
 def run_notebook(
@@ -102,6 +122,7 @@ def run_notebook(
     request.output_notebook.parent.mkdir(parents=True, exist_ok=True)
     for product in request.products:
         product.parent.mkdir(parents=True, exist_ok=True)
+    products_before = {p: _stat(p) for p in request.products}
     output_log = CappedLog(request.log_path)
     kernel_log_path = request.log_path.with_suffix(".kernel.log")
     error = traceback = None
@@ -126,7 +147,7 @@ def run_notebook(
                 on_kernel=on_kernel,
                 cancelled=cancelled,
             )
-        missing = _missing_products(request)
+        missing = _unwritten_products(request, products_before)
         if missing:
             state = states.FAILED
             error = "MissingProduct: the notebook ran but did not write " + ", ".join(map(str, missing))
