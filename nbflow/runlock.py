@@ -11,37 +11,7 @@ import os
 from pathlib import Path
 from typing import IO
 
-from nbflow.errors import NbflowError
-
-
-class PipelineBusyError(NbflowError):
-    """Another process is running this pipeline."""
-
-    def __init__(self, path: str, holder: str) -> None:
-        self.path = path
-        self.holder = holder
-        super().__init__(self._message())
-
-    def _message(self) -> str:
-        return (
-            f"Another nbflow run is running the pipeline in {self.path} ({self.holder}). Wait for it to finish "
-            "(`nbflow status` shows its progress) or stop it, then run again."
-        )
-
-
-class StateFolderError(NbflowError):
-    """nbflow cannot write its own folder in the pipeline."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(self._message())
-
-    def _message(self) -> str:
-        return (
-            f"nbflow cannot write its folder {self.path} ({self.reason}); a run records its state and executed "
-            "notebooks there. Run a writable copy of the pipeline, or fix the folder's permissions."
-        )
+from nbflow.errors import PipelineBusyError, StateFolderError
 
 
 class RunLock:

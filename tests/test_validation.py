@@ -136,6 +136,9 @@ def test_status_without_runs_is_a_clear_error(tmp_path: Path, nbflow_cli) -> Non
         errors.RunNotFoundError("state.duckdb", "r1"),
         errors.StoreLockedError("state.duckdb", 60, "lock held"),
         errors.UnknownKernelError("a.ipynb", "julia", ["python3"]),
+        errors.StoreError("state.duckdb", "not a DuckDB file"),
+        errors.PipelineBusyError("/p", "process 1 on h"),
+        errors.StateFolderError("/p/_nbflow", "Read-only file system"),
     ],
 )
 def test_errors_survive_pickling(error: errors.NbflowError) -> None:
