@@ -167,6 +167,19 @@ class UnknownKernelError(ValidationProblem):
         )
 
 
+class InvalidSettingsError(ValidationProblem):
+    """A setting (retries, timeout, alerts, ...) that is not valid, named with its file."""
+
+    def __init__(self, path: str, key: str, reason: str) -> None:
+        self.path = path
+        self.key = key
+        self.reason = reason
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"{self.path}: setting {self.key!r} {self.reason}" if self.key else f"{self.path} {self.reason}"
+
+
 class PipelineValidationError(NbflowError):
     """Every problem found while validating a pipeline, reported at once."""
 

@@ -57,6 +57,8 @@ class NotebookSpec:
     parameters_cell: int | None
     #: hash of the code cells' sources and the kernel name; changes when the code does
     source_hash: str
+    #: the notebook's own settings (metadata ``nbflow``), validated with the project's
+    settings: Any = None
 
     @property
     def upstream(self) -> tuple[str, ...]:
@@ -247,6 +249,7 @@ def spec_from_json(nb: Any, path: Path, name: str, relpath: str) -> NotebookSpec
         params=decl,
         parameters_cell=params_index,
         source_hash=digest.hexdigest()[:16],
+        settings=metadata.get("nbflow"),
     )
 
 

@@ -16,6 +16,7 @@ from nbflow.params import Overrides, validate_overrides
 if TYPE_CHECKING:
     from nbflow.execution.base import Executor
     from nbflow.runner import RunListener, RunResult
+    from nbflow.settings import TaskSettings
     from nbflow.store.base import RunRecord, RunStore, TaskRecord
 
 TaskRefs = Union["Task", Sequence["Task"]]
@@ -132,11 +133,35 @@ class Pipeline:
             else:
                 self.specs[spec.name] = spec
         found.extend(self._check_products())
+        self.settings = self._load_settings(found)
         self._extra_edges: list[tuple[str, str]] = []
         self.dag: DAG = build_dag(
             self.specs.values(), problems=found, paths={n: s.relpath for n, s in self.specs.items()}
         )
         self.tasks = {name: Task(self, spec) for name, spec in self.specs.items()}
+
+    def _load_settings(self, problems: list[NbflowError]) -> dict[str, TaskSettings]:
+        """Each task's settings: the project's, then the notebook's own (problems are gathered)."""
+        from nbflow.errors import InvalidSettingsError
+        from nbflow.settings import ProjectSettings, load_project
+
+        try:
+            self.project = load_project(self.root)
+        except InvalidSettingsError as e:
+            problems.append(e)
+            self.project = ProjectSettings()
+        settings: dict[str, TaskSettings] = {}
+        for name, spec in self.specs.items():
+            try:
+                settings[name] = self.project.for_task(name, spec.settings, spec.relpath)
+            except InvalidSettingsError as e:
+                problems.append(e)
+        unknown = sorted(set(self.project.tasks) - set(self.specs))
+        if unknown:
+            problems.append(
+                InvalidSettingsError(str(self.project.source), f"tasks.{unknown[0]}", "names no task of this pipeline")
+            )
+        return settings
 
     def _check_products(self) -> list[NbflowError]:
         """Products may be anywhere but in nbflow's own folder."""
@@ -390,7 +415,7 @@ class Pipeline:
             executor = executor or LocalExecutor(workers=workers)
             try:
                 reap_stale_runs(store)
-                runner = Runner(self.root, self.specs, dag, store, executor, workers, listeners)
+                runner = Runner(self.root, self.specs, dag, store, executor, workers, listeners, self.settings)
                 return runner.run(overrides, selected=only, reuse=reuse, resumed_from=resumed_from)
             finally:
                 if own_executor:

@@ -8,6 +8,7 @@ every state change in the store and tells the listeners (progress display, widge
 
 from __future__ import annotations
 
+import heapq
 import os
 import secrets
 import socket
@@ -26,7 +27,9 @@ from nbflow.execution.base import AttemptOutcome, Executor, TaskRequest, utcnow
 from nbflow.graph import DAG
 from nbflow.notebook import NotebookSpec, Product
 from nbflow.params import Overrides
+from nbflow.retry import decide
 from nbflow.scheduler import Scheduler
+from nbflow.settings import TaskSettings
 from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
 
 STATE_FILE_NAME = "state.duckdb"
@@ -189,8 +192,10 @@ class Runner:
         executor: Executor,
         workers: int,
         listeners: Sequence[RunListener] = (),
+        settings: Mapping[str, TaskSettings] | None = None,
     ) -> None:
         self.root = root
+        self.settings = {name: (settings or {}).get(name) or TaskSettings() for name in dag.order}
         self.specs = specs
         self.dag = dag
         self.store = store
@@ -206,9 +211,9 @@ class Runner:
             if handler is not None:
                 handler(**kwargs)
 
-    def _save_task(self, run: RunRecord, task: TaskRecord) -> None:
+    def _save_task(self, run: RunRecord, task: TaskRecord, outcome: AttemptOutcome | None = None) -> None:
         self.store.save_task(task)
-        self._emit("on_task", run=run, task=task)
+        self._emit("on_task", run=run, task=task, outcome=outcome)
 
     # -- planning ----------------------------------------------------------------------
 
@@ -227,6 +232,7 @@ class Runner:
             output_notebook=base.with_name(base.name + ".ipynb"),
             log_path=base.with_name(base.name + ".log"),
             products=product_paths(resolve_product(spec)),
+            timeout=self.settings[name].timeout,
         )
 
     # -- the run -----------------------------------------------------------------------
@@ -265,7 +271,7 @@ class Runner:
             resumed_from=resumed_from,
         )
         tasks = {name: TaskRecord(run_id, name, states.PENDING) for name in self.dag.order}
-        scheduler = Scheduler(self.dag)
+        scheduler = Scheduler(self.dag, {name: s.trigger_rule for name, s in self.settings.items()})
         launching: tuple[TaskRequest, AttemptRecord] | None = None
         for name, earlier in reuse.items():
             tasks[name] = TaskRecord(
@@ -285,27 +291,35 @@ class Runner:
         self._emit("on_run_start", run=run, tasks=tasks)
 
         running: dict[Future[AttemptOutcome], tuple[TaskRequest, AttemptRecord]] = {}
+        delayed: list[tuple[float, str]] = []  # (when, task): attempts waiting out their retry delay
         try:
-            while not scheduler.is_done():
+            while True:
+                now = time.monotonic()
+                while delayed and delayed[0][0] <= now:
+                    scheduler.requeue(heapq.heappop(delayed)[1])
                 while scheduler.has_ready() and len(running) < self.workers:
                     name = scheduler.pop_ready()
                     request = self._request(run_dir, run_id, name, tasks[name].attempts + 1, overrides)
                     launching = (request, self._start_attempt(run, tasks[name], request))
                     running[self.executor.submit(request)] = launching
                     launching = None
-                if not running:
+                if not running and not delayed:
                     break
-                done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+                pause = 0.5 if not delayed else max(0.0, min(0.5, delayed[0][0] - time.monotonic()))
+                if not running:
+                    time.sleep(pause)
+                    continue
+                done, _ = wait(list(running), timeout=pause, return_when=FIRST_COMPLETED)
                 for future in done:
                     request, attempt = running.pop(future)
-                    self._finish_attempt(run, tasks, scheduler, attempt, _outcome(future, attempt))
+                    self._finish_attempt(run, tasks, scheduler, attempt, _outcome(future, attempt), delayed)
         except KeyboardInterrupt:
             if launching is not None and launching not in running.values():
                 running[_never_submitted()] = launching  # recorded as running, never submitted
-            self._interrupt(run, tasks, scheduler, running)
+            self._interrupt(run, tasks, scheduler, running, delayed)
         else:
-            failed = any(t.state not in states.TASK_OK for t in tasks.values())
-            run.state = states.FAILED if failed else states.SUCCESS
+            done_ok = states.TASK_OK | {states.SKIPPED}
+            run.state = states.SUCCESS if all(t.state in done_ok for t in tasks.values()) else states.FAILED
         run.ended_at = utcnow()
         self.store.save_run(run)
         try:
@@ -348,18 +362,32 @@ class Runner:
         scheduler: Scheduler,
         attempt: AttemptRecord,
         outcome: AttemptOutcome,
+        delayed: list[tuple[float, str]] | None = None,
     ) -> None:
         attempt.state, attempt.ended_at = outcome.state, outcome.ended_at
         attempt.error, attempt.traceback = outcome.error, outcome.traceback
         self.store.save_attempt(attempt)
         self.store.save_log(run.run_id, attempt.task, attempt.attempt, outcome.log)
         task = tasks[attempt.task]
-        task.state, task.ended_at, task.error = outcome.state, outcome.ended_at, outcome.error
-        self._save_task(run, task)
-        for blocked in scheduler.finish(attempt.task, outcome.state):
-            other = tasks[blocked]
-            other.state = states.UPSTREAM_FAILED
-            other.error = f"upstream {attempt.task!r} {outcome.state}"
+        task.ended_at, task.error = outcome.ended_at, outcome.error
+        if outcome.state == states.FAILED and delayed is not None:
+            decision = decide(self.settings[task.task], attempt.attempt, outcome.ename, outcome.error)
+            if decision.retry:
+                task.state = states.UP_FOR_RETRY
+                task.error = f"{outcome.error} [attempt {attempt.attempt}; retrying in {decision.delay:g}s]"
+                self._save_task(run, task, outcome=outcome)
+                scheduler.retry_later(task.task)
+                heapq.heappush(delayed, (time.monotonic() + decision.delay, task.task))
+                return
+        task.state = outcome.state
+        self._save_task(run, task, outcome=outcome)
+        for other_name, state in scheduler.finish(task.task, outcome.state):
+            other = tasks[other_name]
+            other.state = state
+            if state == states.UPSTREAM_FAILED:
+                other.error = f"upstream {task.task!r} {outcome.state}"
+            else:
+                other.error = f"skipped by its trigger rule {self.settings[other_name].trigger_rule!r}"
             self._save_task(run, other)
 
     #: seconds an interrupted run waits for its running tasks to stop
@@ -371,9 +399,15 @@ class Runner:
         tasks: dict[str, TaskRecord],
         scheduler: Scheduler,
         running: dict[Future[AttemptOutcome], tuple[TaskRequest, AttemptRecord]],
+        delayed: list[tuple[float, str]],
     ) -> None:
         run.state = states.INTERRUPTED
         self.executor.cancel(run.run_id)
+        for _when, name in delayed:  # waiting to retry: stopped as well
+            tasks[name].state = states.INTERRUPTED
+            tasks[name].error = "Interrupted: the run was stopped while this task waited to retry"
+            scheduler.finish(name, states.INTERRUPTED)
+            self._save_task(run, tasks[name])
         deadline = time.monotonic() + self.STOP_WAIT_S
         while running and time.monotonic() < deadline:
             try:

@@ -67,7 +67,7 @@ def test_scheduler_blocks_downstream_of_a_failure_and_lets_other_branches_run() 
     s.finish("a", states.SUCCESS)
     ready = {s.pop_ready(), s.pop_ready()}
     assert ready == {"b", "c"}
-    assert s.finish("b", states.FAILED) == ["d"]
+    assert s.finish("b", states.FAILED) == [("d", "upstream_failed")]
     s.finish("c", states.SUCCESS)
     assert s.pop_ready() == "e"
     s.finish("e", states.SUCCESS)
@@ -80,3 +80,38 @@ def test_critical_path_goes_first() -> None:
     dag = build_dag([T("short"), T("long"), T("l2", ("long",)), T("l3", ("l2",))])
     assert critical_path_lengths(dag)["long"] == 3
     assert Scheduler(dag).pop_ready() == "long"
+
+
+@pytest.mark.parametrize(
+    ("rule", "upstream_states", "verdict"),
+    [
+        ("all_success", ["success", "success"], "run"),
+        ("all_success", ["success", "running"], "wait"),
+        ("all_success", ["failed", "running"], "upstream_failed"),
+        ("all_success", ["success", "skipped"], "skipped"),
+        ("all_done", ["failed", "upstream_failed"], "run"),
+        ("all_done", ["failed", "up_for_retry"], "wait"),
+        ("one_failed", ["failed", "running"], "run"),
+        ("one_failed", ["success", "success"], "skipped"),
+        ("one_success", ["success", "running"], "run"),
+        ("one_success", ["failed", "failed"], "upstream_failed"),
+        ("none_failed", ["success", "skipped"], "run"),
+        ("none_failed", ["success", "upstream_failed"], "upstream_failed"),
+        ("all_failed", ["failed", "upstream_failed"], "run"),
+        ("all_failed", ["failed", "success"], "skipped"),
+    ],
+)
+def test_trigger_rules(rule: str, upstream_states: list[str], verdict: str) -> None:
+    from nbflow.scheduler import evaluate_trigger
+
+    assert evaluate_trigger(rule, upstream_states) == verdict
+
+
+def test_skipped_propagates_and_cleanup_runs_anyway() -> None:
+    # a -> alert (one_failed) -> after_alert; a -> cleanup (all_done)
+    dag = build_dag([T("a"), T("alert", ("a",)), T("after_alert", ("alert",)), T("cleanup", ("a",))])
+    s = Scheduler(dag, {"alert": "one_failed", "cleanup": "all_done"})
+    s.pop_ready()
+    settled = s.finish("a", states.SUCCESS)
+    assert settled == [("alert", "skipped"), ("after_alert", "skipped")]
+    assert s.pop_ready() == "cleanup"

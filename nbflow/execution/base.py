@@ -8,6 +8,8 @@ this machine; others (a Dask cluster, ...) implement the same interface.
 from __future__ import annotations
 
 import abc
+import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,6 +40,8 @@ class TaskRequest:
     products: tuple[Path, ...] = ()
     #: seconds per cell before the attempt fails (None: no limit)
     cell_timeout: float | None = None
+    #: seconds for the whole attempt; past it the kernel is killed (None: no limit)
+    timeout: float | None = None
 
 
 @dataclass
@@ -51,7 +55,46 @@ class AttemptOutcome:
     traceback: str | None = None
     #: the captured output's tail, capped (the log file holds more)
     log: str = ""
+    #: the exception's name (``ValueError``, ``KernelDied``, ``TaskTimeout``, ...), for retry rules
+    ename: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: why an attempt was stopped from outside
+INTERRUPTED = "interrupted"
+TIMED_OUT = "timeout"
+
+
+class AttemptControl:
+    """Stops one attempt from another thread (a cancel, a timeout), whatever it is doing.
+
+    The attempt attaches a way to kill what it runs (its kernel) as soon as that exists;
+    a stop before then takes effect at the attach.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reason: str | None = None
+        self._kill: Callable[[], None] | None = None
+
+    def attach(self, kill: Callable[[], None] | None) -> None:
+        with self._lock:
+            self._kill = kill
+            stop_now = self.reason is not None and kill is not None
+        if stop_now:
+            kill()  # type: ignore[misc]
+
+    def stop(self, reason: str) -> None:
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
+            kill = self._kill
+        if kill is not None:
+            kill()
+
+    @property
+    def stopped(self) -> bool:
+        return self.reason is not None
 
 
 class Executor(abc.ABC):

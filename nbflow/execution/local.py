@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
 import threading
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from nbflow.execution.base import AttemptOutcome, Executor, TaskRequest
+from nbflow.execution.base import INTERRUPTED, TIMED_OUT, AttemptControl, AttemptOutcome, Executor, TaskRequest
 
 
 def default_workers() -> int:
@@ -51,37 +50,38 @@ class LocalExecutor(Executor):
     """
 
     def __init__(self, workers: int | None = None, max_concurrent_starts: int | None = None) -> None:
-        self.workers = workers or default_workers()
-        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="nbflow-task")
         from nbflow.execution.kernels import KernelLauncher
 
+        self.workers = workers or default_workers()
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="nbflow-task")
         self._launcher = KernelLauncher(max_concurrent_starts or max(2, default_workers()))
         self._lock = threading.Lock()
-        self._kernels: dict[str, dict[tuple[str, int], object]] = defaultdict(dict)
+        self._controls: dict[str, dict[tuple[str, int], AttemptControl]] = defaultdict(dict)
         self._cancelled: set[str] = set()
 
     def submit(self, request: TaskRequest) -> Future[AttemptOutcome]:
         from nbflow.execution.papermill import run_notebook
 
         key = (request.task, request.attempt)
-
-        def on_kernel(km: object | None) -> None:
-            with self._lock:
-                if km is None:
-                    self._kernels[request.run_id].pop(key, None)
-                    return
-                self._kernels[request.run_id][key] = km
-                cancelled = request.run_id in self._cancelled
-            if cancelled:
-                km.signal_group(signal.SIGKILL)  # type: ignore[attr-defined]
-
-        def cancelled() -> bool:
-            return request.run_id in self._cancelled
+        control = AttemptControl()
+        with self._lock:
+            self._controls[request.run_id][key] = control
+            if request.run_id in self._cancelled:
+                control.stop(INTERRUPTED)
+        timer = None
+        if request.timeout is not None:
+            timer = threading.Timer(request.timeout, control.stop, args=(TIMED_OUT,))
+            timer.daemon = True
+            timer.start()
 
         def work() -> AttemptOutcome:
             try:
-                return run_notebook(request, self._launcher, on_kernel, cancelled)
+                return run_notebook(request, self._launcher, control)
             finally:
+                if timer is not None:
+                    timer.cancel()
+                with self._lock:
+                    self._controls[request.run_id].pop(key, None)
                 _close_thread_event_loop()
 
         return self._pool.submit(work)
@@ -89,9 +89,9 @@ class LocalExecutor(Executor):
     def cancel(self, run_id: str) -> None:
         with self._lock:
             self._cancelled.add(run_id)
-            kernels = list(self._kernels[run_id].values())
-        for km in kernels:
-            km.signal_group(signal.SIGKILL)  # type: ignore[attr-defined]
+            controls = list(self._controls[run_id].values())
+        for control in controls:
+            control.stop(INTERRUPTED)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -9,6 +9,7 @@ engine (``nbflow``) so that the kernel comes from nbflow's :class:`KernelLaunche
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import warnings
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from papermill.engines import NBClientEngine, papermill_engines
 from papermill.exceptions import PapermillExecutionError
 
 from nbflow import states
-from nbflow.execution.base import AttemptOutcome, TaskRequest, utcnow
+from nbflow.execution.base import INTERRUPTED, TIMED_OUT, AttemptControl, AttemptOutcome, TaskRequest, utcnow
 from nbflow.execution.kernels import KERNEL_START_TIMEOUT, IPCKernelManager, KernelLauncher, KernelStartError
 from nbflow.execution.logs import CappedLog, strip_ansi
 
@@ -111,13 +112,15 @@ def _unwritten_products(request: TaskRequest, before: dict[Path, tuple[int, int]
 
 
 def run_notebook(
-    request: TaskRequest,
-    launcher: KernelLauncher,
-    on_kernel: Callable[[IPCKernelManager | None], None],
-    cancelled: Callable[[], bool] = lambda: False,
+    request: TaskRequest, launcher: KernelLauncher, control: AttemptControl | None = None
 ) -> AttemptOutcome:
-    """Run one attempt; never raises for anything the notebook or its kernel does."""
+    """Run one attempt; never raises for anything the notebook or its kernel does.
+
+    ``control`` lets another thread stop the attempt (a cancel, a timeout): its kernel is
+    killed and the outcome says why.
+    """
     register_engine()
+    control = control or AttemptControl()
     started = utcnow()
     request.output_notebook.parent.mkdir(parents=True, exist_ok=True)
     for product in request.products:
@@ -125,8 +128,12 @@ def run_notebook(
     products_before = {p: _stat(p) for p in request.products}
     output_log = CappedLog(request.log_path)
     kernel_log_path = request.log_path.with_suffix(".kernel.log")
-    error = traceback = None
+    error = traceback = ename = None
     state = states.SUCCESS
+
+    def on_kernel(km: IPCKernelManager | None) -> None:
+        control.attach(None if km is None else lambda: km.signal_group(signal.SIGKILL))
+
     try:
         with open(kernel_log_path, "wb") as kernel_log:
             papermill.execute_notebook(
@@ -145,33 +152,36 @@ def run_notebook(
                 kernel_log=kernel_log,
                 launcher=launcher,
                 on_kernel=on_kernel,
-                cancelled=cancelled,
+                cancelled=lambda: control.stopped,
             )
         missing = _unwritten_products(request, products_before)
         if missing:
-            state = states.FAILED
+            state, ename = states.FAILED, "MissingProduct"
             error = "MissingProduct: the notebook ran but did not write " + ", ".join(map(str, missing))
     except PapermillExecutionError as e:
-        state = states.FAILED
+        state, ename = states.FAILED, e.ename
         error = f"{e.ename}: {e.evalue}" + (f" (In [{e.exec_count}])" if e.exec_count else "")
         traceback = strip_ansi("\n".join(e.traceback))
     except DeadKernelError as e:
-        state = states.FAILED
+        state, ename = states.FAILED, "KernelDied"
         error = f"KernelDied: the kernel stopped while running the notebook ({e}); see {kernel_log_path}"
     except KernelStartError as e:
-        state = states.FAILED
+        state, ename = states.FAILED, "KernelStartError"
         error = f"KernelStartError: {e}; see {kernel_log_path}"
     except Exception as e:  # anything else ends this attempt, never the run
         import traceback as tb
 
-        state = states.FAILED
+        state, ename = states.FAILED, type(e).__name__
         error = f"{type(e).__name__}: {e}"
         traceback = "".join(tb.format_exception(e))
     finally:
         log_tail = output_log.read_tail()
         output_log.close()
-    if cancelled() and state != states.SUCCESS:
-        state = states.INTERRUPTED
+    if control.reason == TIMED_OUT and state != states.SUCCESS:
+        state, ename = states.FAILED, "TaskTimeout"
+        error = f"TaskTimeout: the task ran longer than its timeout of {request.timeout:g}s; its kernel was stopped"
+    elif control.reason == INTERRUPTED and state != states.SUCCESS:
+        state, ename = states.INTERRUPTED, None
         error = "Interrupted: the run was stopped while this task was running"
     return AttemptOutcome(
         state=state,
@@ -180,4 +190,5 @@ def run_notebook(
         error=error,
         traceback=traceback,
         log=log_tail,
+        ename=ename,
     )

@@ -1,0 +1,55 @@
+"""Whether a failed attempt is tried again, and after how long. Pure: no clock, no I/O.
+
+Backoff is Airflow's: ``retry_delay x retry_backoff^(attempt-1)``, capped at
+``max_retry_delay``, optionally spread over ``[delay/2, delay]`` (jitter). Rules are read
+in order; the first that matches the attempt's exception name (a glob) and/or its error
+(a regex) decides: ``retry`` (optionally with its own delay), ``fail`` at once, or
+``default`` (what the settings say).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from nbflow.settings import TaskSettings
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    retry: bool
+    delay: float = 0.0
+    reason: str = ""
+
+
+def backoff_delay(settings: TaskSettings, attempt: int, rng: random.Random | None = None) -> float:
+    """The wait before attempt ``attempt + 1``."""
+    delay = settings.retry_delay * settings.retry_backoff ** (attempt - 1)
+    if settings.max_retry_delay is not None:
+        delay = min(delay, settings.max_retry_delay)
+    if settings.retry_jitter:
+        delay = (rng or random).uniform(delay / 2, delay)
+    return delay
+
+
+def decide(
+    settings: TaskSettings,
+    attempt: int,
+    ename: str | None,
+    error: str | None,
+    rng: random.Random | None = None,
+) -> RetryDecision:
+    """After failed attempt number ``attempt`` (1-based): try again, and when?"""
+    if attempt > settings.retries:
+        return RetryDecision(False, reason=f"no retries left ({settings.retries} allowed)")
+    if ename == "TaskTimeout" and not settings.retry_on_timeout:
+        return RetryDecision(False, reason="timeouts are not retried (retry_on_timeout = false)")
+    for rule in settings.retry_rules:
+        if not rule.matches(ename, error):
+            continue
+        if rule.action == "fail":
+            return RetryDecision(False, reason=f"a rule says {ename or 'this error'} fails at once")
+        if rule.action == "retry" and rule.delay is not None:
+            return RetryDecision(True, rule.delay, "a rule's own delay")
+        break
+    return RetryDecision(True, backoff_delay(settings, attempt, rng), "backoff")
