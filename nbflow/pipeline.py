@@ -163,6 +163,15 @@ class Pipeline:
             )
         return settings
 
+    def _notifiers(self, store: RunStore) -> list[Any]:
+        """The alert sender for the project's channels, if it has any."""
+        from nbflow.alerts import Notifier, channels_for
+
+        channels = channels_for(self.project)
+        if not channels:
+            return []
+        return [Notifier(channels, self.settings, self.project.defaults.alert_on, store)]
+
     def _check_products(self) -> list[NbflowError]:
         """Products may be anywhere but in nbflow's own folder."""
         from nbflow.errors import InvalidDeclarationError
@@ -415,6 +424,7 @@ class Pipeline:
             executor = executor or LocalExecutor(workers=workers)
             try:
                 reap_stale_runs(store)
+                listeners = [*listeners, *self._notifiers(store)]
                 runner = Runner(self.root, self.specs, dag, store, executor, workers, listeners, self.settings)
                 return runner.run(overrides, selected=only, reuse=reuse, resumed_from=resumed_from)
             finally:

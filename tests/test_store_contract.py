@@ -227,3 +227,16 @@ def test_a_damaged_store_file_is_a_clear_error(tmp_path: Path, nbflow_cli) -> No
     assert result.exit_code == 2
     assert "cannot be used" in result.stderr and "move it aside" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_notifications(store) -> None:
+    from nbflow.store.base import NotificationRecord
+
+    store.save_notification(NotificationRecord("r1", "a", 1, "failure", "email", True, None, T0))
+    store.save_notification(NotificationRecord("r1", None, None, "run_end", "webhook", False, "URLError: refused", T0))
+    store.save_notification(NotificationRecord("r2", "a", 1, "failure", "email", True, None, T0))
+    got = store.get_notifications("r1")
+    assert [(n.event, n.channel, n.ok, n.error) for n in got] == [
+        ("failure", "email", True, None),
+        ("run_end", "webhook", False, "URLError: refused"),
+    ]

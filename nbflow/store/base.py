@@ -74,6 +74,20 @@ class AttemptRecord:
         return None if self.ended_at is None else (self.ended_at - self.started_at).total_seconds()
 
 
+@dataclass
+class NotificationRecord:
+    """One alert delivery by one channel: whether it went out, and if not, why."""
+
+    run_id: str
+    task: str | None
+    attempt: int | None
+    event: str
+    channel: str
+    ok: bool
+    error: str | None
+    sent_at: datetime
+
+
 class RunStore(abc.ABC):
     """Where runs are recorded. Writes may be buffered; :meth:`flush` makes them durable.
 
@@ -95,6 +109,14 @@ class RunStore(abc.ABC):
     @abc.abstractmethod
     def save_log(self, run_id: str, task: str, attempt: int, text: str) -> None:
         """Store an attempt's captured output (already capped by the caller)."""
+
+    @abc.abstractmethod
+    def save_notification(self, record: NotificationRecord) -> None:
+        """Record an alert delivery."""
+
+    @abc.abstractmethod
+    def get_notifications(self, run_id: str) -> list[NotificationRecord]:
+        """A run's alert deliveries, in the order they were recorded."""
 
     @abc.abstractmethod
     def get_run(self, run_id: str) -> RunRecord | None:

@@ -12,6 +12,7 @@ Open the file with any DuckDB client: the schema is in ``SCHEMA`` below and in t
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import threading
@@ -24,13 +25,14 @@ from typing import Any, TypeVar
 import duckdb
 
 from nbflow.errors import NbflowError, StoreError, StoreLockedError
-from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
+from nbflow.store.base import AttemptRecord, NotificationRecord, RunRecord, RunStore, TaskRecord
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: statements that bring a file from the version before to this one; idempotent
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE runs ADD COLUMN IF NOT EXISTS resumed_from VARCHAR"],
+    3: [],  # the notifications table (created by SCHEMA)
 }
 
 SCHEMA = """
@@ -79,6 +81,18 @@ CREATE TABLE IF NOT EXISTS attempts (
     traceback VARCHAR,
     PRIMARY KEY (run_id, task, attempt)
 );
+CREATE SEQUENCE IF NOT EXISTS notification_seq;
+CREATE TABLE IF NOT EXISTS notifications (
+    id BIGINT PRIMARY KEY DEFAULT nextval('notification_seq'),
+    run_id VARCHAR NOT NULL,
+    task VARCHAR,                       -- null for a run's own alerts (run_end)
+    attempt INTEGER,
+    event VARCHAR NOT NULL,             -- failure | retry | success | run_end
+    channel VARCHAR NOT NULL,           -- email | webhook
+    ok BOOLEAN NOT NULL,
+    error VARCHAR,                      -- why a delivery failed
+    sent_at TIMESTAMP NOT NULL
+);
 CREATE TABLE IF NOT EXISTS logs (
     run_id VARCHAR NOT NULL,
     task VARCHAR NOT NULL,
@@ -113,9 +127,14 @@ SELECT_TASKS = f"SELECT {_TASK_COLS} FROM tasks WHERE run_id = ? ORDER BY task"
 SELECT_ATTEMPTS = (
     f"SELECT {_ATTEMPT_COLS} FROM attempts WHERE run_id = ? AND (? IS NULL OR task = ?) ORDER BY task, attempt"
 )
+INSERT_NOTIFICATION = "INSERT INTO notifications (run_id, task, attempt, event, channel, ok, error, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+SELECT_NOTIFICATIONS = (
+    "SELECT run_id, task, attempt, event, channel, ok, error, sent_at FROM notifications WHERE run_id = ? ORDER BY id"
+)
 SELECT_LOG = "SELECT text FROM logs WHERE run_id = ? AND task = ? AND attempt = ?"
 
 T = TypeVar("T")
+_unique = itertools.count()  # keys for rows that are only ever added, never replaced
 
 
 def _json(value: Any) -> str | None:
@@ -474,6 +493,17 @@ class DuckDBRunStore(RunStore):
             AttemptRecord(*row[:6], _unjson(row[7]) or {}, *row[8:])
             for row in self._read(SELECT_ATTEMPTS, [run_id, task, task])
         ]
+
+    def save_notification(self, record: NotificationRecord) -> None:
+        r = record
+        self._enqueue(
+            ("notification", next(_unique)),
+            INSERT_NOTIFICATION,
+            (r.run_id, r.task, r.attempt, r.event, r.channel, r.ok, r.error, r.sent_at),
+        )
+
+    def get_notifications(self, run_id: str) -> list[NotificationRecord]:
+        return [NotificationRecord(*row) for row in self._read(SELECT_NOTIFICATIONS, [run_id])]
 
     def get_log(self, run_id: str, task: str, attempt: int) -> str | None:
         rows = self._read(SELECT_LOG, [run_id, task, attempt])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 
-from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
+from nbflow.store.base import AttemptRecord, NotificationRecord, RunRecord, RunStore, TaskRecord
 
 
 class MemoryRunStore(RunStore):
@@ -17,6 +17,7 @@ class MemoryRunStore(RunStore):
         self._tasks: dict[tuple[str, str], TaskRecord] = {}
         self._attempts: dict[tuple[str, str, int], AttemptRecord] = {}
         self._logs: dict[tuple[str, str, int], str] = {}
+        self._notifications: list[NotificationRecord] = []
 
     def save_run(self, run: RunRecord) -> None:
         with self._lock:
@@ -33,6 +34,14 @@ class MemoryRunStore(RunStore):
     def save_log(self, run_id: str, task: str, attempt: int, text: str) -> None:
         with self._lock:
             self._logs[(run_id, task, attempt)] = text
+
+    def save_notification(self, record: NotificationRecord) -> None:
+        with self._lock:
+            self._notifications.append(copy.deepcopy(record))
+
+    def get_notifications(self, run_id: str) -> list[NotificationRecord]:
+        with self._lock:
+            return [copy.deepcopy(n) for n in self._notifications if n.run_id == run_id]
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._lock:
