@@ -128,7 +128,9 @@ def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
     return params
 
 
-def validate_overrides(overrides: Overrides, specs: Mapping[str, NotebookSpec]) -> None:
+def validate_overrides(
+    overrides: Overrides, specs: Mapping[str, NotebookSpec], secrets: Mapping[str, str] | None = None
+) -> None:
     """Check every override against what the notebooks declare.
 
     Raises
@@ -138,7 +140,19 @@ def validate_overrides(overrides: Overrides, specs: Mapping[str, NotebookSpec]) 
         ``upstream``/``product``.
     """
     problems: list[NbflowError] = []
+    secret_names = set(secrets or {})
+    for name in sorted(
+        (set(overrides.everywhere) | {n for v in overrides.per_task.values() for n in v}) & secret_names
+    ):
+        problems.append(
+            ParameterError(
+                f"-p {name}=... : {name!r} is a secret; it comes only from the environment variable "
+                f"{(secrets or {})[name]}, so that it is never written down."
+            )
+        )
     for name, value in overrides.everywhere.items():
+        if name in secret_names:
+            continue
         if name in RESERVED_NAMES:
             problems.append(
                 ParameterError(f"-p {name}=... : {name!r} is set by nbflow from the graph, not by a parameter.")

@@ -255,8 +255,33 @@ class Pipeline:
     def validate_params(self, params: Mapping[str, Any] | None) -> Overrides:
         """Parse and check overrides (``{"name": v, "task.name": v}``) against the notebooks."""
         overrides = Overrides.from_mapping(params)
-        validate_overrides(overrides, self.specs)
+        validate_overrides(overrides, self.specs, secrets=self.project.secrets)
         return overrides
+
+    def validate_secrets(self, names: Iterable[str]) -> None:
+        """Every secret a (named) task declares must be set in the environment.
+
+        Raises
+        ------
+        PipelineValidationError
+            Naming each missing environment variable and who needs it.
+        """
+        import os
+
+        from nbflow.errors import ParameterError
+
+        problems: list[NbflowError] = []
+        for parameter, var in sorted(self.project.secrets.items()):
+            users = [self.specs[n].relpath for n in names if parameter in self.specs[n].params.defaults]
+            if users and var not in os.environ:
+                problems.append(
+                    ParameterError(
+                        f"the secret parameter {parameter!r} comes from the environment variable {var}, which is not "
+                        f"set ({', '.join(users)} declare {parameter!r}). Set it before the run."
+                    )
+                )
+        if problems:
+            raise PipelineValidationError(problems)
 
     def validate_kernels(self, names: Iterable[str] | None = None) -> None:
         """Check that every (named) task's kernel is installed.
@@ -412,6 +437,7 @@ class Pipeline:
         overrides = self.validate_params(params)
         dag = self.dag.subset(only) if only else self.dag
         self.validate_kernels(dag.order)
+        self.validate_secrets(dag.order)
         workers = workers or default_workers()
         if workers < 1:
             raise PipelineValidationError([NbflowError(f"workers must be at least 1 (got {workers}).")])
@@ -425,7 +451,9 @@ class Pipeline:
             try:
                 reap_stale_runs(store)
                 listeners = [*listeners, *self._notifiers(store)]
-                runner = Runner(self.root, self.specs, dag, store, executor, workers, listeners, self.settings)
+                runner = Runner(
+                    self.root, self.specs, dag, store, executor, workers, listeners, self.settings, self.project.secrets
+                )
                 return runner.run(overrides, selected=only, reuse=reuse, resumed_from=resumed_from)
             finally:
                 if own_executor:

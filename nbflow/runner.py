@@ -193,8 +193,10 @@ class Runner:
         workers: int,
         listeners: Sequence[RunListener] = (),
         settings: Mapping[str, TaskSettings] | None = None,
+        secrets: Mapping[str, str] | None = None,
     ) -> None:
         self.root = root
+        self.secrets = dict(secrets or {})
         self.settings = {name: (settings or {}).get(name) or TaskSettings() for name in dag.order}
         self.specs = specs
         self.dag = dag
@@ -233,6 +235,7 @@ class Runner:
             log_path=base.with_name(base.name + ".log"),
             products=product_paths(resolve_product(spec)),
             timeout=self.settings[name].timeout,
+            secrets={p: var for p, var in self.secrets.items() if p in spec.params.defaults},
         )
 
     # -- the run -----------------------------------------------------------------------
@@ -339,13 +342,15 @@ class Runner:
             None,
         )
         task.output_notebook = str(request.output_notebook)
+        recorded = dict(request.parameters)
+        recorded.update({p: f"[secret from ${var}]" for p, var in request.secrets.items()})
         attempt = AttemptRecord(
             run.run_id,
             task.task,
             request.attempt,
             states.RUNNING,
             now,
-            parameters=request.parameters,
+            parameters=recorded,
             kernel_name=request.kernel_name,
             source_hash=self.specs[task.task].source_hash,
             output_notebook=str(request.output_notebook),

@@ -42,6 +42,8 @@ class TaskRequest:
     cell_timeout: float | None = None
     #: seconds for the whole attempt; past it the kernel is killed (None: no limit)
     timeout: float | None = None
+    #: secret parameters: name -> the environment variable holding the value (read by the executor)
+    secrets: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -93,6 +93,7 @@ class KernelLauncher:
         output: IO[bytes],
         on_kernel: Callable[[IPCKernelManager | None], None] = lambda km: None,
         cancelled: Callable[[], bool] = lambda: False,
+        env: dict[str, str] | None = None,
     ) -> tuple[IPCKernelManager, Any]:
         """A started kernel that has answered, and a client with its channels open.
 
@@ -118,6 +119,7 @@ class KernelLauncher:
                         stdout=output,
                         stderr=output,
                         extra_arguments=["--HistoryManager.hist_file=:memory:"],
+                        **({"env": env} if env is not None else {}),
                     )
                     on_kernel(km)
                     client = km.client()

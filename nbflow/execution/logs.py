@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -32,9 +33,10 @@ class CappedLog:
     Passed to papermill as the stdout/stderr file of a notebook's stream outputs.
     """
 
-    def __init__(self, path: Path, cap: int = LOG_FILE_CAP) -> None:
+    def __init__(self, path: Path, cap: int = LOG_FILE_CAP, redact: Callable[[str], str] | None = None) -> None:
         self.path = path
         self.cap = cap
+        self.redact = redact
         self._size = 0
         self._cut = False
         self._file: IO[str] = open(path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115
@@ -42,6 +44,8 @@ class CappedLog:
     def write(self, text: str) -> int:
         if self._cut:
             return len(text)
+        if self.redact is not None:
+            text = self.redact(text)
         room = self.cap - self._size
         if len(text) > room:
             self._file.write(text[: max(room, 0)])

@@ -9,10 +9,11 @@ engine (``nbflow``) so that the kernel comes from nbflow's :class:`KernelLaunche
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from nbflow import states
 from nbflow.execution.base import INTERRUPTED, TIMED_OUT, AttemptControl, AttemptOutcome, TaskRequest, utcnow
 from nbflow.execution.kernels import KERNEL_START_TIMEOUT, IPCKernelManager, KernelLauncher, KernelStartError
 from nbflow.execution.logs import CappedLog, strip_ansi
+from nbflow.secrets import Redactor, injection_lines, kernel_env_name
 
 ENGINE_NAME = "nbflow"
 
@@ -51,9 +53,15 @@ class NbflowEngine(NBClientEngine):
         launcher: KernelLauncher,
         on_kernel: Callable[[IPCKernelManager | None], None],
         cancelled: Callable[[], bool],
+        secrets: Mapping[str, str] | None = None,
         **_: Any,
     ) -> Any:
-        km, kc = launcher.start(kernel_name, kernel_cwd, kernel_log, on_kernel, cancelled)
+        env = None
+        if secrets:
+            _inject_secrets(nb_man.nb, secrets)
+            _redact_saves(nb_man, Redactor(secrets.values()))
+            env = {**os.environ, **{kernel_env_name(k): v for k, v in secrets.items()}}
+        km, kc = launcher.start(kernel_name, kernel_cwd, kernel_log, on_kernel, cancelled, env=env)
         client = PapermillNotebookClient(
             nb_man,
             km=km,
@@ -73,6 +81,34 @@ class NbflowEngine(NBClientEngine):
             if client.kc is not None:
                 client.kc.stop_channels()
             launcher.shutdown(km)
+
+
+def _inject_secrets(nb: Any, secrets: Mapping[str, str]) -> None:
+    """Add the lines that read the secrets to the injected-parameters cell (made if missing)."""
+    import nbformat
+
+    lines = "\n".join(injection_lines(secrets))
+    cells = nb.cells
+    for cell in cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.source = cell.source.rstrip("\n") + "\n" + lines
+            return
+    cell = nbformat.v4.new_code_cell(f"# Parameters\n{lines}")
+    cell.metadata["tags"] = ["injected-parameters"]
+    cell.metadata["papermill"] = {}
+    after = next((i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])), -1)
+    cells.insert(after + 1, cell)
+
+
+def _redact_saves(nb_man: Any, redactor: Redactor) -> None:
+    """Redact the notebook's outputs each time papermill writes it (this notebook manager only)."""
+    save = nb_man.save
+
+    def redacting_save(**kwargs: Any) -> Any:
+        redactor.notebook(nb_man.nb)
+        return save(**kwargs)
+
+    nb_man.save = redacting_save
 
 
 _registered = threading.Lock()
@@ -126,7 +162,9 @@ def run_notebook(
     for product in request.products:
         product.parent.mkdir(parents=True, exist_ok=True)
     products_before = {p: _stat(p) for p in request.products}
-    output_log = CappedLog(request.log_path)
+    secret_values = {name: os.environ.get(var, "") for name, var in request.secrets.items()}
+    redactor = Redactor(secret_values.values())
+    output_log = CappedLog(request.log_path, redact=redactor.text if redactor else None)
     kernel_log_path = request.log_path.with_suffix(".kernel.log")
     error = traceback = ename = None
     state = states.SUCCESS
@@ -153,6 +191,7 @@ def run_notebook(
                 launcher=launcher,
                 on_kernel=on_kernel,
                 cancelled=lambda: control.stopped,
+                secrets=secret_values,
             )
         missing = _unwritten_products(request, products_before)
         if missing:
@@ -187,8 +226,8 @@ def run_notebook(
         state=state,
         started_at=started,
         ended_at=utcnow(),
-        error=error,
-        traceback=traceback,
+        error=redactor.text(error) if error and redactor else error,
+        traceback=redactor.text(traceback) if traceback and redactor else traceback,
         log=log_tail,
         ename=ename,
     )
