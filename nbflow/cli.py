@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -76,6 +77,7 @@ def _sigterm_as_interrupt() -> None:
 @click.option("--force", is_flag=True, help="Run every selected task.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's final status as JSON on stdout.")
 @click.option("--progress/--no-progress", default=None, help="Live table (default on a terminal) or plain lines.")
+@click.option("--logical-date", default=None, metavar="DATE", help="The schedule date this run is for (ISO).")
 @handle_errors
 def run(
     path: str,
@@ -85,6 +87,7 @@ def run(
     force: bool,
     as_json: bool,
     progress: bool | None,
+    logical_date: str | None,
 ) -> None:
     """Run the pipeline in PATH (default: the current folder)."""
     from nbflow.params import parse_assignments
@@ -95,7 +98,12 @@ def run(
     pipeline = Pipeline.from_dir(path)
     overrides = parse_assignments(params)
     result = pipeline.run(
-        params=overrides, workers=workers, only=list(only) or None, force=force, listeners=[_progress(progress)]
+        params=overrides,
+        workers=workers,
+        only=list(only) or None,
+        force=force,
+        listeners=[_progress(progress)],
+        logical_date=_iso_date(logical_date) if logical_date else None,
     )
     if as_json:
         _print_json(run_to_json(result.run, result.tasks))
@@ -206,6 +214,64 @@ def history(path: str, as_json: bool, limit: int) -> None:
         _print_json(history_to_json(runs))
     else:
         click.echo(history_to_text(runs), nl=False)
+
+
+def _iso_date(text: str) -> str:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text).isoformat(timespec="seconds")
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO date like 2026-11-25 or 2026-11-25T06:00") from None
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(file_okay=False, exists=True))
+@handle_errors
+def scheduler(paths: tuple[str, ...]) -> None:
+    """Start runs of the pipelines in PATHS on their schedules, until SIGTERM or Ctrl-C.
+
+    Each pipeline's schedule is its settings' `schedule` (a cron line or @daily/@hourly/...).
+    """
+    from nbflow.schedule import CronScheduler, wait_forever_with_sigterm
+
+    wait_forever_with_sigterm(CronScheduler([Path(p) for p in (paths or (".",))]))
+
+
+@cli.command()
+@click.argument("path", default=".", type=click.Path(file_okay=False))
+@click.option("--start", required=True, metavar="DATE", help="First date (ISO), included.")
+@click.option("--end", required=True, metavar="DATE", help="Last date (ISO), included.")
+@click.option("--workers", "-w", type=click.IntRange(min=1), default=None, help="Tasks run at once.")
+@click.option("--progress/--no-progress", default=None, help="Live table (default on a terminal) or plain lines.")
+@handle_errors
+def backfill(path: str, start: str, end: str, workers: int | None, progress: bool | None) -> None:
+    """Run the schedule's dates from START to END, in order, skipping dates that already succeeded."""
+    from datetime import datetime
+
+    from nbflow.errors import NbflowError
+    from nbflow.pipeline import Pipeline
+    from nbflow.schedule import backfill_dates, logical_date_text
+
+    _sigterm_as_interrupt()
+    pipeline = Pipeline.from_dir(path)
+    if not pipeline.project.schedule:
+        raise NbflowError(f'{path} has no schedule: set schedule = "@daily" (or a cron line) in its nbflow.toml.')
+    first, last = datetime.fromisoformat(_iso_date(start)), datetime.fromisoformat(_iso_date(end))
+    with pipeline.open_store() as store:
+        done = {r.logical_date for r in store.list_runs() if r.state == "success" and r.logical_date}
+    exit_code = 0
+    for when in backfill_dates(pipeline.project.schedule, first, last):
+        date = logical_date_text(when)
+        if date in done:
+            click.echo(f"{date}: already succeeded, skipped", err=True)
+            continue
+        result = pipeline.run(workers=workers, listeners=[_progress(progress)], logical_date=date)
+        click.echo(f"{date}: run {result.run_id} {result.state}", err=True)
+        if result.exit_code == 130:
+            sys.exit(130)
+        exit_code = max(exit_code, result.exit_code)
+    sys.exit(exit_code)
 
 
 def main() -> None:

@@ -371,6 +371,7 @@ class Pipeline:
                 listeners,
                 reuse=reuse,
                 resumed_from=earlier.run_id,
+                logical_date=earlier.logical_date,
             )
         finally:
             if own_store:
@@ -397,6 +398,7 @@ class Pipeline:
         store: RunStore | None = None,
         executor: Executor | None = None,
         listeners: Sequence[RunListener] = (),
+        logical_date: str | None = None,
     ) -> RunResult:
         """Run the pipeline (or the ``only`` tasks and what they need) and wait for it.
 
@@ -411,6 +413,9 @@ class Pipeline:
             Run these tasks and their upstreams.
         force
             Accepted for forward compatibility: every selected task runs.
+        logical_date
+            The schedule's date this run is for (recorded; passed as ``logical_date`` to the
+            notebooks that declare it).
 
         Raises
         ------
@@ -418,7 +423,11 @@ class Pipeline:
             A bad override; nothing runs.
         """
         del force  # every selected task runs; up-to-date skipping is not part of this version
-        return self._run(params, workers, only, store, executor, listeners)
+        from nbflow.schedule import LOGICAL_DATE
+
+        if logical_date is not None and any(LOGICAL_DATE in s.params.defaults for s in self.specs.values()):
+            params = {LOGICAL_DATE: logical_date, **(params or {})}
+        return self._run(params, workers, only, store, executor, listeners, logical_date=logical_date)
 
     def _run(
         self,
@@ -430,6 +439,7 @@ class Pipeline:
         listeners: Sequence[RunListener],
         reuse: Mapping[str, TaskRecord] | None = None,
         resumed_from: str | None = None,
+        logical_date: str | None = None,
     ) -> RunResult:
         from nbflow.execution.local import LocalExecutor, default_workers
         from nbflow.runner import Runner, reap_stale_runs
@@ -454,7 +464,9 @@ class Pipeline:
                 runner = Runner(
                     self.root, self.specs, dag, store, executor, workers, listeners, self.settings, self.project.secrets
                 )
-                return runner.run(overrides, selected=only, reuse=reuse, resumed_from=resumed_from)
+                return runner.run(
+                    overrides, selected=only, reuse=reuse, resumed_from=resumed_from, logical_date=logical_date
+                )
             finally:
                 if own_executor:
                     executor.close()

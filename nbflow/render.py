@@ -91,6 +91,7 @@ def run_to_json(run: RunRecord, tasks: Mapping[str, TaskRecord]) -> dict[str, An
         "params": run.params,
         "selected": run.selected,
         "resumed_from": run.resumed_from,
+        "logical_date": run.logical_date,
         "tasks": {name: task_to_json(t) for name, t in tasks.items()},
     }
 

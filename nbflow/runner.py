@@ -247,6 +247,7 @@ class Runner:
         run_id: str | None = None,
         reuse: Mapping[str, TaskRecord] | None = None,
         resumed_from: str | None = None,
+        logical_date: str | None = None,
     ) -> RunResult:
         """Run every task of the DAG; returns when all have finished or the run was interrupted.
 
@@ -272,6 +273,7 @@ class Runner:
             pid=os.getpid(),
             hostname=socket.gethostname(),
             resumed_from=resumed_from,
+            logical_date=logical_date,
         )
         tasks = {name: TaskRecord(run_id, name, states.PENDING) for name in self.dag.order}
         scheduler = Scheduler(self.dag, {name: s.trigger_rule for name, s in self.settings.items()})

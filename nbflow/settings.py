@@ -101,6 +101,10 @@ class ProjectSettings:
     webhook: WebhookSettings | None = None
     #: parameter name -> the environment variable that holds its value
     secrets: Mapping[str, str] = field(default_factory=dict)
+    #: a cron line or preset (``@daily``) for ``nbflow scheduler``
+    schedule: str | None = None
+    #: runs of this pipeline running or waiting at once under the scheduler
+    max_active_runs: int = 1
 
     def for_task(self, name: str, notebook: Mapping[str, Any] | None = None, notebook_path: str = "") -> TaskSettings:
         """Project defaults, then the project's section for ``name``, then the notebook's metadata."""
@@ -113,7 +117,7 @@ class ProjectSettings:
 
 
 _TASK_KEYS = {f.name for f in fields(TaskSettings)} | {"alerts"}
-_PROJECT_ONLY = {"tasks", "email", "webhook", "secrets"}
+_PROJECT_ONLY = {"tasks", "email", "webhook", "secrets", "schedule", "max_active_runs"}
 
 
 def _apply(base: TaskSettings, raw: Mapping[str, Any], where: str) -> TaskSettings:
@@ -258,7 +262,20 @@ def parse_project(raw: Mapping[str, Any], source: str) -> ProjectSettings:
     secrets = raw.get("secrets", {})
     if not isinstance(secrets, Mapping) or not all(isinstance(v, str) and v for v in secrets.values()):
         raise InvalidSettingsError(source, "secrets", "must map parameter names to environment variable names")
+    schedule = raw.get("schedule")
+    if schedule is not None:
+        from croniter import croniter
+
+        if not isinstance(schedule, str) or not croniter.is_valid(schedule):
+            raise InvalidSettingsError(
+                source, "schedule", f'must be a cron line like "0 6 * * *" or a preset like "@daily" (got {schedule!r})'
+            )
+    max_active = raw.get("max_active_runs", 1)
+    if isinstance(max_active, bool) or not isinstance(max_active, int) or max_active < 1:
+        raise InvalidSettingsError(source, "max_active_runs", f"must be 1 or more (got {max_active!r})")
     return ProjectSettings(
+        schedule=schedule,
+        max_active_runs=max_active,
         source=source,
         defaults=defaults,
         tasks=dict(tasks),

@@ -25,6 +25,8 @@ class RunRecord:
     hostname: str = ""
     #: the run this one resumed (re-running what did not succeed there), if any
     resumed_from: str | None = None
+    #: the schedule's date this run is for (scheduler, backfill), ISO text
+    logical_date: str | None = None
 
     @property
     def duration_s(self) -> float | None:

@@ -27,12 +27,13 @@ import duckdb
 from nbflow.errors import NbflowError, StoreError, StoreLockedError
 from nbflow.store.base import AttemptRecord, NotificationRecord, RunRecord, RunStore, TaskRecord
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: statements that bring a file from the version before to this one; idempotent
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE runs ADD COLUMN IF NOT EXISTS resumed_from VARCHAR"],
     3: [],  # the notifications table (created by SCHEMA)
+    4: ["ALTER TABLE runs ADD COLUMN IF NOT EXISTS logical_date VARCHAR"],
 }
 
 SCHEMA = """
@@ -50,7 +51,8 @@ CREATE TABLE IF NOT EXISTS runs (
     nbflow_version VARCHAR,
     pid INTEGER,
     hostname VARCHAR,
-    resumed_from VARCHAR                -- the run this one resumed, or null
+    resumed_from VARCHAR,               -- the run this one resumed, or null
+    logical_date VARCHAR                -- the schedule's date a scheduled or backfill run is for
 );
 CREATE TABLE IF NOT EXISTS tasks (
     run_id VARCHAR NOT NULL,
@@ -104,7 +106,7 @@ CREATE TABLE IF NOT EXISTS logs (
 
 _RUN_COLS = (
     "run_id, pipeline, state, started_at, ended_at, duration_s, params, workers, selected, nbflow_version, pid, hostname, "
-    "resumed_from"
+    "resumed_from, logical_date"
 )
 _TASK_COLS = "run_id, task, state, attempts, started_at, ended_at, duration_s, error, output_notebook"
 _ATTEMPT_COLS = (
@@ -399,6 +401,7 @@ class DuckDBRunStore(RunStore):
             run.pid,
             run.hostname,
             run.resumed_from,
+            run.logical_date,
         )
         self._enqueue(("run", run.run_id), INSERT_RUN, row)
 
@@ -441,21 +444,9 @@ class DuckDBRunStore(RunStore):
 
     @staticmethod
     def _run(row: tuple[Any, ...]) -> RunRecord:
-        (
-            run_id,
-            pipeline,
-            state,
-            started_at,
-            ended_at,
-            _duration,
-            params,
-            workers,
-            selected,
-            version,
-            pid,
-            host,
-            resumed,
-        ) = row
+        # columns as in _RUN_COLS; duration_s (index 5) is derived, params and selected are JSON
+        run_id, pipeline, state, started_at, ended_at, _duration, params, workers, selected, *rest = row
+        version, pid, host, resumed, logical_date = rest
         return RunRecord(
             run_id,
             pipeline,
@@ -469,6 +460,7 @@ class DuckDBRunStore(RunStore):
             pid or 0,
             host or "",
             resumed,
+            logical_date,
         )
 
     def get_run(self, run_id: str) -> RunRecord | None:
