@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nbflow.errors import DuplicateTaskError, NbflowError, PipelineNotFoundError
-from nbflow.notebook import NotebookSpec, read_notebook_spec
+from nbflow.notebook import NotebookSpec, read_task_spec
 
 #: nbflow's own folder inside a pipeline: the state store and every run's executed notebooks
 STATE_DIR_NAME = "_nbflow"
+#: the files that are tasks: notebooks, and SQL run by DuckDB
+TASK_SUFFIXES = (".ipynb", ".sql")
 SKIPPED_DIRS = frozenset({".ipynb_checkpoints", STATE_DIR_NAME, "__pycache__", "node_modules"})
 
 
@@ -52,7 +54,7 @@ def iter_notebook_paths(root: Path) -> Iterator[Path]:
                 continue
             try:
                 is_dir = entry.is_dir()
-                is_notebook = not is_dir and entry.name.endswith(".ipynb") and entry.is_file()
+                is_notebook = not is_dir and entry.name.endswith(TASK_SUFFIXES) and entry.is_file()
             except OSError:  # a broken or looping link
                 continue
             if is_dir and entry.name not in SKIPPED_DIRS:
@@ -63,7 +65,7 @@ def iter_notebook_paths(root: Path) -> Iterator[Path]:
 
 
 def task_name(root: Path, path: Path) -> str:
-    """``etl/clean.ipynb`` below ``root`` is the task ``etl/clean``."""
+    """``etl/clean.ipynb`` (or ``etl/clean.sql``) below ``root`` is the task ``etl/clean``."""
     return path.relative_to(root).with_suffix("").as_posix()
 
 
@@ -85,11 +87,11 @@ def discover(root: str | os.PathLike[str]) -> Discovery:
         relpath = path.relative_to(root_path).as_posix()
         folded = name.casefold()
         if folded in by_folded_name:
-            found.problems.append(DuplicateTaskError(name, [by_folded_name[folded] + ".ipynb", relpath]))
+            found.problems.append(DuplicateTaskError(name, [by_folded_name[folded], relpath]))
             continue
-        by_folded_name[folded] = name
+        by_folded_name[folded] = relpath
         try:
-            found.specs.append(read_notebook_spec(path, name, relpath))
+            found.specs.append(read_task_spec(path, name, relpath))
         except NbflowError as e:
             found.problems.append(e)
     found.specs.sort(key=lambda s: s.name)

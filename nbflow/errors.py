@@ -50,7 +50,8 @@ class MalformedNotebookError(ValidationProblem):
         super().__init__(self._message())
 
     def _message(self) -> str:
-        return f"{self.path} is not a valid notebook: {self.reason}"
+        what = "SQL task" if self.path.endswith(".sql") else "notebook"
+        return f"{self.path} is not a valid {what}: {self.reason}"
 
 
 class InvalidDeclarationError(MalformedNotebookError):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -59,6 +60,8 @@ class NotebookSpec:
     source_hash: str
     #: the notebook's own settings (metadata ``nbflow``), validated with the project's
     settings: Any = None
+    #: ``notebook`` or ``sql``
+    kind: str = "notebook"
 
     @property
     def upstream(self) -> tuple[str, ...]:
@@ -251,6 +254,58 @@ def spec_from_json(nb: Any, path: Path, name: str, relpath: str) -> NotebookSpec
         source_hash=digest.hexdigest()[:16],
         settings=metadata.get("nbflow"),
     )
+
+
+_SQL_DECLARATION = re.compile(r"^--\s*([A-Za-z_]\w*\s*(?::[^=]*)?=.*)$")
+
+
+def spec_from_sql(text: str, path: Path, name: str, relpath: str) -> NotebookSpec:
+    """A SQL task: its header comment declares, one per line, like a parameters cell.
+
+    ``-- upstream = ["validate"]``, ``-- product = "output/x.parquet"``, ``-- min_rows = 10``;
+    other comment lines are prose. The header ends at the first line that is not a comment.
+    """
+    declarations = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("--"):
+            break
+        match = _SQL_DECLARATION.match(stripped)
+        if match:
+            declarations.append(match.group(1))
+    decl = parse_parameters("\n".join(declarations), relpath, 0)
+    for key, source in decl.defaults.items():
+        try:
+            ast.literal_eval(source)
+        except (ValueError, SyntaxError):
+            raise InvalidDeclarationError(
+                relpath, f"parameter {key!r} must have a literal default (got `{source}`)", 0
+            ) from None
+    if decl.product is not None and not isinstance(decl.product, str):
+        raise InvalidDeclarationError(relpath, "a SQL task's 'product' is one path (its query's result)", 0)
+    if isinstance(decl.product, str) and not decl.product.endswith((".parquet", ".csv")):
+        raise InvalidDeclarationError(relpath, "a SQL task's 'product' must end in .parquet or .csv", 0)
+    return NotebookSpec(
+        name=name,
+        path=path,
+        relpath=relpath,
+        kernel_name="duckdb",
+        language="sql",
+        params=decl,
+        parameters_cell=None,
+        source_hash=hashlib.sha256(text.encode()).hexdigest()[:16],
+        kind="sql",
+    )
+
+
+def read_task_spec(path: Path, name: str, relpath: str) -> NotebookSpec:
+    """A notebook (``.ipynb``) or a SQL task (``.sql``)."""
+    if path.suffix == ".sql":
+        try:
+            return spec_from_sql(path.read_text(encoding="utf-8"), path, name, relpath)
+        except (OSError, UnicodeDecodeError) as e:
+            raise MalformedNotebookError(relpath, f"it cannot be read as text ({e})") from None
+    return read_notebook_spec(path, name, relpath)
 
 
 def read_notebook_spec(path: Path, name: str, relpath: str) -> NotebookSpec:

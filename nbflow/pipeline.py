@@ -305,7 +305,7 @@ class Pipeline:
         problems: list[NbflowError] = [
             UnknownKernelError(spec.relpath, spec.kernel_name, installed)
             for spec in (self.specs[n] for n in (names if names is not None else self.specs))
-            if spec.kernel_name not in installed
+            if spec.kind == "notebook" and spec.kernel_name not in installed
         ]
         if problems:
             raise PipelineValidationError(problems)

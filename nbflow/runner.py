@@ -67,6 +67,10 @@ def injected_parameters(
 ) -> dict[str, Any]:
     """What papermill injects into ``spec``'s notebook: overrides, then ``upstream`` and ``product``."""
     params = overrides.for_task(spec)
+    if spec.kind == "sql":  # no code of its own holds the defaults: they are injected too
+        import ast
+
+        params = {**{k: ast.literal_eval(v) for k, v in spec.params.defaults.items()}, **params}
     ups = dag.upstreams[spec.name]
     if ups or spec.params.declares_upstream:
         params["upstream"] = {up: resolve_product(specs[up]) for up in ups}
@@ -235,6 +239,7 @@ class Runner:
             log_path=base.with_name(base.name + ".log"),
             products=product_paths(resolve_product(spec)),
             timeout=self.settings[name].timeout,
+            kind=spec.kind,
             secrets={p: var for p, var in self.secrets.items() if p in spec.params.defaults},
         )
 
@@ -343,7 +348,8 @@ class Runner:
             None,
             None,
         )
-        task.output_notebook = str(request.output_notebook)
+        executed = str(request.output_notebook) if request.kind == "notebook" else None  # SQL tasks have none
+        task.output_notebook = executed
         recorded = dict(request.parameters)
         recorded.update({p: f"[secret from ${var}]" for p, var in request.secrets.items()})
         attempt = AttemptRecord(
@@ -355,7 +361,7 @@ class Runner:
             parameters=recorded,
             kernel_name=request.kernel_name,
             source_hash=self.specs[task.task].source_hash,
-            output_notebook=str(request.output_notebook),
+            output_notebook=executed,
             log_path=str(request.log_path),
         )
         self.store.save_attempt(attempt)

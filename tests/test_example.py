@@ -30,11 +30,12 @@ def test_example_runs_end_to_end_and_is_deterministic(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     report = json.loads(first.stdout)
     assert {t["state"] for t in report["tasks"].values()} == {"success"}
-    assert len(report["tasks"]) == 7
+    assert len(report["tasks"]) == 8
     metrics = json.loads((root / "output/metrics.json").read_text())
     assert metrics["model"]["auc"] > metrics["baseline"]["auc"] > 0.5
     text = (root / "output/report.md").read_text()
     assert "set aside by validation: 4" in text
+    assert "| basic |" in text
 
     second = nbflow_process("run", str(root), "-p", "ingest.seed=42", "--workers", "1", "--json")
     assert second.returncode == 0, second.stderr
@@ -44,4 +45,6 @@ def test_example_runs_end_to_end_and_is_deterministic(tmp_path: Path) -> None:
     assert failing.returncode == 1
     states = {n: t["state"] for n, t in json.loads(failing.stdout)["tasks"].items()}
     assert states["validate"] == "failed"
-    assert {states[n] for n in ("features", "train", "baseline", "evaluate", "report")} == {"upstream_failed"}
+    assert {states[n] for n in ("features", "train", "baseline", "evaluate", "report", "churn_by_plan")} == {
+        "upstream_failed"
+    }

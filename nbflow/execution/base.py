@@ -44,6 +44,8 @@ class TaskRequest:
     timeout: float | None = None
     #: secret parameters: name -> the environment variable holding the value (read by the executor)
     secrets: dict[str, str] = field(default_factory=dict)
+    #: ``notebook`` (papermill) or ``sql`` (DuckDB)
+    kind: str = "notebook"
 
 
 @dataclass

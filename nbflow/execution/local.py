@@ -60,7 +60,10 @@ class LocalExecutor(Executor):
         self._cancelled: set[str] = set()
 
     def submit(self, request: TaskRequest) -> Future[AttemptOutcome]:
-        from nbflow.execution.papermill import run_notebook
+        if request.kind == "sql":
+            from nbflow.execution.sql import run_sql as run_task
+        else:
+            from nbflow.execution.papermill import run_notebook as run_task
 
         key = (request.task, request.attempt)
         control = AttemptControl()
@@ -76,7 +79,7 @@ class LocalExecutor(Executor):
 
         def work() -> AttemptOutcome:
             try:
-                return run_notebook(request, self._launcher, control)
+                return run_task(request, self._launcher, control)
             finally:
                 if timer is not None:
                     timer.cancel()
