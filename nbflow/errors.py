@@ -50,7 +50,7 @@ class MalformedNotebookError(ValidationProblem):
         super().__init__(self._message())
 
     def _message(self) -> str:
-        what = "SQL task" if self.path.endswith(".sql") else "notebook"
+        what = "SQL task" if self.path.endswith(".sql") else "tasks file" if self.path.endswith(".py") else "notebook"
         return f"{self.path} is not a valid {what}: {self.reason}"
 
 

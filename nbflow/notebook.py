@@ -60,8 +60,10 @@ class NotebookSpec:
     source_hash: str
     #: the notebook's own settings (metadata ``nbflow``), validated with the project's
     settings: Any = None
-    #: ``notebook`` or ``sql``
+    #: ``notebook``, ``sql``, ``python`` (a function) or ``http`` (a request)
     kind: str = "notebook"
+    #: what a ``python`` task calls, or an ``http`` task's request (method, url, ...)
+    target: Any = None
 
     @property
     def upstream(self) -> tuple[str, ...]:

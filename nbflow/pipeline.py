@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from nbflow.discovery import discover
 from nbflow.errors import CycleError, DuplicateTaskError, NbflowError, PipelineValidationError, UnknownTaskError
 from nbflow.graph import DAG, build_dag, find_cycle
-from nbflow.notebook import NotebookSpec
+from nbflow.notebook import RESERVED_NAMES, NotebookSpec, Product
 from nbflow.params import Overrides, validate_overrides
 
 if TYPE_CHECKING:
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from nbflow.store.base import RunRecord, RunStore, TaskRecord
 
 TaskRefs = Union["Task", Sequence["Task"]]
+#: a pipeline folder's file of tasks defined in code (functions, HTTP requests)
+TASKS_FILE = "nbflow_tasks.py"
 
 
 class Task:
@@ -203,11 +206,141 @@ class Pipeline:
             Every malformed notebook and bad declaration, at once.
         """
         found = discover(path)
-        if not found.specs and not found.problems:
+        hook = found.root / TASKS_FILE
+        if not found.specs and not found.problems and not hook.is_file():
             from nbflow.errors import PipelineNotFoundError
 
-            raise PipelineNotFoundError(str(path), "holds no notebooks (*.ipynb)")
-        return cls(found.root, found.specs, found.problems)
+            raise PipelineNotFoundError(str(path), "holds no notebooks (*.ipynb) and no SQL tasks (*.sql)")
+        pipeline = cls(found.root, found.specs, found.problems)
+        if hook.is_file():
+            pipeline._load_tasks_file(hook)
+        return pipeline
+
+    def _load_tasks_file(self, hook: Path) -> None:
+        """Run the folder's ``nbflow_tasks.py``: its ``setup(pipeline)`` adds tasks defined in code."""
+        import runpy
+
+        from nbflow.errors import MalformedNotebookError
+
+        try:
+            namespace = runpy.run_path(str(hook), run_name="nbflow_tasks")
+            setup = namespace.get("setup")
+            if not callable(setup):
+                raise MalformedNotebookError(TASKS_FILE, "it defines no setup(pipeline) function")
+            setup(self)
+        except NbflowError:
+            raise
+        except Exception as e:  # the user's code: name the file and the error
+            raise PipelineValidationError(
+                [MalformedNotebookError(TASKS_FILE, f"it raised {type(e).__name__}: {e}")]
+            ) from e
+
+    # -- tasks defined in code ------------------------------------------------------------
+
+    def task(
+        self,
+        func: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        upstream: Sequence[str] = (),
+        product: Product = None,
+        **settings: Any,
+    ) -> Any:
+        """Make a Python function a task (``@pipeline.task(upstream=["clean"], product="out.json")``).
+
+        The function is called with ``upstream`` and ``product`` (resolved like a notebook's)
+        if its signature names them, and with its parameters: the arguments that have a
+        default, overridable with ``-p``/``params``. ``settings`` are task settings
+        (``retries``, ``timeout``, ``trigger_rule``, ``alert_on``, ...). It runs in its own
+        process, in the pipeline folder.
+        """
+
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            import inspect
+
+            sig = inspect.signature(f)
+            defaults = {
+                p.name: repr(p.default)
+                for p in sig.parameters.values()
+                if p.default is not p.empty and p.name not in RESERVED_NAMES
+            }
+            try:
+                source = inspect.getsource(f)
+            except (OSError, TypeError):
+                source = f.__qualname__
+            self._add_code_task(name or f.__name__, "python", f, upstream, product, defaults, source, settings)
+            return f
+
+        return register(func) if func is not None else register
+
+    def http_task(
+        self,
+        name: str,
+        url: str,
+        *,
+        method: str = "GET",
+        expect_status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        upstream: Sequence[str] = (),
+        product: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        **settings: Any,
+    ) -> Task:
+        """An HTTP request as a task: ``method url`` must answer ``expect_status``; the response
+        body is saved to ``product``. ``params`` (overridable with ``-p``) go in the query string
+        of a GET/DELETE/HEAD, or in the JSON body with the upstreams' products otherwise."""
+        target = {"method": method.upper(), "url": url, "expect_status": expect_status, "headers": dict(headers or {})}
+        defaults = {k: repr(v) for k, v in (params or {}).items()}
+        source = json.dumps({**target, "params": defaults}, sort_keys=True)
+        return self._add_code_task(name, "http", target, upstream, product, defaults, source, settings)
+
+    def _add_code_task(
+        self,
+        name: str,
+        kind: str,
+        target: Any,
+        upstream: Sequence[str],
+        product: Product,
+        defaults: Mapping[str, str],
+        source: str,
+        settings: Mapping[str, Any],
+    ) -> Task:
+        import hashlib
+
+        from nbflow.notebook import ParametersDecl
+
+        if name.casefold() in {n.casefold() for n in self.specs}:
+            raise PipelineValidationError(
+                [
+                    DuplicateTaskError(
+                        name, [self.specs[name].relpath if name in self.specs else name, f"<{kind} task {name}>"]
+                    )
+                ]
+            )
+        spec = NotebookSpec(
+            # a code task lives in the pipeline folder: products resolve, and it runs, there
+            name=name,
+            path=self.root / TASKS_FILE,
+            relpath=f"<{kind} task {name}>",
+            kernel_name="-",
+            language=kind,
+            params=ParametersDecl(dict(defaults), tuple(upstream), True, product, product is not None),
+            parameters_cell=None,
+            source_hash=hashlib.sha256(source.encode()).hexdigest()[:16],
+            settings=dict(settings),
+            kind=kind,
+            target=target,
+        )
+        self.specs[name] = spec
+        try:
+            problems = self._check_products()
+            self.dag = build_dag(self.specs.values(), self._extra_edges, problems=problems)
+            self.settings[name] = self.project.for_task(name, spec.settings, spec.relpath)
+        except NbflowError as e:
+            del self.specs[name]
+            raise e if isinstance(e, PipelineValidationError) else PipelineValidationError([e]) from None
+        self.tasks[name] = Task(self, spec)
+        return self.tasks[name]
 
     def __getitem__(self, name: str) -> Task:
         try:

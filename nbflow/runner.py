@@ -240,6 +240,7 @@ class Runner:
             products=product_paths(resolve_product(spec)),
             timeout=self.settings[name].timeout,
             kind=spec.kind,
+            target=spec.target,
             secrets={p: var for p, var in self.secrets.items() if p in spec.params.defaults},
         )
 

@@ -44,8 +44,10 @@ class TaskRequest:
     timeout: float | None = None
     #: secret parameters: name -> the environment variable holding the value (read by the executor)
     secrets: dict[str, str] = field(default_factory=dict)
-    #: ``notebook`` (papermill) or ``sql`` (DuckDB)
+    #: ``notebook`` (papermill), ``sql`` (DuckDB), ``python`` (a function) or ``http`` (a request)
     kind: str = "notebook"
+    #: a ``python`` task's function, or an ``http`` task's request settings
+    target: Any = None
 
 
 @dataclass

@@ -62,6 +62,10 @@ class LocalExecutor(Executor):
     def submit(self, request: TaskRequest) -> Future[AttemptOutcome]:
         if request.kind == "sql":
             from nbflow.execution.sql import run_sql as run_task
+        elif request.kind == "python":
+            from nbflow.execution.function import run_function as run_task
+        elif request.kind == "http":
+            from nbflow.execution.http import run_http as run_task
         else:
             from nbflow.execution.papermill import run_notebook as run_task
 

@@ -1,0 +1,105 @@
+"""Run a Python function task in a forked child process.
+
+A child process (forked, so the function needs no import path: one defined in a notebook
+or a script works) can be killed by a cancel or a timeout like a kernel, and a crash in it
+is an ordinary failed attempt. Its stdout and stderr go to the attempt's log. The function
+gets ``upstream`` and ``product`` if its signature asks for them, and its parameters.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import multiprocessing
+import os
+import sys
+import traceback as tb
+import warnings
+from pathlib import Path
+from typing import Any
+
+from nbflow import states
+from nbflow.execution.base import INTERRUPTED, TIMED_OUT, AttemptControl, AttemptOutcome, TaskRequest, utcnow
+from nbflow.execution.logs import read_log_tail
+
+
+def call_arguments(func: Any, parameters: dict[str, Any]) -> dict[str, Any]:
+    """The injected values the function's signature takes (all of them if it takes ``**kwargs``)."""
+    sig = inspect.signature(func)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return dict(parameters)
+    return {k: v for k, v in parameters.items() if k in sig.parameters}
+
+
+def _child(func: Any, kwargs: dict[str, Any], cwd: str, log_path: str, result_path: str) -> None:
+    code = 0
+    try:
+        os.chdir(cwd)
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        # the parent's sys.stdout may not be fd 1 (a notebook's, a test runner's): use the log
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        try:
+            func(**kwargs)
+            result: dict[str, Any] = {"ok": True}
+        except BaseException as e:  # everything the function raises is the task's failure
+            result = {
+                "ok": False,
+                "ename": type(e).__name__,
+                "evalue": str(e),
+                "traceback": "".join(tb.format_exception(e)),
+            }
+        sys.stdout.flush()
+        sys.stderr.flush()
+        Path(result_path).write_text(json.dumps(result))
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)  # never run the parent's cleanup in the child
+
+
+def run_function(request: TaskRequest, launcher: Any = None, control: AttemptControl | None = None) -> AttemptOutcome:
+    """Run one attempt of a function task; never raises for anything the function does."""
+    control = control or AttemptControl()
+    started = utcnow()
+    request.log_path.parent.mkdir(parents=True, exist_ok=True)
+    for product in request.products:
+        product.parent.mkdir(parents=True, exist_ok=True)
+    result_path = request.log_path.with_suffix(".result.json")
+    result_path.unlink(missing_ok=True)
+    kwargs = call_arguments(request.target, request.parameters)
+    ctx = multiprocessing.get_context("fork")
+    process = ctx.Process(
+        target=_child, args=(request.target, kwargs, str(request.cwd), str(request.log_path), str(result_path))
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork in a threaded process: the child only runs the task
+        process.start()
+    control.attach(process.kill)
+    process.join()
+    control.attach(None)
+    state, error, traceback, ename = states.SUCCESS, None, None, None
+    try:
+        result = json.loads(result_path.read_text())
+    except (OSError, ValueError):
+        result = None
+    if result is None:
+        state, ename = states.FAILED, "ProcessDied"
+        error = f"ProcessDied: the task's process ended with exit code {process.exitcode} before it finished"
+    elif not result["ok"]:
+        state, ename = states.FAILED, result["ename"]
+        error, traceback = f"{result['ename']}: {result['evalue']}", result["traceback"]
+    else:
+        missing = [p for p in request.products if not p.exists()]
+        if missing:
+            state, ename = states.FAILED, "MissingProduct"
+            error = "MissingProduct: the function ran but did not write " + ", ".join(map(str, missing))
+    if control.reason == TIMED_OUT and state != states.SUCCESS:
+        state, ename = states.FAILED, "TaskTimeout"
+        error = f"TaskTimeout: the task ran longer than its timeout of {request.timeout:g}s; its process was killed"
+    elif control.reason == INTERRUPTED and state != states.SUCCESS:
+        state, ename, error = states.INTERRUPTED, None, "Interrupted: the run was stopped while this task was running"
+    log = read_log_tail(request.log_path) if request.log_path.exists() else ""
+    return AttemptOutcome(state, started, utcnow(), error=error, traceback=traceback, log=log, ename=ename)
