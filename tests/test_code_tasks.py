@@ -67,10 +67,10 @@ def test_function_and_http_tasks_run_beside_notebooks(tmp_path: Path, api_server
         if not marker.exists():
             marker.touch()
             raise ConnectionError("first try fails")
-        usd = json.load(open(upstream["prices"]))["usd"]
-        eur = json.load(open(upstream["rates"]))["eur"]
+        usd = json.loads(pathlib.Path(upstream["prices"]).read_text())["usd"]
+        eur = json.loads(pathlib.Path(upstream["rates"]).read_text())["eur"]
         print("converting", usd)
-        json.dump([round(v * eur * factor, 2) for v in usd], open(product, "w"))
+        pathlib.Path(product).write_text(json.dumps([round(v * eur * factor, 2) for v in usd]))
 
     pipeline["convert"] >> pipeline["report"]
 

@@ -11,7 +11,11 @@ from tests.conftest import REPO, nbflow_process
 
 def _copy_example(tmp_path: Path) -> Path:
     root = tmp_path / "example"
-    shutil.copytree(REPO / "notebooks", root, ignore=shutil.ignore_patterns("_nbflow", "output", ".ipynb_checkpoints"))
+    shutil.copytree(
+        REPO / "notebooks",
+        root,
+        ignore=shutil.ignore_patterns("_nbflow", "output", ".ipynb_checkpoints", "__pycache__"),
+    )
     return root
 
 
@@ -30,7 +34,8 @@ def test_example_runs_end_to_end_and_is_deterministic(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     report = json.loads(first.stdout)
     assert {t["state"] for t in report["tasks"].values()} == {"success"}
-    assert len(report["tasks"]) == 8
+    assert len(report["tasks"]) == 9
+    assert json.loads((root / "output/model_card.json").read_text())["beats_baseline"] is True
     metrics = json.loads((root / "output/metrics.json").read_text())
     assert metrics["model"]["auc"] > metrics["baseline"]["auc"] > 0.5
     text = (root / "output/report.md").read_text()
