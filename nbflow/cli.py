@@ -165,14 +165,15 @@ def dag(path: str, fmt: str) -> None:
 def status(path: str, run_id: str | None, as_json: bool) -> None:
     """Show the state of each task in a run."""
     from nbflow.commands import load_run, open_store
-    from nbflow.render import run_to_json, status_to_text
+    from nbflow.render import alerts_to_json, alerts_to_text, run_to_json, status_to_text
 
     store = open_store(path)
     run_record, tasks = load_run(store, run_id)
+    alerts = store.get_notifications(run_record.run_id)
     if as_json:
-        _print_json(run_to_json(run_record, tasks))
+        _print_json({**run_to_json(run_record, tasks), "alerts": alerts_to_json(alerts)})
     else:
-        click.echo(status_to_text(run_record, tasks), nl=False)
+        click.echo(status_to_text(run_record, tasks) + alerts_to_text(alerts), nl=False)
 
 
 @cli.command()

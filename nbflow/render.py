@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from nbflow.graph import DAG
-from nbflow.store.base import RunRecord, TaskRecord
+from nbflow.store.base import NotificationRecord, RunRecord, TaskRecord
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -94,6 +94,30 @@ def run_to_json(run: RunRecord, tasks: Mapping[str, TaskRecord]) -> dict[str, An
         "logical_date": run.logical_date,
         "tasks": {name: task_to_json(t) for name, t in tasks.items()},
     }
+
+
+def alerts_to_json(alerts: list[NotificationRecord]) -> list[dict[str, Any]]:
+    return [
+        {
+            "event": a.event,
+            "task": a.task,
+            "attempt": a.attempt,
+            "channel": a.channel,
+            "ok": a.ok,
+            "error": a.error,
+            "sent_at": _iso(a.sent_at),
+        }
+        for a in alerts
+    ]
+
+
+def alerts_to_text(alerts: list[NotificationRecord]) -> str:
+    if not alerts:
+        return ""
+    failed = [a for a in alerts if not a.ok]
+    lines = [f"\nalerts: {len(alerts) - len(failed)} sent, {len(failed)} failed"]
+    lines += [f"  {a.event} {a.task or '(run)'} by {a.channel}: {a.error}" for a in failed]
+    return "\n".join(lines) + "\n"
 
 
 def history_to_json(runs: list[RunRecord]) -> dict[str, Any]:

@@ -115,3 +115,10 @@ def test_a_channel_that_is_down_is_recorded_and_harms_nothing(tmp_path: Path, ca
         [delivery] = store.get_notifications(result.run_id)
     assert not delivery.ok and "refused" in delivery.error.lower()
     assert "could not send the success alert by webhook" in capfd.readouterr().err
+    from click.testing import CliRunner
+
+    from nbflow.cli import cli
+
+    status = json.loads(CliRunner().invoke(cli, ["status", str(tmp_path), "--json"]).stdout)
+    assert status["alerts"][0]["ok"] is False and status["alerts"][0]["event"] == "success"
+    assert "alerts: 0 sent, 1 failed" in CliRunner().invoke(cli, ["status", str(tmp_path)]).stdout
