@@ -333,12 +333,12 @@ class Pipeline:
         )
         self.specs[name] = spec
         try:
-            problems = self._check_products()
-            self.dag = build_dag(self.specs.values(), self._extra_edges, problems=problems)
-            self.settings[name] = self.project.for_task(name, spec.settings, spec.relpath)
+            task_settings = self.project.for_task(name, spec.settings, spec.relpath)
+            dag = build_dag(self.specs.values(), self._extra_edges, problems=self._check_products())
         except NbflowError as e:
-            del self.specs[name]
+            del self.specs[name]  # nothing else was changed yet
             raise e if isinstance(e, PipelineValidationError) else PipelineValidationError([e]) from None
+        self.dag, self.settings[name] = dag, task_settings
         self.tasks[name] = Task(self, spec)
         return self.tasks[name]
 
@@ -402,15 +402,32 @@ class Pipeline:
         import os
 
         from nbflow.errors import ParameterError
+        from nbflow.secrets import Redactor
 
         problems: list[NbflowError] = []
         for parameter, var in sorted(self.project.secrets.items()):
-            users = [self.specs[n].relpath for n in names if parameter in self.specs[n].params.defaults]
-            if users and var not in os.environ:
+            users = [self.specs[n] for n in names if parameter in self.specs[n].params.defaults]
+            where = ", ".join(s.relpath for s in users)
+            others = [s.relpath for s in users if s.kind != "notebook"]
+            if others:
+                problems.append(
+                    ParameterError(
+                        f"the secret parameter {parameter!r} is declared by {', '.join(others)}; secrets reach notebook "
+                        "tasks only (through the kernel's environment). Read the variable in the task itself."
+                    )
+                )
+            elif users and var not in os.environ:
                 problems.append(
                     ParameterError(
                         f"the secret parameter {parameter!r} comes from the environment variable {var}, which is not "
-                        f"set ({', '.join(users)} declare {parameter!r}). Set it before the run."
+                        f"set ({where} declare {parameter!r}). Set it before the run."
+                    )
+                )
+            elif users and len(os.environ[var]) < Redactor.MIN_LENGTH:
+                problems.append(
+                    ParameterError(
+                        f"the secret in {var} is shorter than {Redactor.MIN_LENGTH} characters: too short to mask in "
+                        "outputs without masking ordinary text."
                     )
                 )
         if problems:

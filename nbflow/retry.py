@@ -9,10 +9,14 @@ in order; the first that matches the attempt's exception name (a glob) and/or it
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
 from nbflow.settings import TaskSettings
+
+#: no wait is longer than a day, whatever the backoff computes
+MAX_DELAY = 86400.0
 
 
 @dataclass(frozen=True)
@@ -24,9 +28,13 @@ class RetryDecision:
 
 def backoff_delay(settings: TaskSettings, attempt: int, rng: random.Random | None = None) -> float:
     """The wait before attempt ``attempt + 1``."""
-    delay = settings.retry_delay * settings.retry_backoff ** (attempt - 1)
+    try:
+        delay = settings.retry_delay * settings.retry_backoff ** (attempt - 1)
+    except OverflowError:
+        delay = math.inf
     if settings.max_retry_delay is not None:
         delay = min(delay, settings.max_retry_delay)
+    delay = min(delay, MAX_DELAY)
     if settings.retry_jitter:
         delay = (rng or random).uniform(delay / 2, delay)
     return delay

@@ -417,7 +417,8 @@ class Runner:
     ) -> None:
         run.state = states.INTERRUPTED
         self.executor.cancel(run.run_id)
-        for _when, name in delayed:  # waiting to retry: stopped as well
+        waiting = {name for _when, name in delayed} | {n for n, t in tasks.items() if t.state == states.UP_FOR_RETRY}
+        for name in sorted(waiting):  # waiting to retry (its delay over or not): stopped as well
             tasks[name].state = states.INTERRUPTED
             tasks[name].error = "Interrupted: the run was stopped while this task waited to retry"
             scheduler.finish(name, states.INTERRUPTED)

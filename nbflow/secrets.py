@@ -9,6 +9,7 @@ the log, and errors and tracebacks are redacted before they reach the store or a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -29,13 +30,30 @@ def injection_lines(parameters: Iterable[str]) -> list[str]:
     ]
 
 
+def _variants(value: str) -> set[str]:
+    """The forms a value takes in output: itself, and escaped as repr, JSON and bytes show it."""
+    forms = {value, repr(value)[1:-1], json.dumps(value)[1:-1], repr(value.encode())[2:-1]}
+    forms.add(json.dumps(repr(value)[1:-1])[1:-1])  # a repr inside a saved notebook's JSON
+    return {f for f in forms if f}
+
+
 class Redactor:
-    """Replaces secret values in text, and in a notebook's outputs, with a mask."""
+    """Replaces secret values (and their escaped forms) in text and in notebooks with a mask."""
+
+    #: a value shorter than this would mask ordinary text everywhere; such secrets are refused
+    MIN_LENGTH = 4
 
     def __init__(self, values: Iterable[str]) -> None:
-        # longest first, so that a secret containing another is masked whole; tiny values
-        # would mask ordinary text everywhere, so they are left alone
-        self.values = sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
+        forms: set[str] = set()
+        for value in values:
+            if len(value) >= self.MIN_LENGTH:
+                forms |= _variants(value)
+        # longest first, so that a form containing another is masked whole
+        self.values = sorted(forms, key=len, reverse=True)
+
+    @property
+    def longest(self) -> int:
+        return len(self.values[0]) if self.values else 0
 
     def __bool__(self) -> bool:
         return bool(self.values)
@@ -45,28 +63,43 @@ class Redactor:
             text = text.replace(value, MASK)
         return text
 
-    def notebook(self, nb: Any) -> None:
-        """Redact a notebook's outputs in place."""
+    def notebook(self, nb: Any, merge_streams: bool = True) -> None:
+        """Redact a notebook's outputs in place: every output, its data of any type and its metadata.
+
+        With ``merge_streams``, adjacent stream outputs are joined first, so that a secret printed
+        in two parts is found (not while the notebook still runs: the executor tracks outputs).
+        """
         for cell in nb.get("cells", []):
-            for output in cell.get("outputs", []) or []:
-                self._output(output)
+            outputs = cell.get("outputs") or []
+            merged: list[Any] = []
+            for output in outputs:
+                previous = merged[-1] if merged else None
+                if (
+                    merge_streams
+                    and previous is not None
+                    and output.get("output_type") == "stream"
+                    and previous.get("output_type") == "stream"
+                    and previous.get("name") == output.get("name")
+                ):
+                    previous["text"] = _join(previous["text"]) + _join(output["text"])
+                else:
+                    merged.append(output)
+            for i, output in enumerate(merged):
+                merged[i] = self._deep(output)
+            if outputs:
+                outputs[:] = merged
 
-    def _output(self, output: Any) -> None:
-        if "text" in output:
-            output["text"] = self._value(output["text"])
-        if "evalue" in output:
-            output["evalue"] = self.text(output["evalue"])
-        if "traceback" in output:
-            output["traceback"] = [self.text(line) for line in output["traceback"]]
-        data = output.get("data")
-        if isinstance(data, Mapping):
-            for mime, value in list(data.items()):
-                if mime.startswith("text/") or mime in ("application/json",):
-                    data[mime] = self._value(value)
-
-    def _value(self, value: Any) -> Any:
+    def _deep(self, value: Any) -> Any:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, list):
-            return [self.text(v) if isinstance(v, str) else v for v in value]
+            return [self._deep(v) for v in value]
+        if isinstance(value, Mapping):
+            for key in list(value):
+                value[key] = self._deep(value[key])
+            return value
         return value
+
+
+def _join(text: Any) -> str:
+    return "".join(text) if isinstance(text, list) else str(text)

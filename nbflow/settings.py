@@ -28,7 +28,7 @@ def parse_duration(value: Any, where: str, key: str) -> float:
     """``30``, ``"30s"``, ``"5m"``, ``"1.5h"`` -> seconds."""
     if isinstance(value, bool):
         raise InvalidSettingsError(where, key, f'must be a duration like 30, "30s" or "5m" (got {value!r})')
-    if isinstance(value, (int, float)) and value >= 0:
+    if isinstance(value, (int, float)) and 0 <= value < float("inf"):
         return float(value)
     match = _DURATION.match(value) if isinstance(value, str) else None
     if not match:
@@ -156,7 +156,7 @@ def _task_setting(key: str, value: Any, where: str) -> dict[str, Any]:
     if key == "retry_backoff":
         if value is True:  # Airflow 3.3: True means a constant delay
             return {key: 1.0}
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value < float("inf"):
             raise fail("a multiplier of 1 or more (1: constant delay, 2: doubling)")
         return {key: float(value)}
     if key in ("retry_jitter", "retry_on_timeout"):
@@ -188,6 +188,9 @@ def _rule(raw: Any, where: str) -> RetryRule:
         raise InvalidSettingsError(where, key, f"a rule has unknown keys: {', '.join(sorted(unknown))}")
     if raw.get("action") not in RULE_ACTIONS:
         raise InvalidSettingsError(where, key, f"a rule's action must be one of {', '.join(RULE_ACTIONS)}")
+    for text_key in ("match", "pattern"):
+        if raw.get(text_key) is not None and not isinstance(raw[text_key], str):
+            raise InvalidSettingsError(where, key, f"a rule's {text_key!r} must be text (got {raw[text_key]!r})")
     if raw.get("match") is None and raw.get("pattern") is None:
         raise InvalidSettingsError(where, key, "a rule needs 'match' (an exception name) or 'pattern' (a regex)")
     pattern = raw.get("pattern")
@@ -216,7 +219,12 @@ def _email(raw: Any, where: str) -> EmailSettings:
             raise InvalidSettingsError(
                 where, f"email.{secret}", f"credentials come only from the environment: set {secret}_env instead"
             )
+    for text_key in ("host", "sender", "username_env", "password_env"):
+        if raw.get(text_key) is not None and not isinstance(raw[text_key], str):
+            raise InvalidSettingsError(where, f"email.{text_key}", f"must be text (got {raw[text_key]!r})")
     to = raw["to"]
+    if not (isinstance(to, str) or (isinstance(to, list) and all(isinstance(t, str) for t in to))):
+        raise InvalidSettingsError(where, "email.to", f"must be an address or a list of addresses (got {to!r})")
     to = (to,) if isinstance(to, str) else tuple(to)
     security = raw.get("security", "none")
     if security not in ("none", "starttls", "ssl"):

@@ -114,6 +114,9 @@ def test_code_tasks_fail_like_notebooks(tmp_path: Path, api_server) -> None:
     with pytest.raises(PipelineValidationError, match="declares upstream 'nope'"):
         pipeline.task(upstream=["nope"])(lambda: None)
     assert "<lambda>" not in pipeline.specs
+    with pytest.raises(PipelineValidationError, match="'retries' must be a whole number"):
+        pipeline.task(name="bad", retries=-1)(lambda: None)
+    assert "bad" not in pipeline.dag.order and len(list(pipeline)) == len(pipeline.specs)
 
 
 def test_a_folders_tasks_file_adds_code_tasks_for_the_cli(tmp_path: Path) -> None:

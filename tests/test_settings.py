@@ -65,6 +65,10 @@ def test_nbflow_toml_is_read_at_top_level(tmp_path: Path) -> None:
             "credentials come only from the environment",
         ),
         ("retries = [", "is not valid TOML"),
+        ("retry_delay = inf", "'retry_delay' must be a duration"),
+        ("retry_backoff = inf", "'retry_backoff' must be a multiplier"),
+        ('retry_rules = [{match = 5, action = "retry"}]', "a rule's 'match' must be text"),
+        ('[email]\nhost = "h"\nto = 5\nsender = "s@b"', "'email.to' must be an address or a list"),
     ],
 )
 def test_invalid_settings_name_their_file(tmp_path: Path, toml: str, message: str) -> None:
@@ -85,6 +89,12 @@ def test_durations() -> None:
         0.25,
         86400,
     ]
+
+
+def test_a_huge_backoff_is_capped_not_an_overflow() -> None:
+    s = TaskSettings(retries=3, retry_delay=1, retry_backoff=1e200, max_retry_delay=1)
+    assert [backoff_delay(s, n) for n in (1, 2, 3)] == [1, 1, 1]
+    assert backoff_delay(TaskSettings(retry_delay=1, retry_backoff=1e200), 3) == 86400
 
 
 def test_backoff_is_airflows() -> None:

@@ -46,6 +46,15 @@ def test_a_sql_task_reads_upstream_products_binds_parameters_and_writes_its_prod
     assert status["tasks"]["summarize"]["output_notebook"] is None
 
 
+def test_the_result_is_computed_once(tmp_path: Path) -> None:
+    (tmp_path / "rand.sql").write_text("-- upstream = None\n-- product = 'r.csv'\nSELECT random() AS r;\n")
+    result = Pipeline.from_dir(tmp_path).run(workers=1)
+    assert result.ok
+    written = duckdb.sql(f"SELECT r FROM read_csv('{tmp_path / 'r.csv'}')").fetchall()[0][0]
+    with Pipeline.from_dir(tmp_path).open_store() as store:
+        assert str(written)[:8] in store.get_log(result.run_id, "rand", 1)
+
+
 def test_a_failing_query_is_a_failed_task_with_duckdbs_message(tmp_path: Path) -> None:
     (tmp_path / "broken.sql").write_text("-- upstream = None\nSELECT * FROM no_such_table;\n")
     result = Pipeline.from_dir(tmp_path).run(workers=1)

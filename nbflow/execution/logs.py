@@ -33,10 +33,16 @@ class CappedLog:
     Passed to papermill as the stdout/stderr file of a notebook's stream outputs.
     """
 
-    def __init__(self, path: Path, cap: int = LOG_FILE_CAP, redact: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self, path: Path, cap: int = LOG_FILE_CAP, redact: Callable[[str], str] | None = None, holdback: int = 0
+    ) -> None:
         self.path = path
         self.cap = cap
         self.redact = redact
+        # with redaction, the last ``holdback`` characters wait for the next write, so that a
+        # secret written in two pieces is still seen whole
+        self.holdback = holdback if redact is not None else 0
+        self._pending = ""
         self._size = 0
         self._cut = False
         self._file: IO[str] = open(path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115
@@ -45,7 +51,16 @@ class CappedLog:
         if self._cut:
             return len(text)
         if self.redact is not None:
-            text = self.redact(text)
+            combined = self.redact(self._pending + text)
+            keep = min(self.holdback, len(combined))
+            self._pending = combined[len(combined) - keep :] if keep else ""
+            self._write(combined[: len(combined) - keep])
+            return len(text)
+        return self._write(text)
+
+    def _write(self, text: str) -> int:
+        if self._cut:
+            return len(text)
         room = self.cap - self._size
         if len(text) > room:
             self._file.write(text[: max(room, 0)])
@@ -60,6 +75,9 @@ class CappedLog:
         self._file.flush()
 
     def close(self) -> None:
+        if self._pending:
+            self._write(self.redact(self._pending) if self.redact else self._pending)
+            self._pending = ""
         self._file.close()
 
     def read_tail(self, cap: int = LOG_STORE_CAP) -> str:

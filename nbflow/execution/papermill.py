@@ -26,7 +26,7 @@ from papermill.exceptions import PapermillExecutionError
 from nbflow import states
 from nbflow.execution.base import INTERRUPTED, TIMED_OUT, AttemptControl, AttemptOutcome, TaskRequest, utcnow
 from nbflow.execution.kernels import KERNEL_START_TIMEOUT, IPCKernelManager, KernelLauncher, KernelStartError
-from nbflow.execution.logs import CappedLog, strip_ansi
+from nbflow.execution.logs import CappedLog, read_log_tail, strip_ansi
 from nbflow.secrets import Redactor, injection_lines, kernel_env_name
 
 ENGINE_NAME = "nbflow"
@@ -100,12 +100,21 @@ def _inject_secrets(nb: Any, secrets: Mapping[str, str]) -> None:
     cells.insert(after + 1, cell)
 
 
+def _redact_file(path: Path, redactor: Redactor) -> None:
+    """A last pass over the executed notebook as saved: every output, data and metadata."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    redactor.notebook(nb)
+    nbformat.write(nb, path)
+
+
 def _redact_saves(nb_man: Any, redactor: Redactor) -> None:
     """Redact the notebook's outputs each time papermill writes it (this notebook manager only)."""
     save = nb_man.save
 
     def redacting_save(**kwargs: Any) -> Any:
-        redactor.notebook(nb_man.nb)
+        redactor.notebook(nb_man.nb, merge_streams=False)
         return save(**kwargs)
 
     nb_man.save = redacting_save
@@ -164,7 +173,7 @@ def run_notebook(
     products_before = {p: _stat(p) for p in request.products}
     secret_values = {name: os.environ.get(var, "") for name, var in request.secrets.items()}
     redactor = Redactor(secret_values.values())
-    output_log = CappedLog(request.log_path, redact=redactor.text if redactor else None)
+    output_log = CappedLog(request.log_path, redact=redactor.text if redactor else None, holdback=redactor.longest)
     kernel_log_path = request.log_path.with_suffix(".kernel.log")
     error = traceback = ename = None
     state = states.SUCCESS
@@ -214,8 +223,10 @@ def run_notebook(
         error = f"{type(e).__name__}: {e}"
         traceback = "".join(tb.format_exception(e))
     finally:
-        log_tail = output_log.read_tail()
         output_log.close()
+        log_tail = read_log_tail(request.log_path)
+        if redactor and request.output_notebook.exists():
+            _redact_file(request.output_notebook, redactor)
     if control.reason == TIMED_OUT and state != states.SUCCESS:
         state, ename = states.FAILED, "TaskTimeout"
         error = f"TaskTimeout: the task ran longer than its timeout of {request.timeout:g}s; its kernel was stopped"

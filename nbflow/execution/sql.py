@@ -68,7 +68,9 @@ def run_sql(request: TaskRequest, launcher: Any = None, control: AttemptControl 
                     f"statement {i + 1} uses ${', $'.join(sorted(missing))}, which the header does not declare"
                 )
             if i == len(statements) - 1 and statement.type == duckdb.StatementType.SELECT:
-                relation = con.sql(statement.query, params=bound or None)
+                # run the result once: the count, the preview and the product all read this table
+                con.execute(f"CREATE TEMP TABLE nbflow_result AS {statement.query.rstrip().rstrip(';')}", bound or None)
+                relation = con.table("nbflow_result")
             else:
                 con.execute(statement.query, bound or None)
         product = request.parameters.get("product")
