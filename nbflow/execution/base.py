@@ -103,6 +103,22 @@ class AttemptControl:
         return self.reason is not None
 
 
+def stopped_outcome(
+    control: AttemptControl, request: TaskRequest, state: str, error: str | None, ename: str | None, stopped: str
+) -> tuple[str, str | None, str | None]:
+    """An attempt's (state, error, ename), accounting for a stop from outside: a timeout fails
+    it (``TaskTimeout``), a cancel makes it ``interrupted``. ``stopped`` says what was stopped."""
+    if state == "success" or control.reason is None:
+        return state, error, ename
+    if control.reason == TIMED_OUT:
+        return (
+            "failed",
+            f"TaskTimeout: the task ran longer than its timeout of {request.timeout:g}s; {stopped}",
+            "TaskTimeout",
+        )
+    return "interrupted", "Interrupted: the run was stopped while this task was running", None
+
+
 class Executor(abc.ABC):
     """Runs task attempts. Implementations must be safe to call from one thread at a time."""
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nbflow import states
-from nbflow.execution.base import INTERRUPTED, TIMED_OUT, AttemptControl, AttemptOutcome, TaskRequest, utcnow
+from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, stopped_outcome, utcnow
 from nbflow.execution.logs import read_log_tail
 
 
@@ -96,10 +96,6 @@ def run_function(request: TaskRequest, launcher: Any = None, control: AttemptCon
         if missing:
             state, ename = states.FAILED, "MissingProduct"
             error = "MissingProduct: the function ran but did not write " + ", ".join(map(str, missing))
-    if control.reason == TIMED_OUT and state != states.SUCCESS:
-        state, ename = states.FAILED, "TaskTimeout"
-        error = f"TaskTimeout: the task ran longer than its timeout of {request.timeout:g}s; its process was killed"
-    elif control.reason == INTERRUPTED and state != states.SUCCESS:
-        state, ename, error = states.INTERRUPTED, None, "Interrupted: the run was stopped while this task was running"
+    state, error, ename = stopped_outcome(control, request, state, error, ename, "its process was killed")
     log = read_log_tail(request.log_path) if request.log_path.exists() else ""
     return AttemptOutcome(state, started, utcnow(), error=error, traceback=traceback, log=log, ename=ename)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nbflow import states
-from nbflow.execution.base import INTERRUPTED, TIMED_OUT, AttemptControl, AttemptOutcome, TaskRequest, utcnow
+from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, stopped_outcome, utcnow
 from nbflow.execution.logs import CappedLog
 
 
@@ -62,9 +62,5 @@ def run_http(request: TaskRequest, launcher: Any = None, control: AttemptControl
     finally:
         log_tail = log.read_tail()
         log.close()
-    if control.reason == TIMED_OUT and state != states.SUCCESS:
-        state, ename = states.FAILED, "TaskTimeout"
-        error = f"TaskTimeout: the request took longer than the timeout of {request.timeout:g}s"
-    elif control.reason == INTERRUPTED and state != states.SUCCESS:
-        state, ename, error = states.INTERRUPTED, None, "Interrupted: the run was stopped while this task was running"
+    state, error, ename = stopped_outcome(control, request, state, error, ename, "its request was abandoned")
     return AttemptOutcome(state, started, utcnow(), error=error, log=log_tail, ename=ename)

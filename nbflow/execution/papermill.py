@@ -24,7 +24,7 @@ from papermill.engines import NBClientEngine, papermill_engines
 from papermill.exceptions import PapermillExecutionError
 
 from nbflow import states
-from nbflow.execution.base import INTERRUPTED, TIMED_OUT, AttemptControl, AttemptOutcome, TaskRequest, utcnow
+from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, stopped_outcome, utcnow
 from nbflow.execution.kernels import KERNEL_START_TIMEOUT, IPCKernelManager, KernelLauncher, KernelStartError
 from nbflow.execution.logs import CappedLog, read_log_tail, strip_ansi
 from nbflow.secrets import Redactor, injection_lines, kernel_env_name
@@ -227,12 +227,7 @@ def run_notebook(
         log_tail = read_log_tail(request.log_path)
         if redactor and request.output_notebook.exists():
             _redact_file(request.output_notebook, redactor)
-    if control.reason == TIMED_OUT and state != states.SUCCESS:
-        state, ename = states.FAILED, "TaskTimeout"
-        error = f"TaskTimeout: the task ran longer than its timeout of {request.timeout:g}s; its kernel was stopped"
-    elif control.reason == INTERRUPTED and state != states.SUCCESS:
-        state, ename = states.INTERRUPTED, None
-        error = "Interrupted: the run was stopped while this task was running"
+    state, error, ename = stopped_outcome(control, request, state, error, ename, "its kernel was stopped")
     return AttemptOutcome(
         state=state,
         started_at=started,

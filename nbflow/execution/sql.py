@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nbflow import states
-from nbflow.execution.base import INTERRUPTED, TIMED_OUT, AttemptControl, AttemptOutcome, TaskRequest, utcnow
+from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, stopped_outcome, utcnow
 from nbflow.execution.logs import CappedLog
 
 
@@ -92,9 +92,5 @@ def run_sql(request: TaskRequest, launcher: Any = None, control: AttemptControl 
         con.close()
         log_tail = log.read_tail()
         log.close()
-    if control.reason == TIMED_OUT and state != states.SUCCESS:
-        state, ename = states.FAILED, "TaskTimeout"
-        error = f"TaskTimeout: the task ran longer than its timeout of {request.timeout:g}s; its query was interrupted"
-    elif control.reason == INTERRUPTED and state != states.SUCCESS:
-        state, ename, error = states.INTERRUPTED, None, "Interrupted: the run was stopped while this task was running"
+    state, error, ename = stopped_outcome(control, request, state, error, ename, "its query was interrupted")
     return AttemptOutcome(state, started, utcnow(), error=error, traceback=traceback, log=log_tail, ename=ename)
