@@ -74,7 +74,15 @@ def _sigterm_as_interrupt() -> None:
     "--workers", "-w", type=click.IntRange(min=1), default=None, help="Tasks run at once (default: CPU count)."
 )
 @click.option("--only", multiple=True, metavar="TASK", help="Run only these tasks and what they need. Repeatable.")
-@click.option("--force", is_flag=True, help="Run every selected task.")
+@click.option("--force", is_flag=True, help="Run every selected task, up to date or not.")
+@click.option(
+    "--force-task",
+    "force_tasks",
+    multiple=True,
+    metavar="TASK",
+    help="Run this task (and what depends on it) even if up to date. Repeatable.",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would run and why, and run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's final status as JSON on stdout.")
 @click.option("--progress/--no-progress", default=None, help="Live table (default on a terminal) or plain lines.")
 @click.option("--logical-date", default=None, metavar="DATE", help="The schedule date this run is for (ISO).")
@@ -88,8 +96,14 @@ def run(
     as_json: bool,
     progress: bool | None,
     logical_date: str | None,
+    force_tasks: tuple[str, ...],
+    dry_run: bool,
 ) -> None:
-    """Run the pipeline in PATH (default: the current folder)."""
+    """Run the pipeline in PATH (default: the current folder).
+
+    Tasks that are up to date (same code, parameters, kernel and upstreams as their last
+    success, products still there) are not run again; --force and --force-task override.
+    """
     from nbflow.params import parse_assignments
     from nbflow.pipeline import Pipeline
     from nbflow.render import run_to_json
@@ -97,6 +111,16 @@ def run(
     _sigterm_as_interrupt()
     pipeline = Pipeline.from_dir(path)
     overrides = parse_assignments(params)
+    if dry_run:
+        decisions = pipeline.plan(overrides, list(only) or None, force, force_tasks)
+        if as_json:
+            _print_json({name: {"run": d.run, "reason": d.reason} for name, d in decisions.items()})
+        else:
+            from nbflow.render import table
+
+            rows = [[name, "run" if d.run else "skip", d.reason] for name, d in decisions.items()]
+            click.echo(table(rows, ["task", "action", "why"]), nl=False)
+        return
     result = pipeline.run(
         params=overrides,
         workers=workers,
@@ -104,6 +128,7 @@ def run(
         force=force,
         listeners=[_progress(progress)],
         logical_date=_iso_date(logical_date) if logical_date else None,
+        force_tasks=force_tasks,
     )
     if as_json:
         _print_json(run_to_json(result.run, result.tasks))
@@ -161,14 +186,22 @@ def dag(path: str, fmt: str) -> None:
 @click.argument("path", default=".", type=click.Path(file_okay=False))
 @click.option("--run", "run_id", default=None, help="A run id (default: the latest run).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--why", "why", default=None, metavar="TASK", help="Say why TASK ran or was skipped in the run.")
 @handle_errors
-def status(path: str, run_id: str | None, as_json: bool) -> None:
+def status(path: str, run_id: str | None, as_json: bool, why: str | None) -> None:
     """Show the state of each task in a run."""
     from nbflow.commands import load_run, open_store
     from nbflow.render import alerts_to_json, alerts_to_text, run_to_json, status_to_text
 
     store = open_store(path)
     run_record, tasks = load_run(store, run_id)
+    if why is not None:
+        from nbflow.errors import UnknownTaskError
+
+        if why not in tasks:
+            raise UnknownTaskError(why, list(tasks), what=f"task in run {run_record.run_id}")
+        click.echo(f"{why}: {tasks[why].state} in run {run_record.run_id}: {tasks[why].reason or 'no reason recorded'}")
+        return
     alerts = store.get_notifications(run_record.run_id)
     if as_json:
         _print_json({**run_to_json(run_record, tasks), "alerts": alerts_to_json(alerts)})

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from nbflow.execution.base import Executor
     from nbflow.runner import RunListener, RunResult
     from nbflow.settings import TaskSettings
-    from nbflow.store.base import RunRecord, RunStore, TaskRecord
+    from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
 
 TaskRefs = Union["Task", Sequence["Task"]]
 #: a pipeline folder's file of tasks defined in code (functions, HTTP requests)
@@ -96,6 +96,22 @@ def _source_hashes(store: RunStore, run: RunRecord) -> dict[str, str | None]:
             hashes.setdefault(attempt.task, attempt.source_hash)  # the latest attempt wins
         current = store.get_run(current.resumed_from) if current.resumed_from else None
     return hashes
+
+
+def _reused_task(earlier: AttemptRecord) -> TaskRecord:
+    """The record of an up-to-date task: where its last success is."""
+    from nbflow.store.base import TaskRecord
+
+    return TaskRecord(
+        earlier.run_id,
+        earlier.task,
+        "up_to_date",
+        0,
+        earlier.started_at,
+        earlier.ended_at,
+        None,
+        earlier.output_notebook,
+    )
 
 
 def _close_quietly(store: RunStore) -> None:
@@ -520,6 +536,12 @@ class Pipeline:
                 executor,
                 listeners,
                 reuse=reuse,
+                reasons={
+                    n: f"succeeded in run {earlier.run_id}"
+                    if n in reuse
+                    else f"did not succeed in run {earlier.run_id}"
+                    for n in dag.order
+                },
                 resumed_from=earlier.run_id,
                 logical_date=earlier.logical_date,
             )
@@ -549,8 +571,12 @@ class Pipeline:
         executor: Executor | None = None,
         listeners: Sequence[RunListener] = (),
         logical_date: str | None = None,
+        force_tasks: Sequence[str] = (),
     ) -> RunResult:
         """Run the pipeline (or the ``only`` tasks and what they need) and wait for it.
+
+        Tasks that are up to date (see :meth:`plan`) are not run again: they are recorded
+        ``up_to_date``, with the reason.
 
         Parameters
         ----------
@@ -562,7 +588,9 @@ class Pipeline:
         only
             Run these tasks and their upstreams.
         force
-            Accepted for forward compatibility: every selected task runs.
+            Run every selected task, up to date or not.
+        force_tasks
+            Run these tasks (and so what depends on them) even if up to date.
         logical_date
             The schedule's date this run is for (recorded; passed as ``logical_date`` to the
             notebooks that declare it).
@@ -572,12 +600,80 @@ class Pipeline:
         PipelineValidationError
             A bad override; nothing runs.
         """
-        del force  # every selected task runs; up-to-date skipping is not part of this version
+        params = self._with_logical_date(params, logical_date)
+        own_store = store is None
+        store = store or self.open_store()
+        try:
+            decisions = self.plan(params, only, force, force_tasks, store=store)
+            reuse = {n: _reused_task(d.earlier) for n, d in decisions.items() if not d.run and d.earlier}
+            reasons = {n: d.reason for n, d in decisions.items()}
+            return self._run(
+                params,
+                workers,
+                only,
+                store,
+                executor,
+                listeners,
+                reuse=reuse,
+                logical_date=logical_date,
+                reasons=reasons,
+            )
+        finally:
+            if own_store:
+                _close_quietly(store)
+
+    def _with_logical_date(
+        self, params: Mapping[str, Any] | None, logical_date: str | None
+    ) -> Mapping[str, Any] | None:
         from nbflow.schedule import LOGICAL_DATE
 
         if logical_date is not None and any(LOGICAL_DATE in s.params.defaults for s in self.specs.values()):
-            params = {LOGICAL_DATE: logical_date, **(params or {})}
-        return self._run(params, workers, only, store, executor, listeners, logical_date=logical_date)
+            return {LOGICAL_DATE: logical_date, **(params or {})}
+        return params
+
+    def plan(
+        self,
+        params: Mapping[str, Any] | None = None,
+        only: Sequence[str] | None = None,
+        force: bool = False,
+        force_tasks: Sequence[str] = (),
+        *,
+        store: RunStore | None = None,
+    ) -> dict[str, Any]:
+        """What a run would do: for each task, whether it runs and why (``nbflow run --dry-run``).
+
+        Raises
+        ------
+        PipelineValidationError
+            A bad override; UnknownTaskError: an unknown ``force_tasks`` name.
+        """
+        from nbflow.incremental import fingerprints
+        from nbflow.incremental import plan as make_plan
+        from nbflow.runner import product_paths, resolve_product
+
+        for name in force_tasks:
+            if name not in self.specs:
+                raise UnknownTaskError(name, list(self.specs), context="--force-task")
+        overrides = self.validate_params(params)
+        dag = self.dag.subset(only) if only else self.dag
+        own_store = store is None
+        store = store or self.open_store()
+        try:
+            last = store.last_successes()
+        finally:
+            if own_store:
+                store.close()
+        prints = fingerprints(dag, self.specs, overrides)
+        return make_plan(
+            dag,
+            self.specs,
+            prints,
+            overrides,
+            last,
+            lambda s: product_paths(resolve_product(s)),
+            force=force,
+            force_tasks=force_tasks,
+        )
 
     def _run(
         self,
@@ -590,6 +686,7 @@ class Pipeline:
         reuse: Mapping[str, TaskRecord] | None = None,
         resumed_from: str | None = None,
         logical_date: str | None = None,
+        reasons: Mapping[str, str] | None = None,
     ) -> RunResult:
         from nbflow.execution.local import LocalExecutor, default_workers
         from nbflow.runner import Runner, reap_stale_runs
@@ -615,7 +712,12 @@ class Pipeline:
                     self.root, self.specs, dag, store, executor, workers, listeners, self.settings, self.project.secrets
                 )
                 return runner.run(
-                    overrides, selected=only, reuse=reuse, resumed_from=resumed_from, logical_date=logical_date
+                    overrides,
+                    selected=only,
+                    reuse=reuse,
+                    resumed_from=resumed_from,
+                    logical_date=logical_date,
+                    reasons=reasons,
                 )
             finally:
                 if own_executor:

@@ -76,6 +76,7 @@ def task_to_json(task: TaskRecord) -> dict[str, Any]:
         "error": task.error,
         "started_at": _iso(task.started_at),
         "ended_at": _iso(task.ended_at),
+        "reason": task.reason,
     }
 
 

@@ -254,13 +254,18 @@ class Runner:
         reuse: Mapping[str, TaskRecord] | None = None,
         resumed_from: str | None = None,
         logical_date: str | None = None,
+        reasons: Mapping[str, str] | None = None,
     ) -> RunResult:
         """Run every task of the DAG; returns when all have finished or the run was interrupted.
 
         ``reuse`` maps tasks that need not run again (a resumed run's successes) to their
         earlier record; they are recorded ``up_to_date`` and their downstreams run.
         """
+        from nbflow.incremental import fingerprints
+
         reuse = reuse or {}
+        reasons = reasons or {}
+        self._prints = fingerprints(self.dag, self.specs, overrides)
         run_id = run_id or new_run_id()
         run_dir = state_dir(self.root) / "runs" / run_id
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -281,7 +286,7 @@ class Runner:
             resumed_from=resumed_from,
             logical_date=logical_date,
         )
-        tasks = {name: TaskRecord(run_id, name, states.PENDING) for name in self.dag.order}
+        tasks = {name: TaskRecord(run_id, name, states.PENDING, reason=reasons.get(name)) for name in self.dag.order}
         scheduler = Scheduler(self.dag, {name: s.trigger_rule for name, s in self.settings.items()})
         launching: tuple[TaskRequest, AttemptRecord] | None = None
         for name, earlier in reuse.items():
@@ -294,6 +299,7 @@ class Runner:
                 earlier.ended_at,
                 None,
                 earlier.output_notebook,
+                reasons.get(name),
             )
             scheduler.finish(name, states.UP_TO_DATE)
         self.store.save_run(run)
@@ -364,6 +370,7 @@ class Runner:
             source_hash=self.specs[task.task].source_hash,
             output_notebook=executed,
             log_path=str(request.log_path),
+            fingerprint=self._prints.get(task.task),
         )
         self.store.save_attempt(attempt)
         self._save_task(run, task)

@@ -240,3 +240,26 @@ def test_notifications(store) -> None:
         ("failure", "email", True, None),
         ("run_end", "webhook", False, "URLError: refused"),
     ]
+
+
+def test_last_successes_across_runs(store) -> None:
+    for run_id, minutes, state, fp in (
+        ("r1", 0, "success", "f1"),
+        ("r2", 5, "success", "f2"),
+        ("r3", 9, "failed", "f3"),
+    ):
+        store.save_attempt(
+            AttemptRecord(
+                run_id,
+                "a",
+                1,
+                state,
+                T0 + timedelta(minutes=minutes),
+                T0 + timedelta(minutes=minutes, seconds=1),
+                fingerprint=fp,
+            )
+        )
+    store.save_attempt(AttemptRecord("r1", "b", 1, "success", T0, T0 + timedelta(seconds=1), fingerprint="g"))
+    latest = store.last_successes()
+    assert {t: a.fingerprint for t, a in latest.items()} == {"a": "f2", "b": "g"}
+    assert latest["a"].run_id == "r2"

@@ -45,6 +45,8 @@ class TaskRecord:
     ended_at: datetime | None = None
     error: str | None = None
     output_notebook: str | None = None
+    #: why the task ran or was skipped in this run ("its code changed", "up to date since ...")
+    reason: str | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -70,6 +72,8 @@ class AttemptRecord:
     log_path: str | None = None
     error: str | None = None
     traceback: str | None = None
+    #: code, effective parameters, kernel and upstreams' fingerprints, hashed: equal means up to date
+    fingerprint: str | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -135,6 +139,10 @@ class RunStore(abc.ABC):
     @abc.abstractmethod
     def get_attempts(self, run_id: str, task: str | None = None) -> list[AttemptRecord]:
         """A run's attempts (of one task, if given), by task then attempt number."""
+
+    @abc.abstractmethod
+    def last_successes(self) -> dict[str, AttemptRecord]:
+        """Each task's latest successful attempt, across all runs."""
 
     @abc.abstractmethod
     def get_log(self, run_id: str, task: str, attempt: int) -> str | None:

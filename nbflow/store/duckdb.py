@@ -27,13 +27,17 @@ import duckdb
 from nbflow.errors import NbflowError, StoreError, StoreLockedError
 from nbflow.store.base import AttemptRecord, NotificationRecord, RunRecord, RunStore, TaskRecord
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: statements that bring a file from the version before to this one; idempotent
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE runs ADD COLUMN IF NOT EXISTS resumed_from VARCHAR"],
     3: [],  # the notifications table (created by SCHEMA)
     4: ["ALTER TABLE runs ADD COLUMN IF NOT EXISTS logical_date VARCHAR"],
+    5: [
+        "ALTER TABLE tasks ADD COLUMN IF NOT EXISTS reason VARCHAR",
+        "ALTER TABLE attempts ADD COLUMN IF NOT EXISTS fingerprint VARCHAR",
+    ],
 }
 
 SCHEMA = """
@@ -64,6 +68,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     duration_s DOUBLE,
     error VARCHAR,
     output_notebook VARCHAR,
+    reason VARCHAR,                     -- why it ran or was skipped (up_to_date) in this run
     PRIMARY KEY (run_id, task)
 );
 CREATE TABLE IF NOT EXISTS attempts (
@@ -81,6 +86,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     log_path VARCHAR,
     error VARCHAR,                      -- one line: exception name and message
     traceback VARCHAR,
+    fingerprint VARCHAR,                -- code, parameters, kernel and upstreams, hashed
     PRIMARY KEY (run_id, task, attempt)
 );
 CREATE SEQUENCE IF NOT EXISTS notification_seq;
@@ -108,10 +114,10 @@ _RUN_COLS = (
     "run_id, pipeline, state, started_at, ended_at, duration_s, params, workers, selected, nbflow_version, pid, hostname, "
     "resumed_from, logical_date"
 )
-_TASK_COLS = "run_id, task, state, attempts, started_at, ended_at, duration_s, error, output_notebook"
+_TASK_COLS = "run_id, task, state, attempts, started_at, ended_at, duration_s, error, output_notebook, reason"
 _ATTEMPT_COLS = (
     "run_id, task, attempt, state, started_at, ended_at, duration_s, parameters, kernel_name, source_hash, "
-    "output_notebook, log_path, error, traceback"
+    "output_notebook, log_path, error, traceback, fingerprint"
 )
 
 
@@ -132,6 +138,10 @@ SELECT_ATTEMPTS = (
 INSERT_NOTIFICATION = "INSERT INTO notifications (run_id, task, attempt, event, channel, ok, error, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 SELECT_NOTIFICATIONS = (
     "SELECT run_id, task, attempt, event, channel, ok, error, sent_at FROM notifications WHERE run_id = ? ORDER BY id"
+)
+SELECT_LAST_SUCCESSES = (
+    f"SELECT {_ATTEMPT_COLS} FROM attempts WHERE state = 'success' "
+    "QUALIFY row_number() OVER (PARTITION BY task ORDER BY ended_at DESC, run_id DESC) = 1"
 )
 SELECT_LOG = "SELECT text FROM logs WHERE run_id = ? AND task = ? AND attempt = ?"
 
@@ -416,6 +426,7 @@ class DuckDBRunStore(RunStore):
             task.duration_s,
             task.error,
             task.output_notebook,
+            task.reason,
         )
         self._enqueue(("task", task.run_id, task.task), INSERT_TASK, row)
 
@@ -436,6 +447,7 @@ class DuckDBRunStore(RunStore):
             a.log_path,
             a.error,
             a.traceback,
+            a.fingerprint,
         )
         self._enqueue(("attempt", a.run_id, a.task, a.attempt), INSERT_ATTEMPT, row)
 
@@ -473,10 +485,10 @@ class DuckDBRunStore(RunStore):
 
     def get_tasks(self, run_id: str) -> dict[str, TaskRecord]:
         tasks = {}
-        for run_id_, task, state, attempts, started, ended, _duration, error, output in self._read(
+        for run_id_, task, state, attempts, started, ended, _duration, error, output, reason in self._read(
             SELECT_TASKS, [run_id]
         ):
-            tasks[task] = TaskRecord(run_id_, task, state, attempts, started, ended, error, output)
+            tasks[task] = TaskRecord(run_id_, task, state, attempts, started, ended, error, output, reason)
         return tasks
 
     def get_attempts(self, run_id: str, task: str | None = None) -> list[AttemptRecord]:
@@ -496,6 +508,10 @@ class DuckDBRunStore(RunStore):
 
     def get_notifications(self, run_id: str) -> list[NotificationRecord]:
         return [NotificationRecord(*row) for row in self._read(SELECT_NOTIFICATIONS, [run_id])]
+
+    def last_successes(self) -> dict[str, AttemptRecord]:
+        rows = self._read(SELECT_LAST_SUCCESSES, [])
+        return {row[1]: AttemptRecord(*row[:6], _unjson(row[7]) or {}, *row[8:]) for row in rows}
 
     def get_log(self, run_id: str, task: str, attempt: int) -> str | None:
         rows = self._read(SELECT_LOG, [run_id, task, attempt])

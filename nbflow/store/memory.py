@@ -65,6 +65,15 @@ class MemoryRunStore(RunStore):
                 if key[0] == run_id and (task is None or key[1] == task)
             ]
 
+    def last_successes(self) -> dict[str, AttemptRecord]:
+        with self._lock:
+            latest: dict[str, AttemptRecord] = {}
+            for a in self._attempts.values():
+                newer = a.task not in latest or a.ended_at >= latest[a.task].ended_at  # type: ignore[operator]
+                if a.state == "success" and a.ended_at is not None and newer:
+                    latest[a.task] = copy.deepcopy(a)
+            return latest
+
     def get_log(self, run_id: str, task: str, attempt: int) -> str | None:
         with self._lock:
             return self._logs.get((run_id, task, attempt))
