@@ -7,7 +7,8 @@ Each variant runs as a whole process, as a user would start it (interpreter star
 imports included): the papermill loop is one Python process calling
 ``papermill.execute_notebook`` for each notebook in topological order; nbflow is
 ``nbflow run`` with ``--workers 1`` and with its default (the CPU count). Medians of the
-repeats, and ratios to the papermill loop. Also: validation of a 1,000-notebook folder.
+repeats, and ratios to the papermill loop. Also: a no-op rerun (everything up to date)
+and validation of a 1,000-notebook folder.
 """
 
 from __future__ import annotations
@@ -90,6 +91,15 @@ def bench_dag(work: Path, shape: str, n: int, repeats: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def bench_noop(work: Path, n: int = 30, repeats: int = 5) -> float:
+    """Median seconds for `nbflow run` when every task is up to date (nothing to do)."""
+    root = work / f"noop-{n}"
+    write_dag(root, "chain", n)
+    timed([sys.executable, "-m", "nbflow", "run", str(root), "--no-progress"])
+    return statistics.median(timed([sys.executable, "-m", "nbflow", "run", str(root), "--no-progress"])
+                             for _ in range(repeats))
+
+
 def bench_discovery(work: Path, n: int = 1000, repeats: int = 5) -> tuple[float, float]:
     """Median seconds to discover and validate ``n`` notebooks: in-process, and ``nbflow dag`` end to end."""
     from nbflow.pipeline import Pipeline
@@ -132,6 +142,8 @@ def main() -> None:
             "\nratio: nbflow --workers 1 / papermill loop (lower is better); "
             "speed-up: papermill loop / nbflow default workers (higher is better)"
         )
+        noop = bench_noop(work, max(sizes))
+        print(f"\nno-op rerun (every task up to date), chain-{max(sizes)}: {noop:.2f} s for `nbflow run` end to end")
         in_process, cli = bench_discovery(work)
         print(
             f"\nvalidate 1,000 notebooks: {in_process * 1000:.0f} ms in-process (discover + build the DAG), "
