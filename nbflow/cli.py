@@ -300,7 +300,7 @@ def backfill(path: str, start: str, end: str, workers: int | None, progress: boo
         if date in done:
             click.echo(f"{date}: already succeeded, skipped", err=True)
             continue
-        result = pipeline.run(workers=workers, listeners=[_progress(progress)], logical_date=date)
+        result = pipeline.run(workers=workers, force=True, listeners=[_progress(progress)], logical_date=date)
         click.echo(f"{date}: run {result.run_id} {result.state}", err=True)
         if result.exit_code == 130:
             sys.exit(130)

@@ -153,7 +153,18 @@ class CronScheduler:
 def launch_run(path: Path, when: datetime) -> subprocess.Popen[bytes]:
     """``nbflow run PATH --logical-date WHEN`` as its own process, its output on ours."""
     return subprocess.Popen(
-        [sys.executable, "-m", "nbflow", "run", str(path), "--no-progress", "--logical-date", logical_date_text(when)],
+        # a scheduled run runs every task, as Airflow's do: the world may have changed since the last
+        [
+            sys.executable,
+            "-m",
+            "nbflow",
+            "run",
+            str(path),
+            "--no-progress",
+            "--force",
+            "--logical-date",
+            logical_date_text(when),
+        ],
         env={**os.environ},
     )
 
