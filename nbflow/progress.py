@@ -93,7 +93,6 @@ class LiveProgress:
         rows = list(self._tasks.values())
         if len(rows) > self.MAX_ROWS:
             rows = [t for t in rows if t.state not in (states.PENDING, states.SUCCESS)][: self.MAX_ROWS]
-        now = time.time()
         styles = {
             states.SUCCESS: "green",
             states.FAILED: "red",
@@ -113,7 +112,6 @@ class LiveProgress:
                 f"[{style}]{t.state}[/]" if style else t.state,
                 format_duration(elapsed) if elapsed is not None else "",
             )
-        del now
         counts: dict[str, int] = {}
         for t in self._tasks.values():
             counts[t.state] = counts.get(t.state, 0) + 1

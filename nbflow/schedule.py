@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -183,4 +182,3 @@ def wait_forever_with_sigterm(scheduler: CronScheduler) -> None:
         scheduler.serve()
     except KeyboardInterrupt:
         scheduler.shutdown()
-    time.sleep(0)
