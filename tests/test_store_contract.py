@@ -180,17 +180,52 @@ def test_writes_wait_for_a_reader_that_holds_the_file_and_nothing_is_lost(tmp_pa
     for i in range(20):
         store.save_task(TaskRecord("r1", f"t{i}", "success", 1))
     store.save_run(_run("r1", 1))
-    store.close()  # gives up waiting after 0.5 s: the records go to the journal
-    assert "kept in state.duckdb.pending.jsonl" in capsys.readouterr().err
-    assert store.journal.exists()
+    store.close()  # gives up waiting after 0.5 s: the records stay in its write-ahead file
+    assert f"kept in {store.wal_path.name}" in capsys.readouterr().err
+    assert store.wal_path.exists()
     holder.wait()
     holder.stdout.close()
-    with DuckDBRunStore(path) as later:  # the next writer applies the journal first
+    with DuckDBRunStore(path) as later:  # the next writer applies the orphaned file first
         later.save_run(_run("r2", 2))
     reader = DuckDBRunStore(path)
     assert [r.run_id for r in reader.list_runs()] == ["r2", "r1", "r0"]
     assert len(reader.get_tasks("r1")) == 20
-    assert not store.journal.exists()
+    assert not store.wal_path.exists()
+    assert not list(tmp_path.glob("*.jsonl")), "a store that closed with nothing pending leaves no file"
+
+
+KILLED_WRITER = """
+import sys, time
+from nbflow.store.duckdb import DuckDBRunStore
+from nbflow.store.base import TaskRecord
+store = DuckDBRunStore(sys.argv[1])
+store._ensure_schema()
+store._write_batch = lambda batch: time.sleep(600)   # a write that has not landed when the kill comes
+for i in range(5):
+    store.save_task(TaskRecord("r1", f"t{i}", "success", 1))
+print("queued", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_killed_process_keeps_its_records_and_a_live_ones_file_is_left_alone(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "state.duckdb"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "queued"
+    reader = DuckDBRunStore(path)
+    assert reader.get_tasks("r1") == {}, "the live process's write-ahead file is not taken from it"
+    assert len(list(tmp_path.glob("state.duckdb.wal-*.jsonl"))) == 1
+    proc.kill()
+    proc.communicate()
+    tasks = DuckDBRunStore(path).get_tasks("r1")  # the next reader applies what the killed process queued
+    assert sorted(tasks) == [f"t{i}" for i in range(5)]
+    assert {t.state for t in tasks.values()} == {"success"}
+    assert not list(tmp_path.glob("state.duckdb.wal-*.jsonl"))
 
 
 def test_a_reader_and_a_writer_in_one_process(tmp_path: Path) -> None:

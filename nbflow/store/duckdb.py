@@ -7,20 +7,30 @@ file is closed), and every reader opens the file read-only for one query and clo
 Either side that meets the other's lock waits a few milliseconds and tries again. That
 is what lets ``nbflow status`` read a run while ``nbflow run`` writes it.
 
+A queued write is first appended to a write-ahead file of this process
+(``state.duckdb.wal-<pid>-<id>.jsonl``, held under an OS lock while the process lives),
+which is emptied whenever the queue is. If the process is killed, or closes while another
+process holds the database, the next nbflow that opens the store finds a WAL file nobody
+holds and applies it first (every write is an idempotent upsert). So a killed run keeps
+every record it made, and ``nbflow resume`` sees the tasks that finished.
+
 Open the file with any DuckDB client: the schema is in ``SCHEMA`` below and in the README.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import duckdb
 
@@ -135,7 +145,14 @@ SELECT_TASKS = f"SELECT {_TASK_COLS} FROM tasks WHERE run_id = ? ORDER BY task"
 SELECT_ATTEMPTS = (
     f"SELECT {_ATTEMPT_COLS} FROM attempts WHERE run_id = ? AND (? IS NULL OR task = ?) ORDER BY task, attempt"
 )
-INSERT_NOTIFICATION = "INSERT INTO notifications (run_id, task, attempt, event, channel, ok, error, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+# idempotent, like every write (a write-ahead file may be applied after its rows landed)
+INSERT_NOTIFICATION = (
+    "INSERT INTO notifications (run_id, task, attempt, event, channel, ok, error, sent_at) "
+    "SELECT * FROM (VALUES (?, ?, ?, ?, ?, ?, ?, ?)) v(run_id, task, attempt, event, channel, ok, error, sent_at) "
+    "WHERE NOT EXISTS (SELECT 1 FROM notifications n WHERE n.run_id = v.run_id AND n.task IS NOT DISTINCT FROM v.task "
+    "AND n.attempt IS NOT DISTINCT FROM v.attempt AND n.event = v.event AND n.channel = v.channel "
+    "AND n.sent_at = v.sent_at)"
+)
 SELECT_NOTIFICATIONS = (
     "SELECT run_id, task, attempt, event, channel, ok, error, sent_at FROM notifications WHERE run_id = ? ORDER BY id"
 )
@@ -164,6 +181,19 @@ def _is_lock_error(err: Exception) -> bool:
     return "lock" in text.lower() or "Conflicting" in text or "different configuration" in text
 
 
+def _try_lock(f: IO[str]) -> bool:
+    """Take an exclusive OS lock on an open file without waiting; False if another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # no POSIX locks: treat every file as another live process's
+        return False
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
 class _Stopped(Exception):
     """The store is closing: stop waiting for a lock."""
 
@@ -176,13 +206,26 @@ def _decode(value: Any) -> Any:
     return datetime.fromisoformat(value["$dt"]) if isinstance(value, dict) and "$dt" in value else value
 
 
+def _wal_entries(f: IO[str]) -> list[tuple[str, list[Any]]]:
+    """The writes in a write-ahead file, in order (a line cut short by a crash is skipped)."""
+    entries = []
+    for line in f.read().splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        entries.append((item["sql"], [_decode(v) for v in item["row"]]))
+    return entries
+
+
 class DuckDBRunStore(RunStore):
     """A :class:`RunStore` in a DuckDB file; safe to read from other processes during a run.
 
     Writes are queued and applied by a background thread, which waits as long as it must
-    for another process's lock. If the store is closed while writes are still waiting,
-    they are kept in a journal file beside the database and applied on the next write,
-    so a reader that holds the file open for a long time never loses a run's record.
+    for another process's lock. Writes still waiting when the store closes (or when the
+    process is killed) stay in its write-ahead file and are applied by the next nbflow that
+    opens the store, so a reader that holds the file for a long time, or a kill, never
+    loses a run's record.
 
     Parameters
     ----------
@@ -194,7 +237,9 @@ class DuckDBRunStore(RunStore):
 
     def __init__(self, path: str | Path, lock_timeout: float = 60.0) -> None:
         self.path = Path(path)
-        self.journal = self.path.with_name(self.path.name + ".pending.jsonl")
+        #: this process's write-ahead file (made on the first write)
+        self.wal_path = self.path.with_name(f"{self.path.name}.wal-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl")
+        self._wal: IO[str] | None = None
         self.lock_timeout = lock_timeout
         self._cond = threading.Condition()
         # key -> (sql, row); one row per key is enough since a later write replaces an earlier one
@@ -256,31 +301,61 @@ class DuckDBRunStore(RunStore):
                 for statement in MIGRATIONS.get(version, []):
                     con.execute(statement)
             con.execute("INSERT OR REPLACE INTO nbflow_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-            for sql, row in self._journal_entries():
-                con.execute(sql, row)
             con.execute("COMMIT")
 
         self._with_connection(False, create, wait)
-        self.journal.unlink(missing_ok=True)
         self._schema_ready = True
+        self._adopt_orphans(wait)
 
-    def _journal_entries(self) -> list[tuple[str, list[Any]]]:
-        """Writes an earlier process could not apply (see the class doc)."""
-        if not self.journal.exists():
-            return []
-        entries = []
-        for line in self.journal.read_text(encoding="utf-8").splitlines():
-            try:
-                item = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a crash
-            entries.append((item["sql"], [_decode(v) for v in item["row"]]))
-        return entries
+    # -- write-ahead files -------------------------------------------------------------
+
+    def _orphans(self) -> list[Path]:
+        """Write-ahead files of other store instances (or the journal of older versions)."""
+        legacy = self.path.with_name(self.path.name + ".pending.jsonl")
+        found = sorted(self.path.parent.glob(f"{self.path.name}.wal-*.jsonl"))
+        return [p for p in [legacy, *found] if p != self.wal_path and p.exists()]
+
+    def _adopt_orphans(self, wait: float | None = None) -> None:
+        """Apply the write-ahead files that no live process holds, then delete them."""
+        with contextlib.ExitStack() as stack:
+            held: list[tuple[Path, IO[str]]] = []
+            for path in self._orphans():
+                try:
+                    f = stack.enter_context(open(path, "r+", encoding="utf-8"))
+                except OSError:
+                    continue  # gone meanwhile, or not ours to change
+                if path.name.endswith(".pending.jsonl") or _try_lock(f):
+                    held.append((path, f))  # else a live process's: it applies its own
+            entries = [entry for _, f in held for entry in _wal_entries(f)]
+
+            def apply(con: duckdb.DuckDBPyConnection) -> None:
+                con.execute("BEGIN TRANSACTION")
+                for sql, row in entries:
+                    con.execute(sql, row)
+                con.execute("COMMIT")
+
+            if entries:
+                self._with_connection(False, apply, wait)
+            for path, _ in held:
+                path.unlink(missing_ok=True)
+
+    def _log_ahead(self, sql: str, row: Sequence[Any]) -> None:
+        if self._wal is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._wal = open(self.wal_path, "a", encoding="utf-8")  # noqa: SIM115 - held for the store's life
+            _try_lock(self._wal)
+        self._wal.write(json.dumps({"sql": sql, "row": [_encode(v) for v in row]}) + "\n")
+        self._wal.flush()
 
     def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         self.flush()
         if not self.path.exists():
             return []
+        if self._orphans():
+            try:
+                self._ensure_schema() if not self._schema_ready else self._adopt_orphans()
+            except NbflowError as e:  # a read-only place: read what is there
+                print(f"nbflow: warning: {e}", file=sys.stderr)
 
         def query(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]] | None:
             try:
@@ -300,6 +375,7 @@ class DuckDBRunStore(RunStore):
         with self._cond:
             if self._closing:
                 raise RuntimeError("the state store is closed")
+            self._log_ahead(sql, row)
             self._pending.pop(key, None)  # keep writes in the order they were last made
             self._pending[key] = (sql, row)
             if self._writer is None:
@@ -329,6 +405,9 @@ class DuckDBRunStore(RunStore):
                 with self._cond:
                     for key, value in batch.items():  # not written: back in the queue, unless newer
                         self._pending.setdefault(key, value)
+                    if not self._pending and self._wal is not None:
+                        self._wal.seek(0)
+                        self._wal.truncate()  # everything it held is in the database
                     self._error = self._error or error
                     self._busy = False
                     self._cond.notify_all()
@@ -367,32 +446,39 @@ class DuckDBRunStore(RunStore):
                 raise self._error
 
     def close(self) -> None:
-        """Flush; what cannot be written in time is kept in the journal (and reported)."""
+        """Flush; what cannot be written in time stays in the write-ahead file (and is reported)."""
         try:
             self.flush()
         except StoreLockedError:
-            pass  # what is still queued goes to the journal below, with a warning
+            pass  # what is still queued stays in the write-ahead file, with a warning
         finally:
             with self._cond:
                 self._closing = True
                 self._cond.notify_all()
             if self._writer is not None:
                 self._writer.join()
-            self._spill()
+            self._release_wal()
 
-    def _spill(self) -> None:
+    def __del__(self) -> None:
+        wal = getattr(self, "_wal", None)
+        if wal is not None:  # never closed: what it holds is applied by the next nbflow
+            wal.close()
+
+    def _release_wal(self) -> None:
         with self._cond:
-            pending, self._pending = list(self._pending.values()), {}
-        if not pending:
+            pending, self._pending = len(self._pending), {}
+            wal, self._wal = self._wal, None
+        if wal is None:
             return
-        with open(self.journal, "a", encoding="utf-8") as f:
-            for sql, row in pending:
-                f.write(json.dumps({"sql": sql, "row": [_encode(v) for v in row]}) + "\n")
-        print(
-            f"nbflow: warning: {len(pending)} records could not be written to {self.path} yet; they are kept "
-            f"in {self.journal.name} and added the next time nbflow writes the store.",
-            file=sys.stderr,
-        )
+        if not pending:
+            self.wal_path.unlink(missing_ok=True)
+        wal.close()
+        if pending:
+            print(
+                f"nbflow: warning: {pending} records could not be written to {self.path} yet; they are kept "
+                f"in {self.wal_path.name} and added the next time nbflow opens the store.",
+                file=sys.stderr,
+            )
 
     # -- records -----------------------------------------------------------------------
 
