@@ -86,6 +86,13 @@ def _sigterm_as_interrupt() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the run's final status as JSON on stdout.")
 @click.option("--progress/--no-progress", default=None, help="Live table (default on a terminal) or plain lines.")
 @click.option("--logical-date", default=None, metavar="DATE", help="The schedule date this run is for (ISO).")
+@click.option(
+    "--warm-kernels",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Kernels started ahead of time for the next tasks (default 2, or the project's warm_kernels).",
+)
 @handle_errors
 def run(
     path: str,
@@ -98,6 +105,7 @@ def run(
     logical_date: str | None,
     force_tasks: tuple[str, ...],
     dry_run: bool,
+    warm_kernels: int | None,
 ) -> None:
     """Run the pipeline in PATH (default: the current folder).
 
@@ -129,6 +137,7 @@ def run(
         listeners=[_progress(progress)],
         logical_date=_iso_date(logical_date) if logical_date else None,
         force_tasks=force_tasks,
+        warm_kernels=warm_kernels,
     )
     if as_json:
         _print_json(run_to_json(result.run, result.tasks))

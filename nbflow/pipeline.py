@@ -572,6 +572,7 @@ class Pipeline:
         listeners: Sequence[RunListener] = (),
         logical_date: str | None = None,
         force_tasks: Sequence[str] = (),
+        warm_kernels: int | None = None,
     ) -> RunResult:
         """Run the pipeline (or the ``only`` tasks and what they need) and wait for it.
 
@@ -594,6 +595,9 @@ class Pipeline:
         logical_date
             The schedule's date this run is for (recorded; passed as ``logical_date`` to the
             notebooks that declare it).
+        warm_kernels
+            Kernels started ahead of time for the tasks expected next (default: the
+            project's ``warm_kernels``, 2); 0 starts each kernel when its task starts.
 
         Raises
         ------
@@ -617,6 +621,7 @@ class Pipeline:
                 reuse=reuse,
                 logical_date=logical_date,
                 reasons=reasons,
+                warm_kernels=warm_kernels,
             )
         finally:
             if own_store:
@@ -687,6 +692,7 @@ class Pipeline:
         resumed_from: str | None = None,
         logical_date: str | None = None,
         reasons: Mapping[str, str] | None = None,
+        warm_kernels: int | None = None,
     ) -> RunResult:
         from nbflow.execution.local import LocalExecutor, default_workers
         from nbflow.runner import Runner, reap_stale_runs
@@ -704,7 +710,9 @@ class Pipeline:
             own_store = store is None
             store = store or self.open_store()
             own_executor = executor is None
-            executor = executor or LocalExecutor(workers=workers)
+            if warm_kernels is None:
+                warm_kernels = self.project.warm_kernels
+            executor = executor or LocalExecutor(workers=workers, warm_kernels=warm_kernels)
             try:
                 reap_stale_runs(store)
                 listeners = [*listeners, *self._notifiers(store)]

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from nbflow import __version__, states
 from nbflow.discovery import STATE_DIR_NAME
 from nbflow.errors import NbflowError
-from nbflow.execution.base import AttemptOutcome, Executor, TaskRequest, utcnow
+from nbflow.execution.base import AttemptOutcome, Executor, KernelNeed, TaskRequest, utcnow
 from nbflow.graph import DAG
 from nbflow.notebook import NotebookSpec, Product
 from nbflow.params import Overrides
@@ -244,6 +244,15 @@ class Runner:
             secrets={p: var for p, var in self.secrets.items() if p in spec.params.defaults},
         )
 
+    def _anticipate(self, scheduler: Scheduler, run_dir: Path) -> None:
+        """Tell the executor which kernels the next tasks will want (it may start them early)."""
+        needs = []
+        for name in scheduler.upcoming(self.workers + 4):
+            spec = self.specs[name]
+            if spec.kind == "notebook" and not any(p in spec.params.defaults for p in self.secrets):
+                needs.append(KernelNeed(spec.kernel_name, spec.folder, run_dir))
+        self.executor.anticipate(needs)
+
     # -- the run -----------------------------------------------------------------------
 
     def run(
@@ -320,6 +329,7 @@ class Runner:
                     launching = (request, self._start_attempt(run, tasks[name], request))
                     running[self.executor.submit(request)] = launching
                     launching = None
+                self._anticipate(scheduler, run_dir)
                 if not running and not delayed:
                     break
                 pause = 0.5 if not delayed else max(0.0, min(0.5, delayed[0][0] - time.monotonic()))

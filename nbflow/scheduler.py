@@ -15,6 +15,7 @@ from nbflow import states
 from nbflow.graph import DAG
 
 _FAILED = frozenset({states.FAILED, states.UPSTREAM_FAILED})
+_SOON = states.TASK_OK | {states.RUNNING}
 _RUN, _WAIT = "run", "wait"
 
 
@@ -85,6 +86,25 @@ class Scheduler:
         _, name = heapq.heappop(self._ready)
         self.state[name] = states.RUNNING
         return name
+
+    def upcoming(self, limit: int) -> list[str]:
+        """Up to ``limit`` pending tasks expected to start next, most likely first.
+
+        The ready ones (best first), then, in topological order, those whose upstreams are
+        all done, running, or themselves expected: what a kernel may be started for early.
+        """
+        self._drop_settled()
+        expected = [name for _, name in sorted(self._ready) if self.state[name] == states.PENDING][:limit]
+        soon = set(expected)
+        for name in self.dag.order:
+            if len(expected) >= limit:
+                break
+            if name in soon or self.state[name] != states.PENDING or not self.dag.upstreams[name]:
+                continue
+            if all(self.state[u] in _SOON or u in soon for u in self.dag.upstreams[name]):
+                soon.add(name)
+                expected.append(name)
+        return expected
 
     def retry_later(self, name: str) -> None:
         """A failed attempt will be tried again: the task waits as ``up_for_retry``."""

@@ -105,6 +105,8 @@ class ProjectSettings:
     schedule: str | None = None
     #: runs of this pipeline running or waiting at once under the scheduler
     max_active_runs: int = 1
+    #: kernels started ahead of time for the tasks expected next (0: none)
+    warm_kernels: int = 2
 
     def for_task(self, name: str, notebook: Mapping[str, Any] | None = None, notebook_path: str = "") -> TaskSettings:
         """Project defaults, then the project's section for ``name``, then the notebook's metadata."""
@@ -117,7 +119,7 @@ class ProjectSettings:
 
 
 _TASK_KEYS = {f.name for f in fields(TaskSettings)} | {"alerts"}
-_PROJECT_ONLY = {"tasks", "email", "webhook", "secrets", "schedule", "max_active_runs"}
+_PROJECT_ONLY = {"tasks", "email", "webhook", "secrets", "schedule", "max_active_runs", "warm_kernels"}
 
 
 def _apply(base: TaskSettings, raw: Mapping[str, Any], where: str) -> TaskSettings:
@@ -281,7 +283,11 @@ def parse_project(raw: Mapping[str, Any], source: str) -> ProjectSettings:
     max_active = raw.get("max_active_runs", 1)
     if isinstance(max_active, bool) or not isinstance(max_active, int) or max_active < 1:
         raise InvalidSettingsError(source, "max_active_runs", f"must be 1 or more (got {max_active!r})")
+    warm = raw.get("warm_kernels", 2)
+    if isinstance(warm, bool) or not isinstance(warm, int) or warm < 0:
+        raise InvalidSettingsError(source, "warm_kernels", f"must be 0 or more (got {warm!r})")
     return ProjectSettings(
+        warm_kernels=warm,
         schedule=schedule,
         max_active_runs=max_active,
         source=source,

@@ -82,6 +82,16 @@ def test_critical_path_goes_first() -> None:
     assert Scheduler(dag).pop_ready() == "long"
 
 
+def test_upcoming_lists_ready_tasks_then_those_next_in_line() -> None:
+    dag = build_dag([T("a"), T("b", ("a",)), T("c", ("b",)), T("x"), T("y", ("x", "c"))])
+    s = Scheduler(dag)
+    assert s.upcoming(10) == ["a", "x", "b", "c", "y"]  # nothing runs yet: all could be next
+    assert s.pop_ready() == "a"
+    assert s.upcoming(2) == ["x", "b"]  # ready first, then what waits only on running tasks
+    s.finish("a", states.FAILED)
+    assert s.upcoming(10) == ["x"], "tasks that will not run are not expected"
+
+
 @pytest.mark.parametrize(
     ("rule", "upstream_states", "verdict"),
     [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -50,6 +50,11 @@ class TaskRequest:
     target: Any = None
 
 
+def kernel_log_path(request: TaskRequest) -> Path:
+    """Where the kernel process of a notebook attempt writes its own output."""
+    return request.log_path.with_suffix(".kernel.log")
+
+
 @dataclass
 class AttemptOutcome:
     """How an attempt ended."""
@@ -64,6 +69,20 @@ class AttemptOutcome:
     #: the exception's name (``ValueError``, ``KernelDied``, ``TaskTimeout``, ...), for retry rules
     ename: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KernelNeed:
+    """A kernel a task is expected to ask for soon (so an executor may start it early)."""
+
+    kernel_name: str
+    cwd: Path
+    #: a folder of the run where a kernel started early writes its output until a task takes it
+    scratch: Path
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.kernel_name, str(self.cwd))
 
 
 #: why an attempt was stopped from outside
@@ -129,6 +148,13 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def cancel(self, run_id: str) -> None:
         """Stop every attempt of ``run_id`` as soon as possible; their outcomes say ``interrupted``."""
+
+    def anticipate(self, needs: Sequence[KernelNeed]) -> None:
+        """The kernels the next tasks will ask for, most likely first; the default ignores them.
+
+        Called whenever the run's outlook changes; an executor may start some of them ahead
+        of time and must drop those no longer listed.
+        """
 
     def close(self) -> None:
         """Release resources (after every submitted future has resolved)."""

@@ -6,6 +6,13 @@
 * A bounded number start at once (a start under heavy load is what times out), and a
   failed start is tried once more; that retry is not a task attempt.
 * IPython history stays in memory, so parallel kernels don't lock one history file.
+* Kernels can be started ahead of time: told which kernels the next tasks will want
+  (:meth:`KernelLauncher.anticipate`), the launcher keeps up to ``warm`` of them starting
+  or idle, so a task takes a kernel that is already up. Each is still used by one task
+  only; none is started when memory is short, and those no longer wanted are stopped.
+* A kernel is ready when it has answered ``kernel_info`` on shell *and* its iopub stream
+  carried that request's ``idle`` status: then no output can be missed. (jupyter_client's
+  ``wait_for_ready`` also waits for 0.2 s of iopub silence, on every start.)
 * Shutdown is asked for and then left to a background reaper: the next task does not
   wait for the old kernel to exit. A kernel that does not exit gets SIGTERM, then SIGKILL
   (its whole process group), as jupyter_client's own shutdown does.
@@ -23,11 +30,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from typing import IO, Any
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from queue import Empty
+from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
+
+from nbflow.execution.base import KernelNeed
 
 log = logging.getLogger("nbflow.execution")
 
@@ -35,10 +47,34 @@ log = logging.getLogger("nbflow.execution")
 KERNEL_START_TIMEOUT = 60.0
 #: seconds a kernel gets to exit after a shutdown request, then again after SIGTERM
 SHUTDOWN_GRACE = 2.5
+#: no kernel is started ahead of time while less memory than this is available
+WARM_MIN_AVAILABLE = 1 << 30
+#: kernels started ahead of time by default (starting or idle, at most)
+DEFAULT_WARM = 2
 
 
 class KernelStartError(RuntimeError):
     """A kernel did not start (twice in a row)."""
+
+
+def close_thread_event_loop() -> None:
+    """Close the event loop that nbclient's sync wrappers left in this thread (a new one is made next time)."""
+    import asyncio
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            loop = asyncio.get_event_loop_policy().get_event_loop()
+        except RuntimeError:
+            return
+    if loop.is_running() or loop.is_closed():
+        return
+    try:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
 
 
 class IPCKernelManager(AsyncKernelManager):
@@ -77,29 +113,94 @@ class IPCKernelManager(AsyncKernelManager):
             pass
 
 
-class KernelLauncher:
-    """Starts kernels (bounded, retried once) and reaps them in the background."""
+async def wait_until_ready(client: Any, timeout: float) -> None:
+    """Return once the kernel answers on shell and its iopub stream is live."""
+    deadline = time.monotonic() + timeout
+    while True:
+        msg_id = client.kernel_info()
+        reply = await _next_for(client.shell_channel, msg_id, min(1.0, max(0.01, deadline - time.monotonic())))
+        if reply is not None and await _next_for(client.iopub_channel, msg_id, 0.25, idle=True) is not None:
+            client._handle_kernel_info_reply(reply)
+            return
+        if not await client._async_is_alive():
+            raise RuntimeError("the kernel died before it answered")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the kernel did not answer within {timeout:g}s")
 
-    def __init__(self, max_concurrent_starts: int) -> None:
+
+async def _next_for(channel: Any, msg_id: str, timeout: float, idle: bool = False) -> dict[str, Any] | None:
+    """The next message on ``channel`` answering ``msg_id`` (its ``idle`` status, if asked); None on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            msg = await channel.get_msg(timeout=max(0.0, deadline - time.monotonic()))
+        except Empty:
+            return None
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        if not idle or (msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle"):
+            return msg
+
+
+class _Warm:
+    """A kernel started ahead of time, before any task asked for it."""
+
+    def __init__(self, need: KernelNeed, log_path: Path) -> None:
+        self.key = need.key
+        self.need = need
+        self.log_path = log_path
+        self.km: IPCKernelManager | None = None
+        self.launched = threading.Event()
+        self.dropped = False
+
+
+def _memory_available() -> int:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # no figure: assume there is room
+        return WARM_MIN_AVAILABLE
+
+
+class KernelLauncher:
+    """Starts kernels (bounded, retried once, some ahead of time) and reaps them in the background.
+
+    Parameters
+    ----------
+    max_concurrent_starts
+        Kernels that may be starting at once for tasks that asked for one.
+    warm
+        Kernels that may be started ahead of time (0: none).
+    """
+
+    def __init__(self, max_concurrent_starts: int, warm: int = 0) -> None:
         self._slots = threading.Semaphore(max_concurrent_starts)
         self._closing = threading.Event()
         self._reapers: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._warm_size = max(0, warm)
+        self._warm: list[_Warm] = []
+        self._claimed: dict[Path, _Warm] = {}
+        self._serial = 0
+        #: kernels started ahead of time; starts served by one of them; starts made on demand
+        self.counts = Counter[str]()
 
     def start(
         self,
         kernel_name: str,
         cwd: str,
-        output: IO[bytes],
+        log_path: Path,
         on_kernel: Callable[[IPCKernelManager | None], None] = lambda km: None,
         cancelled: Callable[[], bool] = lambda: False,
         env: dict[str, str] | None = None,
     ) -> tuple[IPCKernelManager, Any]:
         """A started kernel that has answered, and a client with its channels open.
 
-        The kernel process's output goes to ``output``. ``on_kernel`` is told of the kernel as
-        soon as its process exists (so that a cancel can kill it); a cancelled start is not
-        tried again.
+        The kernel process's output goes to ``log_path``. ``on_kernel`` is told of the kernel
+        as soon as its process exists (so that a cancel can kill it); a cancelled start is
+        not tried again. A kernel started ahead of time for this name and folder is taken
+        if there is one (never when ``env`` is given).
 
         Raises
         ------
@@ -107,33 +208,158 @@ class KernelLauncher:
             Two starts in a row failed.
         """
         errors: list[str] = []
-        for _try in range(2):
+        with self._lock:
+            warm = self._claimed.pop(log_path, None)
+        if warm is None and env is None:
+            warm = self._take((kernel_name, str(cwd)))
+        if warm is not None:
+            warm.launched.wait()
+        if warm is not None and env is not None:
+            self._drop(warm)
+        elif warm is not None and warm.km is not None:
+            km = warm.km
+            try:
+                os.replace(warm.log_path, log_path)
+            except OSError as e:
+                log.debug("kernel log of a warm kernel: %s", e)
+            on_kernel(km)
+            try:
+                # its control socket was made in the thread that started it
+                km._close_control_socket()
+                km._connect_control_socket()
+                client = self._connect(km)
+                self._count("warm")
+                return km, client
+            except Exception as e:
+                errors.append(f"{type(e).__name__}: {e}")
+                log.warning("a kernel started ahead of time did not answer (%s); starting another", errors[-1])
+                self._kill_now(km)
+        for _try in range(2 - len(errors)):
             if cancelled():
                 raise KernelStartError("the run was stopped before the kernel started")
             km = IPCKernelManager(kernel_name=kernel_name)
-            client = None
             with self._slots:
                 try:
-                    run_sync(km.start_kernel)(
-                        cwd=cwd,
-                        stdout=output,
-                        stderr=output,
-                        extra_arguments=["--HistoryManager.hist_file=:memory:"],
-                        **({"env": env} if env is not None else {}),
-                    )
+                    with open(log_path, "ab") as output:
+                        run_sync(km.start_kernel)(
+                            cwd=cwd,
+                            stdout=output,
+                            stderr=output,
+                            extra_arguments=["--HistoryManager.hist_file=:memory:"],
+                            **({"env": env} if env is not None else {}),
+                        )
                     on_kernel(km)
-                    client = km.client()
-                    client.start_channels()
-                    run_sync(client.wait_for_ready)(timeout=KERNEL_START_TIMEOUT)
-                    client.allow_stdin = False
+                    client = self._connect(km)
+                    self._count("on demand")
                     return km, client
                 except Exception as e:  # a failed start: clean up, try once more
                     errors.append(f"{type(e).__name__}: {e}")
                     log.warning("kernel %r failed to start (%s); trying again", kernel_name, errors[-1])
-                    if client is not None:
-                        client.stop_channels()
                     self._kill_now(km)
         raise KernelStartError(f"the kernel {kernel_name!r} did not start: {'; then '.join(errors)}")
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            self.counts[what] += 1
+
+    @staticmethod
+    def _connect(km: IPCKernelManager) -> Any:
+        client = km.client()
+        client.start_channels()
+        try:
+            run_sync(wait_until_ready)(client, KERNEL_START_TIMEOUT)
+        except BaseException:
+            client.stop_channels()
+            raise
+        client.allow_stdin = False
+        return client
+
+    # -- kernels started ahead of time ---------------------------------------------------
+
+    def anticipate(self, needs: Sequence[KernelNeed]) -> None:
+        """Keep kernels starting or idle for the first ``warm`` of ``needs``; stop the others."""
+        wanted = list(needs[: self._warm_size]) if not self._closing.is_set() else []
+        with self._lock:
+            left = Counter(n.key for n in wanted)
+            keep, drop = [], []
+            for w in self._warm:
+                if left[w.key] > 0:
+                    left[w.key] -= 1
+                    keep.append(w)
+                else:
+                    drop.append(w)
+            have = Counter(w.key for w in keep)
+            launch = []
+            for need in wanted:
+                if have[need.key] > 0:
+                    have[need.key] -= 1
+                elif _memory_available() >= WARM_MIN_AVAILABLE:
+                    self._serial += 1
+                    w = _Warm(need, need.scratch / f".warm-kernel-{os.getpid()}-{self._serial}.log")
+                    keep.append(w)
+                    launch.append(w)
+            self._warm = keep
+        for w in drop:
+            self._drop(w)
+        for w in launch:
+            threading.Thread(target=self._launch, args=(w,), name="nbflow-kernel-warm", daemon=True).start()
+
+    def _launch(self, w: _Warm) -> None:
+        try:
+            if w.dropped or self._closing.is_set():
+                return
+            km = IPCKernelManager(kernel_name=w.need.kernel_name)
+            w.need.scratch.mkdir(parents=True, exist_ok=True)
+            with self._slots, open(w.log_path, "wb") as output:
+                run_sync(km.start_kernel)(
+                    cwd=str(w.need.cwd),
+                    stdout=output,
+                    stderr=output,
+                    extra_arguments=["--HistoryManager.hist_file=:memory:"],
+                )
+            w.km = km
+            self._count("ahead")
+        except Exception as e:  # the task that wanted it starts its own
+            log.debug("a kernel started ahead of time failed: %s", e)
+        finally:
+            w.launched.set()
+            close_thread_event_loop()
+
+    def claim(self, kernel_name: str, cwd: str, log_path: Path) -> None:
+        """Set aside a kernel started ahead of time (if any) for the start that will log to ``log_path``.
+
+        Called as a task is submitted, so that the next :meth:`anticipate` does not count
+        that kernel as free for another task.
+        """
+        w = self._take((kernel_name, str(cwd)))
+        if w is not None:
+            with self._lock:
+                self._claimed[log_path] = w
+
+    def _take(self, key: tuple[str, str]) -> _Warm | None:
+        with self._lock:
+            for i, w in enumerate(self._warm):
+                if w.key == key:
+                    return self._warm.pop(i)
+        return None
+
+    def _drop(self, w: _Warm) -> None:
+        w.dropped = True
+
+        def stop() -> None:
+            w.launched.wait()
+            if w.km is not None:
+                w.km.signal_group(signal.SIGTERM)
+                self._reap(w.km)
+            w.log_path.unlink(missing_ok=True)
+
+        self._track(threading.Thread(target=stop, name="nbflow-kernel-reaper", daemon=True))
+
+    def _track(self, thread: threading.Thread) -> None:
+        with self._lock:
+            self._reapers = [t for t in self._reapers if t.is_alive()]
+            self._reapers.append(thread)
+        thread.start()
 
     def _kill_now(self, km: IPCKernelManager) -> None:
         km.signal_group(signal.SIGKILL)
@@ -153,11 +379,7 @@ class KernelLauncher:
                 run_sync(km._async_request_shutdown)()
             except Exception as e:  # the kernel may be gone already; the reaper makes sure
                 log.debug("shutdown request failed: %s", e)
-        reaper = threading.Thread(target=self._reap, args=(km,), name="nbflow-kernel-reaper", daemon=True)
-        with self._lock:
-            self._reapers = [t for t in self._reapers if t.is_alive()]
-            self._reapers.append(reaper)
-        reaper.start()
+        self._track(threading.Thread(target=self._reap, args=(km,), name="nbflow-kernel-reaper", daemon=True))
 
     def _reap(self, km: IPCKernelManager) -> None:
         process = km.process
@@ -174,8 +396,13 @@ class KernelLauncher:
         self._cleanup(km)
 
     def close(self) -> None:
-        """Wait for every kernel to be gone (hurrying those that linger)."""
+        """Stop the kernels no task took; wait for every kernel to be gone (hurrying those that linger)."""
+        self.anticipate([])
         self._closing.set()
+        with self._lock:
+            unclaimed, self._claimed = list(self._claimed.values()), {}
+        for w in unclaimed:
+            self._drop(w)
         with self._lock:
             reapers = list(self._reapers)
         for reaper in reapers:

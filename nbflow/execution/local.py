@@ -5,9 +5,19 @@ from __future__ import annotations
 import os
 import threading
 from collections import defaultdict
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from nbflow.execution.base import INTERRUPTED, TIMED_OUT, AttemptControl, AttemptOutcome, Executor, TaskRequest
+from nbflow.execution.base import (
+    INTERRUPTED,
+    TIMED_OUT,
+    AttemptControl,
+    AttemptOutcome,
+    Executor,
+    KernelNeed,
+    TaskRequest,
+    kernel_log_path,
+)
 
 
 def default_workers() -> int:
@@ -16,26 +26,6 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return os.cpu_count() or 1
-
-
-def _close_thread_event_loop() -> None:
-    """Close the event loop that nbclient's sync wrappers left in this thread (a new one is made next time)."""
-    import asyncio
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            loop = asyncio.get_event_loop_policy().get_event_loop()
-        except RuntimeError:
-            return
-    if loop.is_running() or loop.is_closed():
-        return
-    try:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-    finally:
-        loop.close()
-        asyncio.set_event_loop(None)
 
 
 class LocalExecutor(Executor):
@@ -47,14 +37,20 @@ class LocalExecutor(Executor):
         Attempts that may run at once (the runner submits no more than this).
     max_concurrent_starts
         Kernels that may be starting at once; bounds the load that makes starts time out.
+    warm_kernels
+        Kernels started ahead of time for the tasks expected next (default 2; 0: none).
     """
 
-    def __init__(self, workers: int | None = None, max_concurrent_starts: int | None = None) -> None:
-        from nbflow.execution.kernels import KernelLauncher
+    def __init__(
+        self, workers: int | None = None, max_concurrent_starts: int | None = None, warm_kernels: int | None = None
+    ) -> None:
+        from nbflow.execution.kernels import DEFAULT_WARM, KernelLauncher
 
         self.workers = workers or default_workers()
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="nbflow-task")
-        self._launcher = KernelLauncher(max_concurrent_starts or max(2, default_workers()))
+        self._launcher = KernelLauncher(
+            max_concurrent_starts or max(2, default_workers()), DEFAULT_WARM if warm_kernels is None else warm_kernels
+        )
         self._lock = threading.Lock()
         self._controls: dict[str, dict[tuple[str, int], AttemptControl]] = defaultdict(dict)
         self._cancelled: set[str] = set()
@@ -69,6 +65,8 @@ class LocalExecutor(Executor):
         else:
             from nbflow.execution.papermill import run_notebook as run_task
 
+        if request.kind == "notebook" and not request.secrets:
+            self._launcher.claim(request.kernel_name, str(request.cwd), kernel_log_path(request))
         key = (request.task, request.attempt)
         control = AttemptControl()
         with self._lock:
@@ -89,11 +87,17 @@ class LocalExecutor(Executor):
                     timer.cancel()
                 with self._lock:
                     self._controls[request.run_id].pop(key, None)
-                _close_thread_event_loop()
+                from nbflow.execution.kernels import close_thread_event_loop
+
+                close_thread_event_loop()
 
         return self._pool.submit(work)
 
+    def anticipate(self, needs: Sequence[KernelNeed]) -> None:
+        self._launcher.anticipate(needs)
+
     def cancel(self, run_id: str) -> None:
+        self._launcher.anticipate([])
         with self._lock:
             self._cancelled.add(run_id)
             controls = list(self._controls[run_id].values())

@@ -25,6 +25,7 @@ from papermill.exceptions import PapermillExecutionError
 
 from nbflow import states
 from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, stopped_outcome, utcnow
+from nbflow.execution.base import kernel_log_path as base_kernel_log_path
 from nbflow.execution.kernels import KERNEL_START_TIMEOUT, IPCKernelManager, KernelLauncher, KernelStartError
 from nbflow.execution.logs import CappedLog, read_log_tail, strip_ansi
 from nbflow.secrets import Redactor, injection_lines, kernel_env_name
@@ -49,7 +50,7 @@ class NbflowEngine(NBClientEngine):
         execution_timeout: float | None = None,
         *,
         kernel_cwd: str,
-        kernel_log: Any,
+        kernel_log: Path,
         launcher: KernelLauncher,
         on_kernel: Callable[[IPCKernelManager | None], None],
         cancelled: Callable[[], bool],
@@ -174,7 +175,7 @@ def run_notebook(
     secret_values = {name: os.environ.get(var, "") for name, var in request.secrets.items()}
     redactor = Redactor(secret_values.values())
     output_log = CappedLog(request.log_path, redact=redactor.text if redactor else None, holdback=redactor.longest)
-    kernel_log_path = request.log_path.with_suffix(".kernel.log")
+    kernel_log_path = base_kernel_log_path(request)
     error = traceback = ename = None
     state = states.SUCCESS
 
@@ -182,26 +183,26 @@ def run_notebook(
         control.attach(None if km is None else lambda: km.signal_group(signal.SIGKILL))
 
     try:
-        with open(kernel_log_path, "wb") as kernel_log:
-            papermill.execute_notebook(
-                str(request.notebook),
-                str(request.output_notebook),
-                parameters=request.parameters,
-                engine_name=ENGINE_NAME,
-                kernel_name=request.kernel_name,
-                progress_bar=False,
-                log_output=False,
-                stdout_file=output_log,
-                stderr_file=output_log,
-                start_timeout=KERNEL_START_TIMEOUT,
-                execution_timeout=request.cell_timeout,
-                kernel_cwd=str(request.cwd),
-                kernel_log=kernel_log,
-                launcher=launcher,
-                on_kernel=on_kernel,
-                cancelled=lambda: control.stopped,
-                secrets=secret_values,
-            )
+        kernel_log_path.unlink(missing_ok=True)
+        papermill.execute_notebook(
+            str(request.notebook),
+            str(request.output_notebook),
+            parameters=request.parameters,
+            engine_name=ENGINE_NAME,
+            kernel_name=request.kernel_name,
+            progress_bar=False,
+            log_output=False,
+            stdout_file=output_log,
+            stderr_file=output_log,
+            start_timeout=KERNEL_START_TIMEOUT,
+            execution_timeout=request.cell_timeout,
+            kernel_cwd=str(request.cwd),
+            kernel_log=kernel_log_path,
+            launcher=launcher,
+            on_kernel=on_kernel,
+            cancelled=lambda: control.stopped,
+            secrets=secret_values,
+        )
         missing = _unwritten_products(request, products_before)
         if missing:
             state, ename = states.FAILED, "MissingProduct"
