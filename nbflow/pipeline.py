@@ -699,8 +699,10 @@ class Pipeline:
 
         overrides = self.validate_params(params)
         dag = self.dag.subset(only) if only else self.dag
-        self.validate_kernels(dag.order)
-        self.validate_secrets(dag.order)
+        to_run = [n for n in dag.order if n not in (reuse or {})]
+        if to_run:  # an up-to-date pipeline needs no kernel (nor the machinery to find one)
+            self.validate_kernels(to_run)
+        self.validate_secrets(to_run)
         workers = workers or default_workers()
         if workers < 1:
             raise PipelineValidationError([NbflowError(f"workers must be at least 1 (got {workers}).")])

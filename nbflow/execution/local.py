@@ -7,6 +7,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from nbflow.execution.base import (
     INTERRUPTED,
@@ -18,6 +19,9 @@ from nbflow.execution.base import (
     TaskRequest,
     kernel_log_path,
 )
+
+if TYPE_CHECKING:
+    from nbflow.execution.kernels import KernelLauncher
 
 
 def default_workers() -> int:
@@ -44,16 +48,25 @@ class LocalExecutor(Executor):
     def __init__(
         self, workers: int | None = None, max_concurrent_starts: int | None = None, warm_kernels: int | None = None
     ) -> None:
-        from nbflow.execution.kernels import DEFAULT_WARM, KernelLauncher
-
         self.workers = workers or default_workers()
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="nbflow-task")
-        self._launcher = KernelLauncher(
-            max_concurrent_starts or max(2, default_workers()), DEFAULT_WARM if warm_kernels is None else warm_kernels
-        )
+        self._max_starts = max_concurrent_starts or max(2, default_workers())
+        self._warm_kernels = warm_kernels
+        self._kernels: KernelLauncher | None = None
         self._lock = threading.Lock()
         self._controls: dict[str, dict[tuple[str, int], AttemptControl]] = defaultdict(dict)
         self._cancelled: set[str] = set()
+
+    @property
+    def _launcher(self) -> KernelLauncher:
+        """Made on first use: a run with no notebook to execute never loads kernel machinery."""
+        with self._lock:
+            if self._kernels is None:
+                from nbflow.execution.kernels import DEFAULT_WARM, KernelLauncher
+
+                warm = DEFAULT_WARM if self._warm_kernels is None else self._warm_kernels
+                self._kernels = KernelLauncher(self._max_starts, warm)
+            return self._kernels
 
     def submit(self, request: TaskRequest) -> Future[AttemptOutcome]:
         if request.kind == "sql":
@@ -94,10 +107,12 @@ class LocalExecutor(Executor):
         return self._pool.submit(work)
 
     def anticipate(self, needs: Sequence[KernelNeed]) -> None:
-        self._launcher.anticipate(needs)
+        if needs or self._kernels is not None:
+            self._launcher.anticipate(needs)
 
     def cancel(self, run_id: str) -> None:
-        self._launcher.anticipate([])
+        if self._kernels is not None:
+            self._kernels.anticipate([])
         with self._lock:
             self._cancelled.add(run_id)
             controls = list(self._controls[run_id].values())
@@ -106,4 +121,5 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        self._launcher.close()
+        if self._kernels is not None:
+            self._kernels.close()

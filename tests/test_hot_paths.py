@@ -1,0 +1,35 @@
+"""The quick commands load only what they need: no kernel machinery, no papermill, no widgets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HEAVY = ("jupyter_client", "papermill", "nbclient", "ipywidgets", "zmq", "IPython")
+
+PROBE = """
+import json, sys
+from nbflow.cli import cli
+try:
+    cli.main(sys.argv[1:], standalone_mode=False)
+except SystemExit:
+    pass
+print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr)
+"""
+
+
+def _modules_loaded_by(*args: str) -> set[str]:
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120)
+    return set(json.loads(proc.stderr.strip().splitlines()[-1]))
+
+
+def test_an_up_to_date_run_status_and_dag_load_no_kernel_machinery(tmp_path: Path, make_notebook, nbflow_cli) -> None:
+    make_notebook("a", "upstream = None", "x = 1")
+    make_notebook("b", "upstream = ['a']", "y = 2")
+    assert nbflow_cli("run", str(tmp_path)).exit_code == 0
+    for command in (["run", str(tmp_path), "--no-progress"], ["status", str(tmp_path)], ["dag", str(tmp_path)]):
+        loaded = _modules_loaded_by(*command)
+        assert "nbflow" in loaded
+        assert not loaded & set(HEAVY), f"nbflow {command[0]} loaded {sorted(loaded & set(HEAVY))}"
