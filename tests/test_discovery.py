@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from nbflow.discovery import discover
 from nbflow.errors import DuplicateTaskError
@@ -54,3 +55,44 @@ def test_symlink_loops_and_broken_links_are_walked_safely(tmp_path) -> None:
     found = discover(tmp_path)
     assert [s.name for s in found.specs] == ["etl/clean"]
     assert found.problems == []
+
+
+def test_unchanged_files_are_not_read_again_and_a_change_is_seen(tmp_path: Path, make_notebook, monkeypatch) -> None:
+    import os
+    import time
+
+    from nbflow import discovery
+    from nbflow.discovery import CACHE_FILE_NAME, discover
+
+    reads: list[str] = []
+    real_read = discovery.read_task_spec
+
+    def counting_read(path, name, relpath):
+        reads.append(name)
+        return real_read(path, name, relpath)
+
+    monkeypatch.setattr(discovery, "read_task_spec", counting_read)
+
+    a = make_notebook("a", "upstream = None", "x = 1")
+    make_notebook("b", "upstream = ['a']", "y = 2")
+    old = time.time() - 60
+    for path in tmp_path.glob("*.ipynb"):
+        os.utime(path, (old, old))  # files this old are safe to cache
+    first = discover(tmp_path)
+    assert (tmp_path / "_nbflow" / CACHE_FILE_NAME).exists()
+    assert discover(tmp_path).specs == first.specs
+    assert reads == ["a", "b"], "the second discovery read nothing"
+    a.write_text("not json any more, same file")  # a change the second discovery must see
+    b = tmp_path / "b.ipynb"
+    b_bytes = b.read_bytes()
+    b.write_bytes(b_bytes)  # rewritten with the same bytes: re-read, same spec
+    second = discover(tmp_path)
+    assert reads[2:] == ["a", "b"]
+    assert [s.name for s in first.specs] == ["a", "b"]
+    assert [s.name for s in second.specs] == ["b"]
+    assert "a.ipynb" in str(second.problems[0])
+    assert second.specs[0].upstream == ("a",)
+    for path in tmp_path.glob("*.ipynb"):
+        os.utime(path, (old, old))
+    (tmp_path / "_nbflow" / CACHE_FILE_NAME).write_bytes(b"damaged")  # a broken cache is ignored
+    assert [s.name for s in discover(tmp_path).specs] == ["b"]
