@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import papermill
 from nbclient.exceptions import DeadKernelError
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
@@ -28,6 +27,7 @@ from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, s
 from nbflow.execution.base import kernel_log_path as base_kernel_log_path
 from nbflow.execution.kernels import KERNEL_START_TIMEOUT, IPCKernelManager, KernelLauncher, KernelStartError
 from nbflow.execution.logs import CappedLog, read_log_tail, strip_ansi
+from nbflow.execution.spool import OutputSpool, first_error, write_notebook
 from nbflow.secrets import Redactor, injection_lines, kernel_env_name
 
 ENGINE_NAME = "nbflow"
@@ -55,8 +55,11 @@ class NbflowEngine(NBClientEngine):
         on_kernel: Callable[[IPCKernelManager | None], None],
         cancelled: Callable[[], bool],
         secrets: Mapping[str, str] | None = None,
+        spool: OutputSpool | None = None,
         **_: Any,
     ) -> Any:
+        if spool is not None:
+            _spool_finished_cells(nb_man, spool)
         env = None
         if secrets:
             _inject_secrets(nb_man.nb, secrets)
@@ -75,6 +78,7 @@ class NbflowEngine(NBClientEngine):
             stderr_file=stderr_file,
         )
         client.kc = kc
+        nb_man.client = client
         try:
             return client.execute()
         finally:
@@ -82,6 +86,73 @@ class NbflowEngine(NBClientEngine):
             if client.kc is not None:
                 client.kc.stop_channels()
             launcher.shutdown(km)
+
+
+def _spool_finished_cells(nb_man: Any, spool: OutputSpool) -> None:
+    """Write the notebook through the spool, and move each finished cell's outputs into it."""
+    nb_man.save = lambda **kwargs: write_notebook(nb_man.nb, Path(nb_man.output_path), spool)
+    complete = nb_man.cell_complete
+
+    def complete_and_stash(cell: Any, cell_index: int | None = None, **kwargs: Any) -> Any:
+        result = complete(cell, cell_index=cell_index, **kwargs)
+        client = getattr(nb_man, "client", None)
+        display_ids = getattr(client, "_display_id_map", {}) if client is not None else {}
+        # a cell whose display a later cell may update (display_id) keeps its outputs in memory
+        if not any(cell_index in cells for cells in display_ids.values()):
+            spool.stash(cell)
+        return result
+
+    nb_man.cell_complete = complete_and_stash
+
+
+def _execute(request: TaskRequest, spool: OutputSpool, **engine_kwargs: Any) -> None:
+    """papermill's ``execute_notebook``, with the executed notebook written through ``spool``.
+
+    Load, inject the parameters (papermill's injected-parameters cell), execute with the
+    ``nbflow`` engine, and on a cell error mark the notebook as papermill does and raise
+    :class:`PapermillExecutionError`.
+    """
+    import nbformat
+    from papermill.execute import (
+        ERROR_ANCHOR_MSG,
+        ERROR_MARKER_TAG,
+        ERROR_MESSAGE_TEMPLATE,
+        prepare_notebook_metadata,
+        remove_error_markers,
+    )
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    input_path, output_path = str(request.notebook), str(request.output_notebook)
+    nb = load_notebook_node(input_path)
+    if request.parameters:
+        nb = parameterize_notebook(
+            nb, request.parameters, False, kernel_name=request.kernel_name, engine_name=ENGINE_NAME
+        )
+    nb = prepare_notebook_metadata(nb, input_path, output_path, False)
+    nb = remove_error_markers(nb)
+    nb = papermill_engines.execute_notebook_with_engine(
+        ENGINE_NAME,
+        nb,
+        input_path=input_path,
+        output_path=output_path,
+        kernel_name=request.kernel_name,
+        progress_bar=False,
+        log_output=False,
+        spool=spool,
+        **engine_kwargs,
+    )
+    error = first_error(nb, spool)
+    if error is not None:
+        message = nbformat.v4.new_markdown_cell(ERROR_MESSAGE_TEMPLATE % str(error.exec_count))
+        anchor = nbformat.v4.new_markdown_cell(ERROR_ANCHOR_MSG)
+        for cell in (message, anchor):
+            cell.metadata["tags"] = [ERROR_MARKER_TAG]
+        nb.cells.insert(error.cell_index, anchor)
+        nb.cells.insert(0, message)
+    write_notebook(nb, request.output_notebook, spool)
+    if error is not None:
+        raise error
 
 
 def _inject_secrets(nb: Any, secrets: Mapping[str, str]) -> None:
@@ -176,6 +247,7 @@ def run_notebook(
     redactor = Redactor(secret_values.values())
     output_log = CappedLog(request.log_path, redact=redactor.text if redactor else None, holdback=redactor.longest)
     kernel_log_path = base_kernel_log_path(request)
+    spool = OutputSpool(request.output_notebook.with_name(f".{request.output_notebook.name}.spool"))
     error = traceback = ename = None
     state = states.SUCCESS
 
@@ -184,14 +256,9 @@ def run_notebook(
 
     try:
         kernel_log_path.unlink(missing_ok=True)
-        papermill.execute_notebook(
-            str(request.notebook),
-            str(request.output_notebook),
-            parameters=request.parameters,
-            engine_name=ENGINE_NAME,
-            kernel_name=request.kernel_name,
-            progress_bar=False,
-            log_output=False,
+        _execute(
+            request,
+            spool,
             stdout_file=output_log,
             stderr_file=output_log,
             start_timeout=KERNEL_START_TIMEOUT,
@@ -224,6 +291,7 @@ def run_notebook(
         error = f"{type(e).__name__}: {e}"
         traceback = "".join(tb.format_exception(e))
     finally:
+        spool.close()
         output_log.close()
         log_tail = read_log_tail(request.log_path)
         if redactor and request.output_notebook.exists():
