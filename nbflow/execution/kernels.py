@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from queue import Empty
-from typing import Any
+from typing import IO, Any
 
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
@@ -142,6 +142,17 @@ async def _next_for(channel: Any, msg_id: str, timeout: float, idle: bool = Fals
             return msg
 
 
+def _spawn(km: IPCKernelManager, cwd: str, output: IO[bytes], env: dict[str, str] | None = None) -> None:
+    """Start the kernel process (it answers later): output to ``output``, history in memory."""
+    run_sync(km.start_kernel)(
+        cwd=cwd,
+        stdout=output,
+        stderr=output,
+        extra_arguments=["--HistoryManager.hist_file=:memory:"],
+        **({"env": env} if env is not None else {}),
+    )
+
+
 class _Warm:
     """A kernel started ahead of time, before any task asked for it."""
 
@@ -241,13 +252,7 @@ class KernelLauncher:
             with self._slots:
                 try:
                     with open(log_path, "ab") as output:
-                        run_sync(km.start_kernel)(
-                            cwd=cwd,
-                            stdout=output,
-                            stderr=output,
-                            extra_arguments=["--HistoryManager.hist_file=:memory:"],
-                            **({"env": env} if env is not None else {}),
-                        )
+                        _spawn(km, cwd, output, env)
                     on_kernel(km)
                     client = self._connect(km)
                     self._count("on demand")
@@ -311,12 +316,7 @@ class KernelLauncher:
             km = IPCKernelManager(kernel_name=w.need.kernel_name)
             w.need.scratch.mkdir(parents=True, exist_ok=True)
             with self._slots, open(w.log_path, "wb") as output:
-                run_sync(km.start_kernel)(
-                    cwd=str(w.need.cwd),
-                    stdout=output,
-                    stderr=output,
-                    extra_arguments=["--HistoryManager.hist_file=:memory:"],
-                )
+                _spawn(km, str(w.need.cwd), output)
             w.km = km
             self._count("ahead")
         except Exception as e:  # the task that wanted it starts its own
