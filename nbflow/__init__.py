@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Pipeline", "Task", "RunResult", "NbflowError", "__version__"]
+__all__ = ["Pipeline", "Task", "RunResult", "NbflowError", "show", "__version__"]
 
 
 def __getattr__(name: str):  # import lazily: `nbflow dag` and `nbflow status` stay fast
@@ -22,6 +22,10 @@ def __getattr__(name: str):  # import lazily: `nbflow dag` and `nbflow status` s
         from nbflow.runner import RunResult
 
         return RunResult
+    if name == "show":
+        from nbflow.widgets import show
+
+        return show
     if name == "NbflowError":
         from nbflow.errors import NbflowError
 

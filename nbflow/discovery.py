@@ -1,7 +1,8 @@
 """Find the notebooks of a pipeline folder and read each into a spec.
 
 A pipeline is a folder: every ``*.ipynb`` below it is a task, except in hidden folders,
-``.ipynb_checkpoints`` and nbflow's own output folder. A task's name is its path relative
+``.ipynb_checkpoints`` and nbflow's own output folder, and except notebooks that opt out with
+``{"nbflow": {"task": false}}`` in their metadata (a dashboard beside the pipeline). A task's name is its path relative
 to the folder, without ``.ipynb``, with ``/`` separators.
 
 What was read from each file is kept in ``_nbflow/discovery.pickle``, keyed by the
@@ -152,7 +153,8 @@ def discover(root: str | os.PathLike[str], cache: bool = True) -> Discovery:
         stamp = _stamp(path)
         hit = cached.get(relpath)
         if hit is not None and stamp is not None and hit[0] == stamp and hit[1].path == path:
-            found.specs.append(hit[1])
+            if hit[1].is_task:
+                found.specs.append(hit[1])
             fresh[relpath] = hit
             continue
         try:
@@ -160,7 +162,8 @@ def discover(root: str | os.PathLike[str], cache: bool = True) -> Discovery:
         except NbflowError as e:
             found.problems.append(e)
             continue
-        found.specs.append(spec)
+        if spec.is_task:
+            found.specs.append(spec)
         if stamp is not None and stamp == _stamp(path) and time.time_ns() - stamp[1] > _RACY_NS:
             fresh[relpath] = (stamp, spec)
     changed = fresh.keys() != cached.keys() or any(fresh[k] is not cached[k] for k in fresh)

@@ -70,6 +70,11 @@ class NotebookSpec:
         return self.params.upstream
 
     @property
+    def is_task(self) -> bool:
+        """False for a notebook that opts out (metadata ``{"nbflow": {"task": false}}``), e.g. a dashboard."""
+        return not (isinstance(self.settings, dict) and self.settings.get("task") is False)
+
+    @property
     def product(self) -> Product:
         return self.params.product
 

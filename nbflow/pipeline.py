@@ -15,6 +15,8 @@ from nbflow.notebook import RESERVED_NAMES, NotebookSpec, Product
 from nbflow.params import Overrides, validate_overrides
 
 if TYPE_CHECKING:
+    import threading
+
     from nbflow.execution.base import Executor
     from nbflow.runner import RunListener, RunResult
     from nbflow.settings import TaskSettings
@@ -483,6 +485,15 @@ class Pipeline:
 
         return state_dir(self.root) / STATE_FILE_NAME
 
+    def widget(self, *, poll_interval: float = 0.2) -> Any:
+        """The live dashboard of this pipeline (an ipywidget; display it, or end a cell with it).
+
+        See :func:`nbflow.show`, which also reads the notebooks again before each run.
+        """
+        from nbflow.widgets import Dashboard
+
+        return Dashboard(self, poll_interval=poll_interval)
+
     def open_store(self) -> RunStore:
         """The pipeline's state store (the DuckDB file in ``_nbflow/``)."""
         from nbflow.store.duckdb import DuckDBRunStore
@@ -497,6 +508,7 @@ class Pipeline:
         store: RunStore | None = None,
         executor: Executor | None = None,
         listeners: Sequence[RunListener] = (),
+        stop: threading.Event | None = None,
     ) -> RunResult:
         """Run again what did not succeed in an earlier run (the latest by default), with its parameters.
 
@@ -544,6 +556,7 @@ class Pipeline:
                 },
                 resumed_from=earlier.run_id,
                 logical_date=earlier.logical_date,
+                stop=stop,
             )
         finally:
             if own_store:
@@ -573,6 +586,7 @@ class Pipeline:
         logical_date: str | None = None,
         force_tasks: Sequence[str] = (),
         warm_kernels: int | None = None,
+        stop: threading.Event | None = None,
     ) -> RunResult:
         """Run the pipeline (or the ``only`` tasks and what they need) and wait for it.
 
@@ -598,6 +612,9 @@ class Pipeline:
         warm_kernels
             Kernels started ahead of time for the tasks expected next (default: the
             project's ``warm_kernels``, 2); 0 starts each kernel when its task starts.
+        stop
+            Set it (from any thread) to stop the run as Ctrl-C does: running kernels are
+            killed, the run is recorded ``interrupted``. For runs in a background thread.
 
         Raises
         ------
@@ -622,6 +639,7 @@ class Pipeline:
                 logical_date=logical_date,
                 reasons=reasons,
                 warm_kernels=warm_kernels,
+                stop=stop,
             )
         finally:
             if own_store:
@@ -693,6 +711,7 @@ class Pipeline:
         logical_date: str | None = None,
         reasons: Mapping[str, str] | None = None,
         warm_kernels: int | None = None,
+        stop: threading.Event | None = None,
     ) -> RunResult:
         from nbflow.execution.local import LocalExecutor, default_workers
         from nbflow.runner import Runner, reap_stale_runs
@@ -728,6 +747,7 @@ class Pipeline:
                     resumed_from=resumed_from,
                     logical_date=logical_date,
                     reasons=reasons,
+                    stop=stop,
                 )
             finally:
                 if own_executor:

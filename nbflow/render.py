@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from nbflow import states
 from nbflow.graph import DAG
 from nbflow.store.base import NotificationRecord, RunRecord, TaskRecord
 
@@ -30,22 +31,11 @@ def _dot_id(name: str) -> str:
 
 def dag_to_dot(dag: DAG, task_states: Mapping[str, str] | None = None) -> str:
     """Graphviz source for the DAG, left to right; nodes coloured by state when given."""
-    colours = {
-        "success": "#8fd19e",
-        "failed": "#f28b82",
-        "running": "#8ab4f8",
-        "upstream_failed": "#fbbc04",
-        "interrupted": "#d7aefb",
-        "pending": "#e8eaed",
-        "up_for_retry": "#fdd663",
-        "skipped": "#dadce0",
-        "up_to_date": "#ccff90",
-    }
     lines = ["digraph pipeline {", "  rankdir=LR;", '  node [shape=box, style="rounded,filled", fillcolor="#ffffff"];']
     for name in dag.order:
         attrs = ""
         if task_states and name in task_states:
-            attrs = f' [fillcolor="{colours.get(task_states[name], "#ffffff")}", tooltip={_dot_id(task_states[name])}]'
+            attrs = f' [fillcolor="{states.COLOURS.get(task_states[name], states.NO_STATE_COLOUR)}", tooltip={_dot_id(task_states[name])}]'
         lines.append(f"  {_dot_id(name)}{attrs};")
     for a, b in dag.edges:
         lines.append(f"  {_dot_id(a)} -> {_dot_id(b)};")

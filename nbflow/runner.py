@@ -13,6 +13,7 @@ import os
 import secrets
 import socket
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -184,6 +185,10 @@ def _outcome(future: Future[AttemptOutcome], attempt: AttemptRecord) -> AttemptO
         )
 
 
+class _StopRequested(Exception):
+    """The run's ``stop`` event was set."""
+
+
 class Runner:
     """Runs a validated DAG of notebook tasks once."""
 
@@ -264,11 +269,13 @@ class Runner:
         resumed_from: str | None = None,
         logical_date: str | None = None,
         reasons: Mapping[str, str] | None = None,
+        stop: threading.Event | None = None,
     ) -> RunResult:
         """Run every task of the DAG; returns when all have finished or the run was interrupted.
 
         ``reuse`` maps tasks that need not run again (a resumed run's successes) to their
         earlier record; they are recorded ``up_to_date`` and their downstreams run.
+        Setting ``stop`` (from any thread) interrupts the run as Ctrl-C does.
         """
         from nbflow.incremental import fingerprints
 
@@ -320,6 +327,8 @@ class Runner:
         delayed: list[tuple[float, str]] = []  # (when, task): attempts waiting out their retry delay
         try:
             while True:
+                if stop is not None and stop.is_set():
+                    raise _StopRequested
                 now = time.monotonic()
                 while delayed and delayed[0][0] <= now:
                     scheduler.requeue(heapq.heappop(delayed)[1])
@@ -334,13 +343,18 @@ class Runner:
                     break
                 pause = 0.5 if not delayed else max(0.0, min(0.5, delayed[0][0] - time.monotonic()))
                 if not running:
-                    time.sleep(pause)
+                    if stop is not None:
+                        stop.wait(pause)
+                    else:
+                        time.sleep(pause)
                     continue
+                if stop is not None:
+                    pause = min(pause, 0.1)
                 done, _ = wait(list(running), timeout=pause, return_when=FIRST_COMPLETED)
                 for future in done:
                     request, attempt = running.pop(future)
                     self._finish_attempt(run, tasks, scheduler, attempt, _outcome(future, attempt), delayed)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, _StopRequested):
             if launching is not None and launching not in running.values():
                 running[_never_submitted()] = launching  # recorded as running, never submitted
             self._interrupt(run, tasks, scheduler, running, delayed)

@@ -130,6 +130,10 @@ def _apply(base: TaskSettings, raw: Mapping[str, Any], where: str) -> TaskSettin
     for key, value in raw.items():
         if key in _PROJECT_ONLY:
             continue
+        if key == "task":  # a notebook's own opt-out; discovery leaves out those set to false
+            if not isinstance(value, bool):
+                raise InvalidSettingsError(where, key, f"must be true or false (got {value!r})")
+            continue
         if key not in _TASK_KEYS:
             import difflib
 

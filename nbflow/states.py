@@ -20,3 +20,18 @@ TASK_OK = frozenset({SUCCESS, UP_TO_DATE})
 
 # run states (a run also uses RUNNING, SUCCESS, FAILED and INTERRUPTED)
 RUN_STATES = frozenset({RUNNING, SUCCESS, FAILED, INTERRUPTED})
+
+#: the colour each task state is drawn in (graphs, widgets, reports)
+COLOURS = {
+    SUCCESS: "#8fd19e",
+    FAILED: "#f28b82",
+    RUNNING: "#8ab4f8",
+    UPSTREAM_FAILED: "#fbbc04",
+    INTERRUPTED: "#d7aefb",
+    PENDING: "#e8eaed",
+    UP_FOR_RETRY: "#fdd663",
+    SKIPPED: "#dadce0",
+    UP_TO_DATE: "#ccff90",
+}
+#: a task with no state in the run shown
+NO_STATE_COLOUR = "#ffffff"

@@ -1,0 +1,473 @@
+"""The pipeline dashboard: graph, task panel, run history and controls, in one widget.
+
+It reads the state store and never writes it. A run it starts goes to a background
+thread (the kernel stays usable) and reports to it as a run listener; runs started
+anywhere else are noticed by a :class:`~nbflow.widgets.watch.StoreWatcher`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from nbflow import states
+from nbflow.errors import NbflowError
+from nbflow.execution.logs import read_log_tail
+from nbflow.graph import DAG
+from nbflow.runner import state_dir
+from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
+from nbflow.store.duckdb import DuckDBRunStore
+from nbflow.widgets import model
+from nbflow.widgets.graph import GraphView
+from nbflow.widgets.layout import layout
+from nbflow.widgets.links import lab_url
+from nbflow.widgets.watch import StoreWatcher
+
+if TYPE_CHECKING:
+    from nbflow.pipeline import Pipeline
+    from nbflow.runner import RunResult
+
+
+class _Live:
+    """The run this dashboard started, as its listener hears it (ahead of the store)."""
+
+    def __init__(self, run: RunRecord, tasks: Mapping[str, TaskRecord]) -> None:
+        self.run = dataclasses.replace(run)
+        self.tasks = {n: dataclasses.replace(t) for n, t in tasks.items()}
+
+
+class Dashboard(widgets.VBox):
+    """A live view of a pipeline, and controls to run it; see :func:`nbflow.show`.
+
+    Parameters
+    ----------
+    pipeline
+        The pipeline to show.
+    reload
+        Makes the pipeline afresh (from its folder) before each run, so edits to the
+        notebooks are picked up; without it, ``pipeline`` is run as it is.
+    poll_interval
+        Seconds between checks of the state store for runs made elsewhere.
+    use_dot
+        Lay the graph out with Graphviz's ``dot`` (a simple layout is used without it).
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        reload: Callable[[], Pipeline] | None = None,
+        poll_interval: float = 0.2,
+        use_dot: bool = True,
+        history_limit: int = 50,
+    ) -> None:
+        self.pipeline = pipeline
+        self._reload = reload
+        self._use_dot = use_dot
+        self.history_limit = history_limit
+        self._store = DuckDBRunStore(pipeline.state_path, lock_timeout=10.0)
+        self._lock = threading.RLock()
+        self._shown: str | None = None  # the run chosen in the history; None follows the latest
+        self.run_record: RunRecord | None = None
+        self.tasks: dict[str, TaskRecord] = {}
+        self._live: _Live | None = None
+        self._thread: threading.Thread | None = None
+        self._stop_event = threading.Event()
+        self._result: RunResult | None = None
+        self._updating = False
+        self._panel_key: tuple[Any, ...] | None = None
+        self._history: list[tuple[str, str]] = []
+
+        self.graph = GraphView()
+        self.header = widgets.HTML()
+        self.message = widgets.HTML()
+        self.note = widgets.HTML()
+        self.run_button = widgets.Button(description="Run", icon="play", button_style="primary")
+        self.run_task_button = widgets.Button(
+            description="Run selected", icon="step-forward", tooltip="Run the selected task and its upstreams"
+        )
+        self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="danger", disabled=True)
+        self.force = widgets.Checkbox(description="even if up to date", indent=False)
+        self.task_picker = widgets.Dropdown(description="Task", layout=widgets.Layout(width="95%"))
+        self.task_detail = widgets.HTML()
+        self.task_log = widgets.HTML()
+        self.history = widgets.Select(rows=6, layout=widgets.Layout(width="100%"))
+        self.history.add_class("nbflow-history")
+        self.param_fields: dict[str, widgets.Text] = {}
+        self._params_box = widgets.VBox()
+
+        self.run_button.on_click(lambda _: self.run(params=self.form_params(), force=self.force.value))
+        self.run_task_button.on_click(lambda _: self._run_selected())
+        self.stop_button.on_click(lambda _: self.stop())
+        self.task_picker.observe(self._on_pick, names="value")
+        self.graph.observe(self._on_graph_select, names="selected")
+        self.history.observe(self._on_history, names="value")
+
+        controls = widgets.HBox([self.run_button, self.run_task_button, self.stop_button, self.force])
+        params = widgets.Accordion(children=[self._params_box], selected_index=None)
+        params.set_title(0, "Parameters")
+        panel = widgets.VBox(
+            [self.task_picker, self.task_detail, widgets.HTML("<b>Output</b>"), self.task_log],
+            layout=widgets.Layout(flex="2 1 0", min_width="260px", padding="0 0 0 8px"),
+        )
+        self.graph.layout = widgets.Layout(flex="3 1 0", min_width="0")
+        super().__init__(
+            [
+                self.header,
+                controls,
+                params,
+                self.message,
+                self.note,
+                widgets.HBox([self.graph, panel], layout=widgets.Layout(width="100%")),
+                widgets.HTML("<b>Run history</b> <span style='color:#5f6368'>(choose a run to show it)</span>"),
+                self.history,
+            ]
+        )
+        self._use_pipeline(pipeline)
+        self.watcher = StoreWatcher(pipeline.state_path, self._on_store_change, poll_interval, self._on_watch_error)
+        self.refresh()
+        self.watcher.check()  # remember the store as it is now, then follow it
+        self.watcher.start()
+
+    # -- the pipeline's structure ------------------------------------------------------
+
+    @property
+    def dag(self) -> DAG:
+        return self.pipeline.dag
+
+    def _use_pipeline(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        drawing = layout(pipeline.dag, use_dot=self._use_dot)
+        self.layout_engine = drawing.engine
+        self.note.value = f"<span style='color:#5f6368'>{drawing.note}</span>" if drawing.note else ""
+        if drawing.svg != self.graph.svg:
+            self.graph.svg = drawing.svg
+        names = list(pipeline.dag.order)
+        if list(self.task_picker.options) != names:
+            self._updating = True
+            try:
+                self.task_picker.options = names
+                self.task_picker.value = self.graph.selected if self.graph.selected in names else None
+            finally:
+                self._updating = False
+        declared = model.declared_parameters(pipeline.specs)
+        if declared.keys() != self.param_fields.keys():
+            self.param_fields = {
+                name: widgets.Text(
+                    value="" if default == model.VARIES else default,
+                    placeholder=default,
+                    description=name,
+                    style={"description_width": "initial"},
+                )
+                for name, default in declared.items()
+            }
+            self._params_box.children = list(self.param_fields.values()) or [
+                widgets.HTML("<i>No notebook declares parameters.</i>")
+            ]
+        self._declared = declared
+
+    # -- reading the store -------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Read the store and redraw what changed."""
+        with self._lock:
+            runs = self._store.list_runs(limit=self.history_limit)
+            live = self._live
+            run_id = self._shown or (runs[0].run_id if runs else None)
+            if live is not None and (self._shown is None or self._shown == live.run.run_id):
+                run, tasks = live.run, dict(live.tasks)  # the listener is ahead of the store
+            elif run_id is not None:
+                run = next((r for r in runs if r.run_id == run_id), None) or self._store.get_run(run_id)
+                tasks = self._store.get_tasks(run_id) if run is not None else {}
+            else:
+                run, tasks = None, {}
+            self._show(run, tasks)
+            self._update_history(runs)
+
+    def _show(self, run: RunRecord | None, tasks: dict[str, TaskRecord]) -> None:
+        self.run_record, self.tasks = run, tasks
+        paint = model.graph_paint(self.dag, tasks)
+        if paint != self.graph.paint:
+            self.graph.paint = paint
+        title = f"<b>nbflow pipeline</b> <code>{self.pipeline.root}</code> · {len(self.dag.order)} tasks"
+        self.header.value = f"{title}<br>{model.summary(run, tasks)}"
+        self._update_panel()
+        self._update_buttons()
+
+    def _update_history(self, runs: Sequence[RunRecord]) -> None:
+        options = model.history_options(runs)
+        if options == self._history:
+            return
+        self._history = options
+        self._updating = True
+        try:
+            self.history.options = options
+            self.history.value = self._shown or ""
+        finally:
+            self._updating = False
+
+    def _attempts(self, name: str) -> list[AttemptRecord]:
+        if self.run_record is None:
+            return []
+        return self._store.get_attempts(self.run_record.run_id, name)
+
+    def _log_text(self, name: str, task: TaskRecord, attempts: Sequence[AttemptRecord]) -> str | None:
+        run_id = task.run_id
+        number = attempts[-1].attempt if attempts else task.attempts
+        if number < 1:
+            return None
+        if task.state not in (states.RUNNING, states.UP_FOR_RETRY):
+            stored = self._store.get_log(run_id, name, number)
+            if stored is not None:
+                return stored
+        path = Path(attempts[-1].log_path) if attempts and attempts[-1].log_path else None
+        path = path or state_dir(self.pipeline.root) / "runs" / run_id / name / f"attempt-{number}.log"
+        return read_log_tail(path) if path.exists() else None
+
+    def _update_panel(self, force: bool = False) -> None:
+        name = self.graph.selected
+        if not name:
+            self.task_detail.value = "<i style='color:#5f6368'>Choose a task in the graph or the list.</i>"
+            self.task_log.value = ""
+            self._panel_key = None
+            return
+        task = self.tasks.get(name)
+        key = (name, dataclasses.astuple(task) if task else None)
+        if key == self._panel_key and not force and (task is None or task.state != states.RUNNING):
+            return
+        self._panel_key = key
+        attempts = self._attempts(name) if task is not None else []
+        notebook = (attempts[-1].output_notebook if attempts else None) or (task.output_notebook if task else None)
+        link = lab_url(notebook) if notebook and Path(notebook).exists() else None
+        self.task_detail.value = model.task_detail_html(name, task, attempts, link)
+        self.task_log.value = model.log_html(self._log_text(name, task, attempts)) if task else ""
+
+    def _update_buttons(self) -> None:
+        own = self.running
+        other = self.run_record is not None and self.run_record.state == states.RUNNING and not own
+        self.run_button.disabled = own or other
+        self.run_task_button.disabled = own or other or not self.graph.selected
+        self.stop_button.disabled = not (own or (other and self._stoppable(self.run_record)))
+
+    def _on_store_change(self) -> None:
+        self.refresh()
+
+    def _on_watch_error(self, error: BaseException) -> None:
+        self._say(f"Could not read the state store: {error}", error=True)
+
+    # -- choosing ----------------------------------------------------------------------
+
+    def select_task(self, name: str) -> None:
+        """Show ``name`` in the task panel (and outline it in the graph)."""
+        if name not in self.dag.upstreams:
+            raise NbflowError(f"{name!r} is not a task of this pipeline.")
+        self.graph.selected = name
+
+    def show_run(self, run_id: str | None) -> None:
+        """Show an earlier run (its states in the graph), or follow the latest with None."""
+        self._shown = run_id or None
+        self._updating = True
+        try:
+            self.history.value = run_id or ""
+        finally:
+            self._updating = False
+        self.refresh()
+
+    def _on_pick(self, change: dict[str, Any]) -> None:
+        if not self._updating and change["new"] and change["new"] != self.graph.selected:
+            self.graph.selected = change["new"]
+
+    def _on_graph_select(self, change: dict[str, Any]) -> None:
+        with self._lock:
+            if self.task_picker.value != change["new"] and change["new"] in self.task_picker.options:
+                self._updating = True
+                try:
+                    self.task_picker.value = change["new"]
+                finally:
+                    self._updating = False
+            self._update_panel(force=True)
+            self._update_buttons()
+
+    def _on_history(self, change: dict[str, Any]) -> None:
+        if not self._updating:
+            self.show_run(change["new"] or None)
+
+    # -- running -----------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether a run started from this dashboard is going on."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def result(self) -> RunResult | None:
+        """The outcome of the last run this dashboard started, once it has finished."""
+        return self._result
+
+    def form_params(self) -> dict[str, Any]:
+        """The parameter form's changed values, typed like ``nbflow run -p``."""
+        return model.form_overrides({n: f.value for n, f in self.param_fields.items()}, self._declared)
+
+    def run(
+        self, params: Mapping[str, Any] | None = None, only: Sequence[str] | None = None, force: bool = False
+    ) -> threading.Thread | None:
+        """Start a run in the background and follow it; returns its thread (None if it could not start).
+
+        Problems (another run going on, a bad parameter, an invalid pipeline) are shown
+        in the widget and nothing runs.
+        """
+        with self._lock:
+            if self.running:
+                self._say("A run started here is still going on.", error=True)
+                return None
+            try:
+                if self._reload is not None:
+                    self._use_pipeline(self._reload())
+                self.pipeline.validate_params(params)
+            except NbflowError as e:
+                self._say(str(e), error=True)
+                return None
+            self._stop_event = threading.Event()
+            self._result = None
+            self._shown = None
+            self._say("Starting…")
+            self._thread = threading.Thread(
+                target=self._run_in_background, args=(dict(params or {}), only, force), daemon=True, name="nbflow-run"
+            )
+            self._thread.start()
+            self._update_buttons()
+            return self._thread
+
+    def _run_selected(self) -> None:
+        if self.graph.selected:
+            self.run(params=self.form_params(), only=[self.graph.selected], force=self.force.value)
+
+    def _run_in_background(self, params: dict[str, Any], only: Sequence[str] | None, force: bool) -> None:
+        try:
+            self._result = self.pipeline.run(
+                params=params or None, only=only, force=force, listeners=[_Listener(self)], stop=self._stop_event
+            )
+            res = self._result
+            self._say(f"Run {res.run_id} {res.state}.", error=not res.ok)
+        except NbflowError as e:
+            self._say(str(e), error=True)
+        except Exception as e:  # shown, not lost in a thread's stderr
+            self._say(f"The run stopped with an unexpected error: {type(e).__name__}: {e}", error=True)
+        finally:
+            with self._lock:
+                self._live = None
+            self.watcher.poke()
+
+    def stop(self) -> bool:
+        """Stop the run going on: this dashboard's own, or another process's on this machine.
+
+        Returns whether a stop was requested. The run's kernels are killed and it is
+        recorded ``interrupted``.
+        """
+        if self.running:
+            self._stop_event.set()
+            self._say("Stopping…")
+            return True
+        run = self.run_record
+        if run is not None and run.state == states.RUNNING and self._stoppable(run):
+            os.kill(run.pid, signal.SIGINT)  # nbflow run stops its kernels on SIGINT, as on Ctrl-C
+            self._say(f"Asked process {run.pid} to stop run {run.run_id}.")
+            return True
+        self._say("No run is going on.")
+        return False
+
+    @staticmethod
+    def _stoppable(run: RunRecord | None) -> bool:
+        return (
+            run is not None
+            and run.hostname == socket.gethostname()
+            and run.pid > 0
+            and run.pid != os.getpid()
+            and _alive(run.pid)
+        )
+
+    def wait(self, timeout: float | None = None) -> RunResult | None:
+        """Wait for the run started here to end; returns its result (None if it did not start or end)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                return None
+        self.refresh()
+        return self._result
+
+    def _say(self, text: str, error: bool = False) -> None:
+        import html
+
+        colour = "#b3261e" if error else "#1e6b34"
+        self.message.value = (
+            f"<span style='color:{colour};white-space:pre-wrap'>{html.escape(text)}</span>" if text else ""
+        )
+
+    # -- listener events (from the run's thread) ---------------------------------------
+
+    def _heard(
+        self, run: RunRecord, task: TaskRecord | None = None, tasks: Mapping[str, TaskRecord] | None = None
+    ) -> None:
+        with self._lock:
+            if tasks is not None:
+                self._live = _Live(run, tasks)
+            elif self._live is not None and self._live.run.run_id == run.run_id:
+                self._live.run = dataclasses.replace(run)
+                if task is not None:
+                    self._live.tasks[task.task] = dataclasses.replace(task)
+            live = self._live
+            if live is not None and (self._shown is None or self._shown == live.run.run_id):
+                self._show(live.run, dict(live.tasks))
+        self.watcher.poke()  # the history list and anything else from the store
+
+    _skip_next_display = False
+
+    def _ipython_display_(self) -> None:
+        if self._skip_next_display:  # nbflow.show() displayed it already, in this very cell
+            self._skip_next_display = False
+            return
+        from IPython.display import display
+
+        display(self._repr_mimebundle_(), raw=True)
+
+    def close(self) -> None:
+        """Stop watching the store (a run started here goes on) and close the widget."""
+        self.watcher.stop()
+        for child in (self.graph, self.history, self.task_picker):
+            child.close()
+        super().close()
+
+
+class _Listener:
+    """Forwards a run's events to its dashboard."""
+
+    def __init__(self, dashboard: Dashboard) -> None:
+        self.dashboard = dashboard
+
+    def on_run_start(self, *, run: RunRecord, tasks: Mapping[str, TaskRecord], **_: Any) -> None:
+        self.dashboard._heard(run, tasks=tasks)
+
+    def on_task(self, *, run: RunRecord, task: TaskRecord, **_: Any) -> None:
+        self.dashboard._heard(run, task=task)
+
+    def on_run_end(self, *, run: RunRecord, tasks: Mapping[str, TaskRecord], **_: Any) -> None:
+        self.dashboard._heard(run, tasks=tasks)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

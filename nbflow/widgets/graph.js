@@ -1,0 +1,105 @@
+// The pipeline graph: the SVG layout (sent once per structure) painted with each task's
+// state (sent on every change). Painting touches only attributes, so 300 tasks stay cheap.
+
+function nodesOf(root) {
+  const nodes = new Map();
+  for (const g of root.querySelectorAll("g.node")) {
+    const title = g.querySelector("title");
+    if (!title) continue;
+    const shape = g.querySelector("path, polygon, rect, ellipse");
+    const texts = g.querySelectorAll("text");
+    nodes.set(title.textContent, { g, shape, note: texts.length > 1 ? texts[texts.length - 1] : null, title });
+  }
+  return nodes;
+}
+
+function render({ model, el }) {
+  el.classList.add("nbflow-graph");
+  const bar = document.createElement("div");
+  bar.className = "nbflow-graph-bar";
+  const fit = document.createElement("button");
+  fit.className = "nbflow-graph-fit";
+  fit.textContent = "Fit";
+  fit.title = "Fit the graph to the width, or show it at full size";
+  bar.appendChild(fit);
+  const legend = document.createElement("span");
+  legend.className = "nbflow-graph-legend";
+  bar.appendChild(legend);
+  const view = document.createElement("div");
+  view.className = "nbflow-graph-view";
+  el.append(bar, view);
+  let nodes = new Map();
+  let fitted = false;
+
+  function applyFit() {
+    const svg = view.querySelector("svg");
+    if (!svg) return;
+    if (fitted) {
+      svg.dataset.width = svg.dataset.width || svg.getAttribute("width");
+      svg.dataset.height = svg.dataset.height || svg.getAttribute("height");
+      svg.setAttribute("width", "100%");
+      svg.removeAttribute("height");
+    } else if (svg.dataset.width) {
+      svg.setAttribute("width", svg.dataset.width);
+      svg.setAttribute("height", svg.dataset.height);
+    }
+    fit.textContent = fitted ? "Full size" : "Fit";
+  }
+
+  function paint() {
+    const paints = model.get("paint") || {};
+    const selected = model.get("selected");
+    const seen = new Map();
+    for (const [name, node] of nodes) {
+      const [state, colour, note] = paints[name] || ["", "#ffffff", ""];
+      if (node.shape) {
+        node.shape.setAttribute("fill", colour);
+        node.shape.setAttribute("stroke-width", name === selected ? "3" : "1");
+      }
+      node.g.dataset.state = state;
+      node.g.dataset.task = name;
+      if (node.note) node.note.textContent = note || "\u2007";
+      node.title.textContent = state ? `${name}: ${state}${note ? " (" + note + ")" : ""}` : name;
+      node.title.dataset.name = name;
+      if (state) seen.set(state, colour);
+    }
+    legend.replaceChildren(
+      ...[...seen].map(([state, colour]) => {
+        const item = document.createElement("span");
+        item.className = "nbflow-graph-key";
+        item.style.background = colour;
+        item.textContent = state;
+        return item;
+      }),
+    );
+  }
+
+  function draw() {
+    view.innerHTML = model.get("svg");
+    nodes = nodesOf(view);
+    for (const [name, node] of nodes) {
+      node.g.addEventListener("click", () => {
+        model.set("selected", name);
+        model.save_changes();
+      });
+    }
+    applyFit();
+    paint();
+  }
+
+  fit.addEventListener("click", () => {
+    fitted = !fitted;
+    applyFit();
+  });
+  model.on("change:svg", draw);
+  model.on("change:paint", paint);
+  model.on("change:selected", paint);
+  draw();
+  return () => {
+    model.off("change:svg", draw);
+    model.off("change:paint", paint);
+    model.off("change:selected", paint);
+  };
+}
+
+export default { render };

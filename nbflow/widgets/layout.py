@@ -1,0 +1,138 @@
+"""The pipeline graph as SVG: laid out by Graphviz's ``dot``, or by a simple fallback.
+
+The layout depends only on the DAG, so it is made once per structure and cached; live
+states are painted over it in the browser (``graph.js``) without laying it out again.
+Every node is an SVG ``<g class="node">`` whose ``<title>`` is the task name, and whose
+second ``<text>`` is a blank line where the browser writes the task's duration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from nbflow.graph import DAG
+
+#: figure spaces: a blank second label line as wide as "12.3s", kept for the duration
+_NOTE_PLACEHOLDER = "\u2007" * 6
+_FONT = "sans-serif"
+_CACHE_SIZE = 16
+_cache: OrderedDict[str, GraphLayout] = OrderedDict()
+
+NO_DOT_NOTE = (
+    "Graphviz's dot program was not found, so this is a simple layout. Install Graphviz for a better one "
+    "(Debian/Ubuntu: apt install graphviz; conda: conda install graphviz; macOS: brew install graphviz)."
+)
+
+
+@dataclass(frozen=True)
+class GraphLayout:
+    """An SVG drawing of a DAG, and how it was made."""
+
+    svg: str
+    #: ``dot``, or ``fallback`` when Graphviz is missing or failed
+    engine: str
+    #: why the fallback was used, for the user; empty with dot
+    note: str = ""
+
+
+def dag_dot_source(dag: DAG) -> str:
+    """Graphviz source of the layout (states are painted later, so every node starts white)."""
+    lines = [
+        "digraph pipeline {",
+        "  rankdir=LR; nodesep=0.25; ranksep=0.45;",
+        f'  node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="{_FONT}", fontsize=11,'
+        ' margin="0.12,0.04"];',
+        '  edge [color="#80868b", arrowsize=0.7];',
+    ]
+    for name in dag.order:
+        label = f"{name}\n{_NOTE_PLACEHOLDER}"
+        lines.append(f"  {json.dumps(name)} [label={json.dumps(label)}];")
+    for a, b in dag.edges:
+        lines.append(f"  {json.dumps(a)} -> {json.dumps(b)};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def layout(dag: DAG, use_dot: bool = True) -> GraphLayout:
+    """Lay the DAG out as SVG (cached by structure); falls back to :func:`layered_svg` without dot."""
+    source = dag_dot_source(dag)
+    key = hashlib.sha256(f"{use_dot}\n{source}".encode()).hexdigest()
+    if key in _cache:
+        _cache.move_to_end(key)
+        return _cache[key]
+    result = _dot_layout(source) if use_dot else GraphLayout("", "fallback")
+    if not result.svg:
+        result = GraphLayout(layered_svg(dag), "fallback", result.note)
+    _cache[key] = result
+    while len(_cache) > _CACHE_SIZE:
+        _cache.popitem(last=False)
+    return result
+
+
+def _dot_layout(source: str) -> GraphLayout:
+    import graphviz
+
+    try:
+        svg = graphviz.Source(source).pipe(format="svg", engine="dot", encoding="utf-8")
+    except graphviz.ExecutableNotFound:
+        return GraphLayout("", "fallback", NO_DOT_NOTE)
+    except graphviz.CalledProcessError as e:  # a dot that crashes on this graph: still show something
+        stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else str(e.stderr or "")
+        return GraphLayout("", "fallback", f"Graphviz's dot failed ({stderr.strip()[:200]}); showing a simple layout.")
+    start = svg.find("<svg")  # drop the XML prologue and doctype: the SVG goes inside HTML
+    return GraphLayout(svg[start:] if start >= 0 else svg, "dot")
+
+
+def levels(dag: DAG) -> dict[str, int]:
+    """Each task's column: the length of the longest path of upstreams leading to it."""
+    level: dict[str, int] = {}
+    for name in dag.order:  # topological: upstreams come first
+        ups = dag.upstreams[name]
+        level[name] = 1 + max(level[u] for u in ups) if ups else 0
+    return level
+
+
+def layered_svg(dag: DAG) -> str:
+    """A plain left-to-right drawing, one column per level; needs nothing but Python."""
+    col_w, row_h, box_w, box_h, pad = 190, 50, 160, 36, 12
+    level = levels(dag)
+    rows: dict[int, int] = {}
+    pos: dict[str, tuple[int, int]] = {}
+    for name in dag.order:
+        col = level[name]
+        row = rows.get(col, 0)
+        rows[col] = row + 1
+        pos[name] = (pad + col * col_w, pad + row * row_h)
+    width = pad * 2 + (max(level.values(), default=0) + 1) * col_w
+    height = pad * 2 + max(rows.values(), default=1) * row_h
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}pt" height="{height}pt" '
+        f'viewBox="0 0 {width} {height}">',
+        '<defs><marker id="nbflow-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
+        'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#80868b"/></marker></defs>',
+    ]
+    for a, b in dag.edges:
+        (ax, ay), (bx, by) = pos[a], pos[b]
+        x1, y1, x2, y2 = ax + box_w, ay + box_h / 2, bx, by + box_h / 2
+        mid = (x1 + x2) / 2
+        parts.append(
+            f'<g class="edge"><path d="M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}" fill="none" '
+            'stroke="#80868b" marker-end="url(#nbflow-arrow)"/></g>'
+        )
+    for name in dag.order:
+        x, y = pos[name]
+        label = html.escape(name if len(name) <= 24 else name[:23] + "…")
+        parts.append(
+            f'<g class="node"><title>{html.escape(name)}</title>'
+            f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="6" fill="#ffffff" stroke="#000000"/>'
+            f'<text x="{x + box_w / 2}" y="{y + 15}" text-anchor="middle" font-family="{_FONT}" '
+            f'font-size="11">{label}</text>'
+            f'<text x="{x + box_w / 2}" y="{y + 29}" text-anchor="middle" font-family="{_FONT}" '
+            f'font-size="11">{_NOTE_PLACEHOLDER}</text></g>'
+        )
+    parts.append("</svg>")
+    return "\n".join(parts)
