@@ -25,8 +25,9 @@ def dag_to_json(dag: DAG) -> dict[str, Any]:
     return {"nodes": list(dag.order), "edges": [[a, b] for a, b in dag.edges]}
 
 
-def _dot_id(name: str) -> str:
-    return json.dumps(name)  # a double-quoted string with escapes is a valid DOT id
+def dot_quote(text: str) -> str:
+    """A double-quoted DOT string: JSON's escapes, but non-ASCII as it is (DOT has no ``\\uXXXX``)."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def dag_to_dot(dag: DAG, task_states: Mapping[str, str] | None = None) -> str:
@@ -35,10 +36,10 @@ def dag_to_dot(dag: DAG, task_states: Mapping[str, str] | None = None) -> str:
     for name in dag.order:
         attrs = ""
         if task_states and name in task_states:
-            attrs = f' [fillcolor="{states.COLOURS.get(task_states[name], states.NO_STATE_COLOUR)}", tooltip={_dot_id(task_states[name])}]'
-        lines.append(f"  {_dot_id(name)}{attrs};")
+            attrs = f' [fillcolor="{states.COLOURS.get(task_states[name], states.NO_STATE_COLOUR)}", tooltip={dot_quote(task_states[name])}]'
+        lines.append(f"  {dot_quote(name)}{attrs};")
     for a, b in dag.edges:
-        lines.append(f"  {_dot_id(a)} -> {_dot_id(b)};")
+        lines.append(f"  {dot_quote(a)} -> {dot_quote(b)};")
     lines.append("}")
     return "\n".join(lines) + "\n"
 

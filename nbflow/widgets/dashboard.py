@@ -247,7 +247,7 @@ class Dashboard(widgets.VBox):
         attempts = self._attempts(name) if task is not None else []
         notebook = (attempts[-1].output_notebook if attempts else None) or (task.output_notebook if task else None)
         link = lab_url(notebook) if notebook and Path(notebook).exists() else None
-        self.task_detail.value = model.task_detail_html(name, task, attempts, link)
+        self.task_detail.value = model.task_detail_html(name, task, attempts, link, self.pipeline.root)
         self.task_log.value = model.log_html(self._log_text(name, task, attempts)) if task else ""
 
     def _update_buttons(self) -> None:
@@ -338,7 +338,7 @@ class Dashboard(widgets.VBox):
             self._stop_event = threading.Event()
             self._result = None
             self._shown = None
-            self._say("Starting…")
+            self._say("Running in the background; this notebook's kernel stays free.")
             self._thread = threading.Thread(
                 target=self._run_in_background, args=(dict(params or {}), only, force), daemon=True, name="nbflow-run"
             )

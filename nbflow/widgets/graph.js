@@ -19,7 +19,7 @@ function render({ model, el }) {
   bar.className = "nbflow-graph-bar";
   const fit = document.createElement("button");
   fit.className = "nbflow-graph-fit";
-  fit.textContent = "Fit";
+  fit.textContent = "Fit to width";
   fit.title = "Fit the graph to the width, or show it at full size";
   bar.appendChild(fit);
   const legend = document.createElement("span");
@@ -29,21 +29,15 @@ function render({ model, el }) {
   view.className = "nbflow-graph-view";
   el.append(bar, view);
   let nodes = new Map();
-  let fitted = false;
+  let fitted = null;
 
   function applyFit() {
     const svg = view.querySelector("svg");
     if (!svg) return;
-    if (fitted) {
-      svg.dataset.width = svg.dataset.width || svg.getAttribute("width");
-      svg.dataset.height = svg.dataset.height || svg.getAttribute("height");
-      svg.setAttribute("width", "100%");
-      svg.removeAttribute("height");
-    } else if (svg.dataset.width) {
-      svg.setAttribute("width", svg.dataset.width);
-      svg.setAttribute("height", svg.dataset.height);
-    }
-    fit.textContent = fitted ? "Full size" : "Fit";
+    // Fitted: never wider than the view (a small graph keeps its size); else full size, scrolled.
+    svg.style.maxWidth = fitted ? "100%" : "none";
+    svg.style.height = fitted ? "auto" : "";
+    fit.textContent = fitted ? "Full size" : "Fit to width";
   }
 
   function paint() {
@@ -83,6 +77,7 @@ function render({ model, el }) {
         model.save_changes();
       });
     }
+    if (fitted === null) fitted = nodes.size <= 60; // big graphs start at full size, readable
     applyFit();
     paint();
   }

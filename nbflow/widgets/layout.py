@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import html
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from nbflow.graph import DAG
+from nbflow.render import dot_quote
 
 #: figure spaces: a blank second label line as wide as "12.3s", kept for the duration
 _NOTE_PLACEHOLDER = "\u2007" * 6
@@ -49,10 +49,9 @@ def dag_dot_source(dag: DAG) -> str:
         '  edge [color="#80868b", arrowsize=0.7];',
     ]
     for name in dag.order:
-        label = f"{name}\n{_NOTE_PLACEHOLDER}"
-        lines.append(f"  {json.dumps(name)} [label={json.dumps(label)}];")
+        lines.append(f"  {dot_quote(name)} [label={dot_quote(name + chr(10) + _NOTE_PLACEHOLDER)}];")
     for a, b in dag.edges:
-        lines.append(f"  {json.dumps(a)} -> {json.dumps(b)};")
+        lines.append(f"  {dot_quote(a)} -> {dot_quote(b)};")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -65,8 +64,8 @@ def layout(dag: DAG, use_dot: bool = True) -> GraphLayout:
         _cache.move_to_end(key)
         return _cache[key]
     result = _dot_layout(source) if use_dot else GraphLayout("", "fallback")
-    if not result.svg:
-        result = GraphLayout(layered_svg(dag), "fallback", result.note)
+    if not result.svg:  # not cached: once Graphviz is installed, dot is used
+        return GraphLayout(layered_svg(dag), "fallback", result.note)
     _cache[key] = result
     while len(_cache) > _CACHE_SIZE:
         _cache.popitem(last=False)

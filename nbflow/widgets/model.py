@@ -6,6 +6,7 @@ import html
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from nbflow import states
@@ -73,8 +74,8 @@ def summary(run: RunRecord | None, tasks: Mapping[str, TaskRecord]) -> str:
     for t in tasks.values():
         counts[t.state] = counts.get(t.state, 0) + 1
     parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    took = format_duration(run.duration_s) if run.ended_at else "running"
-    return f"Run {run.run_id}: {run.state} ({took}) — {parts}"
+    took = f" in {format_duration(run.duration_s)}" if run.ended_at else ""
+    return f"Run {run.run_id}: {run.state}{took} — {parts}"
 
 
 def declared_parameters(specs: Mapping[str, NotebookSpec]) -> dict[str, str]:
@@ -102,18 +103,32 @@ def _row(label: str, value: str) -> str:
     return f"<tr><th style='text-align:left;padding-right:1em;vertical-align:top'>{label}</th><td>{value}</td></tr>"
 
 
+def _shown_path(path: str, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return Path(path).relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return path
+
+
 def task_detail_html(
-    name: str, task: TaskRecord | None, attempts: Sequence[AttemptRecord], link: str | None = None
+    name: str,
+    task: TaskRecord | None,
+    attempts: Sequence[AttemptRecord],
+    link: str | None = None,
+    root: Path | None = None,
 ) -> str:
-    """The task panel's summary: state, attempts, duration, why, parameters, error and traceback."""
+    """The task panel's summary: state, attempts, duration, why, parameters, error and traceback.
+
+    ``link`` opens the executed notebook (in JupyterLab); paths are shown relative to ``root``.
+    """
     esc = html.escape
     if task is None:
         return f"<b>{esc(name)}</b>: not part of this run."
+    colour = states.COLOURS.get(task.state, states.NO_STATE_COLOUR)
     rows = [
-        _row(
-            "state",
-            f"<span style='background:{states.COLOURS.get(task.state, '#fff')};padding:0 4px'>{esc(task.state)}</span>",
-        ),
+        _row("state", f"<span style='background:{colour};padding:0 4px'>{esc(task.state)}</span>"),
         _row("attempts", str(task.attempts)),
         _row("duration", esc(format_duration(task.duration_s))),
     ]
@@ -126,10 +141,12 @@ def task_detail_html(
             rows.append(_row("parameters", f"<code>{esc(params_text(shown, 400))}</code>"))
     notebook = (latest.output_notebook if latest else None) or task.output_notebook
     if notebook:
+        text = esc(_shown_path(notebook, root))
         target = (
-            f"<a href='{esc(link)}' target='_blank' rel='noopener'>{esc(notebook)}</a>"
+            f"<a class='nbflow-notebook-link' href='{esc(link)}' target='_blank' rel='noopener' "
+            f"style='color:var(--jp-content-link-color,#1a73e8);text-decoration:underline'>{text}</a>"
             if link
-            else f"<code>{esc(notebook)}</code>"
+            else f"<code>{text}</code>"
         )
         rows.append(_row("executed notebook", target))
     error = ""
