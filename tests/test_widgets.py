@@ -263,3 +263,41 @@ def test_the_watcher_thread_ends_with_the_widget(make_notebook, tmp_path: Path) 
     dash.close()
     assert not dash.watcher.running
     assert {t.name for t in threading.enumerate()} - before <= {"nbflow-store-writer"}
+
+
+def test_stop_asks_a_run_in_another_process_to_stop(make_notebook, tmp_path: Path) -> None:
+    make_notebook("slow", "upstream = None", "import time\ntime.sleep(120)")
+    dash = _dashboard(tmp_path, poll_interval=0.1)
+    log = tmp_path / "run.log"
+    with (
+        open(log, "w") as out,
+        subprocess.Popen(
+            [sys.executable, "-m", "nbflow", "run", str(tmp_path)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        ) as proc,
+    ):
+        try:
+            _until(lambda: dash.graph.paint["slow"][0] == "running", what="the other process's task to start")
+            assert dash.run_record is not None and dash.run_record.pid == proc.pid
+            assert dash.run_button.disabled and not dash.stop_button.disabled
+            assert dash.stop() is True
+            assert proc.wait(60) == 130, log.read_text()
+            _until(lambda: dash.graph.paint["slow"][0] == "interrupted", what="the graph to show the stop")
+            assert dash.run_record.state == "interrupted"
+        finally:
+            proc.kill()
+            dash.close()
+
+
+def test_task_names_beyond_ascii_are_drawn_as_they_are(make_notebook, tmp_path: Path) -> None:
+    make_notebook("données", "upstream = None", "pass")
+    make_notebook("modèle", 'upstream = ["données"]', "pass")
+    pipeline = Pipeline.from_dir(tmp_path)
+    svg = layout(pipeline.dag).svg
+    assert "<title>données</title>" in svg and "<title>modèle</title>" in svg
+    assert "u00e9" not in svg
+    from nbflow.render import dag_to_dot
+
+    assert '"données" -> "modèle"' in dag_to_dot(pipeline.dag)
