@@ -21,6 +21,7 @@ from nbflow.pipeline import Pipeline
 from nbflow.store.base import RunRecord
 from nbflow.store.duckdb import DuckDBRunStore
 from nbflow.widgets import Dashboard
+from nbflow.widgets import layout as layout_module
 from nbflow.widgets.layout import NO_DOT_NOTE, layout
 from nbflow.widgets.watch import StoreWatcher, store_stamp
 
@@ -206,20 +207,27 @@ def test_without_dot_the_graph_falls_back_to_a_plain_layout(
         dash.close()
 
 
-def test_a_300_task_graph_lays_out_once_and_paints_cheaply(tmp_path: Path, make_notebook) -> None:
+def test_a_300_task_graph_is_shown_at_once_and_laid_out_by_dot_in_the_background(tmp_path: Path, make_notebook) -> None:
     for i in range(300):
-        ups = [f"t{j:03d}" for j in (i - 1, i - 7) if j >= 0]
+        ups = [f"t{j:03d}" for j in (i - 1, i - 7, i - 31) if j >= 0]
         make_notebook(f"t{i:03d}", f"upstream = {ups!r}", "pass")
     pipeline = Pipeline.from_dir(tmp_path)
-    drawing = layout(pipeline.dag)
-    assert drawing.engine == "dot"
-    assert drawing.svg.count('class="node"') == 300
-    assert layout(pipeline.dag) is drawing, "the layout is cached by structure"
+    assert layout_module.is_big(pipeline.dag) and layout_module.cached(pipeline.dag) is None
     dash = Dashboard(pipeline)
     try:
+        assert dash.layout_engine == "pending", "a plain drawing first, while dot works"
+        assert dash.graph.svg.count('class="node"') == 300
         assert len(dash.graph.paint) == 300 and len(dash.task_picker.options) == 300
+        assert dash.wait_for_layout(120) == "dot"
+        assert dash.graph.svg.count('class="node"') == 300 and dash.note.value == ""
+        assert layout_module.cached(pipeline.dag) is not None
     finally:
         dash.close()
+    again = Dashboard(pipeline)
+    try:
+        assert again.layout_engine == "dot", "the layout is cached by structure"
+    finally:
+        again.close()
 
 
 def test_a_dashboard_notebook_beside_the_pipeline_is_not_a_task(make_notebook, tmp_path: Path) -> None:

@@ -142,6 +142,10 @@ INSERT_LOG = "INSERT OR REPLACE INTO logs (run_id, task, attempt, text) VALUES (
 SELECT_RUN = f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?"
 SELECT_RUNS = f"SELECT {_RUN_COLS} FROM runs ORDER BY started_at DESC, run_id DESC"
 SELECT_TASKS = f"SELECT {_TASK_COLS} FROM tasks WHERE run_id = ? ORDER BY task"
+SELECT_TASKS_OF_RUN_OR_LATEST = (
+    f"SELECT {_TASK_COLS} FROM tasks WHERE run_id = coalesce(?, "
+    "(SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1)) ORDER BY task"
+)
 SELECT_ATTEMPTS = (
     f"SELECT {_ATTEMPT_COLS} FROM attempts WHERE run_id = ? AND (? IS NULL OR task = ?) ORDER BY task, attempt"
 )
@@ -318,7 +322,15 @@ class DuckDBRunStore(RunStore):
             con.execute("INSERT OR REPLACE INTO nbflow_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
             con.execute("COMMIT")
 
-        self._with_connection(False, create, wait)
+        for attempt in range(5):
+            try:
+                self._with_connection(False, create, wait)
+                break
+            except StoreError as e:
+                # another store in this process (one DuckDB instance per file) created it at the same time
+                if "write-write conflict" not in str(e) or attempt == 4:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
         self._schema_ready = True
         self._adopt_orphans(wait)
 
@@ -363,18 +375,22 @@ class DuckDBRunStore(RunStore):
         self._wal.flush()
 
     def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self._read_many([(sql, params)])[0]
+
+    def _read_many(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]:
+        """Several queries through one connection (opening one costs more than a small query)."""
         self.flush()
         if not self.path.exists():
-            return []
+            return [[] for _ in queries]
         if self._orphans():
             try:
                 self._ensure_schema() if not self._schema_ready else self._adopt_orphans()
             except NbflowError as e:  # a read-only place: read what is there
                 print(f"nbflow: warning: {e}", file=sys.stderr)
 
-        def query(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]] | None:
+        def query(con: duckdb.DuckDBPyConnection) -> list[list[tuple[Any, ...]]] | None:
             try:
-                return con.execute(sql, list(params)).fetchall()
+                return [con.execute(sql, list(params)).fetchall() for sql, params in queries]
             except (duckdb.CatalogException, duckdb.BinderException):
                 return None  # no schema yet (another process is creating it), or an older one
 
@@ -382,7 +398,15 @@ class DuckDBRunStore(RunStore):
         if rows is None and not self._schema_ready:
             self._ensure_schema()  # bring an older file up to date, then ask again
             rows = self._with_connection(True, query)
-        return rows or []
+        return rows or [[] for _ in queries]
+
+    def runs_and_tasks(
+        self, run_id: str | None = None, limit: int | None = None
+    ) -> tuple[list[RunRecord], dict[str, TaskRecord]]:
+        """Runs, newest first, and the tasks of ``run_id`` (default: the newest run), in one read."""
+        runs_sql = SELECT_RUNS + (f" LIMIT {int(limit)}" if limit is not None else "")
+        runs, tasks = self._read_many([(runs_sql, []), (SELECT_TASKS_OF_RUN_OR_LATEST, [run_id])])
+        return [self._run(row) for row in runs], {row[1]: self._task(row) for row in tasks}
 
     # -- write-behind ------------------------------------------------------------------
 
@@ -591,13 +615,38 @@ class DuckDBRunStore(RunStore):
         sql = SELECT_RUNS + (f" LIMIT {int(limit)}" if limit is not None else "")
         return [self._run(row) for row in self._read(sql, [])]
 
+    @staticmethod
+    def _task(row: Sequence[Any]) -> TaskRecord:
+        # columns as in _TASK_COLS; duration_s (index 6) is derived
+        run_id, task, state, attempts, started, ended, _duration, error, output, reason = row
+        return TaskRecord(run_id, task, state, attempts, started, ended, error, output, reason)
+
     def get_tasks(self, run_id: str) -> dict[str, TaskRecord]:
-        tasks = {}
-        for run_id_, task, state, attempts, started, ended, _duration, error, output, reason in self._read(
-            SELECT_TASKS, [run_id]
-        ):
-            tasks[task] = TaskRecord(run_id_, task, state, attempts, started, ended, error, output, reason)
-        return tasks
+        return {row[1]: self._task(row) for row in self._read(SELECT_TASKS, [run_id])}
+
+    def written_ahead(self) -> tuple[dict[str, RunRecord], dict[tuple[str, str], TaskRecord]]:
+        """Runs and task states in the write-ahead files: made, perhaps not yet in the database.
+
+        A writer appends each record to its write-ahead file at once and applies it to the
+        database a moment later (when it gets the file's lock). Each file lists its
+        process's writes in order, so its last record of a run or task is the newest: laid
+        over what was read from the database, these show a change as soon as it is made.
+        Reads only small files; never waits for a lock. Keys: run id; (run id, task).
+        """
+        runs: dict[str, RunRecord] = {}
+        tasks: dict[tuple[str, str], TaskRecord] = {}
+        for path in sorted(self.path.parent.glob(f"{self.path.name}.wal-*.jsonl")):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    entries = _wal_entries(f)
+            except (OSError, KeyError, TypeError):
+                continue  # gone meanwhile, or not one of ours
+            for sql, row in entries:
+                if sql == INSERT_RUN:
+                    runs[row[0]] = self._run(tuple(row))
+                elif sql == INSERT_TASK:
+                    tasks[(row[0], row[1])] = self._task(row)
+        return runs, tasks
 
     def get_attempts(self, run_id: str, task: str | None = None) -> list[AttemptRecord]:
         # columns as in _ATTEMPT_COLS; duration_s (index 6) is derived, parameters (7) is JSON

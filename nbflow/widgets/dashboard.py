@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,9 +26,10 @@ from nbflow.graph import DAG
 from nbflow.runner import state_dir
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
 from nbflow.store.duckdb import DuckDBRunStore
+from nbflow.widgets import layout as graph_layout
 from nbflow.widgets import model
 from nbflow.widgets.graph import GraphView
-from nbflow.widgets.layout import layout
+from nbflow.widgets.layout import GraphLayout
 from nbflow.widgets.links import lab_url
 from nbflow.widgets.watch import StoreWatcher
 
@@ -85,6 +87,12 @@ class Dashboard(widgets.VBox):
         self._updating = False
         self._panel_key: tuple[Any, ...] | None = None
         self._history: list[tuple[str, str]] = []
+        self._layout_thread: threading.Thread | None = None
+        self._log_read_at = 0.0
+        self._db_stamp: tuple[tuple[int, int] | None, ...] | None = None
+        self._db_runs: list[RunRecord] = []
+        self._db_tasks: dict[str, dict[str, TaskRecord]] = {}
+        self.layout_engine = ""
 
         self.graph = GraphView()
         self.header = widgets.HTML()
@@ -132,7 +140,9 @@ class Dashboard(widgets.VBox):
             ]
         )
         self._use_pipeline(pipeline)
-        self.watcher = StoreWatcher(pipeline.state_path, self._on_store_change, poll_interval, self._on_watch_error)
+        self.watcher = StoreWatcher(
+            pipeline.state_path, self._on_store_change, poll_interval, self._on_watch_error, self._on_idle
+        )
         self.refresh()
         self.watcher.check()  # remember the store as it is now, then follow it
         self.watcher.start()
@@ -145,11 +155,17 @@ class Dashboard(widgets.VBox):
 
     def _use_pipeline(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        drawing = layout(pipeline.dag, use_dot=self._use_dot)
-        self.layout_engine = drawing.engine
-        self.note.value = f"<span style='color:#5f6368'>{drawing.note}</span>" if drawing.note else ""
-        if drawing.svg != self.graph.svg:
-            self.graph.svg = drawing.svg
+        dag = pipeline.dag
+        known = graph_layout.cached(dag) if self._use_dot else None
+        if known is None and self._use_dot and graph_layout.is_big(dag):
+            # a big graph is drawn plainly at once, then in dot's layout when that is ready
+            self._draw(GraphLayout(graph_layout.layered_svg(dag), "pending", "Laying the graph out with Graphviz…"))
+            self._layout_thread = threading.Thread(
+                target=self._lay_out_in_background, args=(dag,), daemon=True, name="nbflow-layout"
+            )
+            self._layout_thread.start()
+        else:
+            self._draw(known or graph_layout.layout(dag, use_dot=self._use_dot))
         names = list(pipeline.dag.order)
         if list(self.task_picker.options) != names:
             self._updating = True
@@ -174,19 +190,65 @@ class Dashboard(widgets.VBox):
             ]
         self._declared = declared
 
+    def _draw(self, drawing: GraphLayout) -> None:
+        self.layout_engine = drawing.engine
+        self.note.value = f"<span style='color:#5f6368'>{drawing.note}</span>" if drawing.note else ""
+        if drawing.svg != self.graph.svg:
+            self.graph.svg = drawing.svg
+
+    def _lay_out_in_background(self, dag: DAG) -> None:
+        drawing = graph_layout.layout(dag)
+        with self._lock:
+            if self.pipeline.dag is dag:  # not replaced meanwhile by a reloaded pipeline
+                self._draw(drawing)
+
+    def wait_for_layout(self, timeout: float | None = None) -> str:
+        """Wait for a big graph's Graphviz layout; returns the layout engine (``dot`` or ``fallback``)."""
+        if self._layout_thread is not None:
+            self._layout_thread.join(timeout)
+        return self.layout_engine
+
     # -- reading the store -------------------------------------------------------------
 
-    def refresh(self) -> None:
-        """Read the store and redraw what changed."""
+    def refresh(self, reread: bool = False) -> None:
+        """Show the store as it is now: the database (read again only when its file changed,
+        or with ``reread``) with the records still in writers' write-ahead files laid over it."""
         with self._lock:
-            runs = self._store.list_runs(limit=self.history_limit)
+            stamp = _db_stamp(self.pipeline.state_path)
+            ahead_runs, ahead_tasks = self._store.written_ahead()
+            if reread or stamp != self._db_stamp:
+                if self._db_stamp is not None:  # show what the writers logged ahead at once, then read
+                    self._show_merged(ahead_runs, ahead_tasks, read=False)
+                self._db_stamp = stamp
+                self._db_runs, tasks = self._store.runs_and_tasks(self._shown, self.history_limit)
+                self._db_tasks = {}
+                if self._shown or self._db_runs:
+                    self._db_tasks[self._shown or self._db_runs[0].run_id] = tasks
+                ahead_runs, ahead_tasks = self._store.written_ahead()
+            self._show_merged(ahead_runs, ahead_tasks)
+
+    def _show_merged(
+        self,
+        ahead_runs: Mapping[str, RunRecord],
+        ahead_tasks: Mapping[tuple[str, str], TaskRecord],
+        read: bool = True,
+    ) -> None:
+        """Show the database as last read, with the write-ahead records over it (``read``: may
+        read a run the last read did not cover)."""
+        with self._lock:
+            by_id = {r.run_id: r for r in self._db_runs} | dict(ahead_runs)
+            runs = sorted(by_id.values(), key=lambda r: (r.started_at, r.run_id), reverse=True)
+            runs = runs[: self.history_limit]
             live = self._live
             run_id = self._shown or (runs[0].run_id if runs else None)
             if live is not None and (self._shown is None or self._shown == live.run.run_id):
                 run, tasks = live.run, dict(live.tasks)  # the listener is ahead of the store
             elif run_id is not None:
-                run = next((r for r in runs if r.run_id == run_id), None) or self._store.get_run(run_id)
-                tasks = self._store.get_tasks(run_id) if run is not None else {}
+                run = by_id.get(run_id) or (self._store.get_run(run_id) if read else None)
+                if run_id not in self._db_tasks and read:
+                    self._db_tasks[run_id] = self._store.get_tasks(run_id) if run is not None else {}
+                tasks = dict(self._db_tasks.get(run_id, {}))
+                tasks.update({name: t for (rid, name), t in ahead_tasks.items() if rid == run_id})
             else:
                 run, tasks = None, {}
             self._show(run, tasks)
@@ -259,6 +321,18 @@ class Dashboard(widgets.VBox):
 
     def _on_store_change(self) -> None:
         self.refresh()
+
+    #: seconds between reads of a running task's log while nothing else changes
+    LOG_REFRESH_S = 1.0
+
+    def _on_idle(self) -> None:
+        """Follow the growing log of the selected task while it runs."""
+        task = self.tasks.get(self.graph.selected)
+        now = time.monotonic()
+        if task is not None and task.state == states.RUNNING and now - self._log_read_at >= self.LOG_REFRESH_S:
+            with self._lock:
+                self._log_read_at = now
+                self._update_panel(force=True)
 
     def _on_watch_error(self, error: BaseException) -> None:
         self._say(f"Could not read the state store: {error}", error=True)
@@ -461,6 +535,18 @@ class _Listener:
 
     def on_run_end(self, *, run: RunRecord, tasks: Mapping[str, TaskRecord], **_: Any) -> None:
         self.dashboard._heard(run, tasks=tasks)
+
+
+def _db_stamp(path: Path) -> tuple[tuple[int, int] | None, ...]:
+    """Size and mtime of the database file and of DuckDB's own log beside it."""
+    found: list[tuple[int, int] | None] = []
+    for p in (path, path.with_name(path.name + ".wal")):
+        try:
+            st = p.stat()
+            found.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            found.append(None)
+    return tuple(found)
 
 
 def _alive(pid: int) -> bool:

@@ -37,8 +37,8 @@ class StoreWatcher:
     """Call ``on_change`` (in a daemon thread) whenever the store at ``path`` changes.
 
     ``poke()`` asks for a call at once, whether or not the files changed (a listener in
-    this process knows about a change before the store does). Exceptions from
-    ``on_change`` go to ``on_error`` and the watching goes on.
+    this process knows about a change before the store does). ``on_idle`` is called on
+    the ticks when nothing changed. Exceptions go to ``on_error`` and the watching goes on.
     """
 
     def __init__(
@@ -47,11 +47,13 @@ class StoreWatcher:
         on_change: Callable[[], None],
         interval: float = 0.2,
         on_error: Callable[[BaseException], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
         self.path = path
         self.interval = interval
         self._on_change = on_change
         self._on_error = on_error
+        self._on_idle = on_idle
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -98,8 +100,8 @@ class StoreWatcher:
                     self._stamp = store_stamp(self.path)
                     self.reads += 1
                     self._on_change()
-                else:
-                    self.check()
+                elif not self.check() and self._on_idle is not None:
+                    self._on_idle()
             except Exception as e:  # a bad read must not end the watching
                 if self._on_error is not None:
                     self._on_error(e)
