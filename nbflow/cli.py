@@ -317,7 +317,17 @@ def backfill(path: str, start: str, end: str, workers: int | None, progress: boo
     sys.exit(exit_code)
 
 
+#: optional modules that cost seconds to import and that nbflow's own process never needs
+SKIPPED_IMPORTS = (
+    # jsonschema (imported by nbformat) builds an Earley parser for IRIs at import time when
+    # rfc3987-syntax is installed, as JupyterLab's dependencies install it: ~1 s per `nbflow run`
+    "rfc3987_syntax",
+)
+
+
 def main() -> None:
+    for name in SKIPPED_IMPORTS:  # the command's own process only: never done to a user's kernel
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # None: "import" raises ImportError
     cli(prog_name="nbflow")
 
 

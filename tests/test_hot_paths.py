@@ -33,3 +33,28 @@ def test_an_up_to_date_run_status_and_dag_load_no_kernel_machinery(tmp_path: Pat
         loaded = _modules_loaded_by(*command)
         assert "nbflow" in loaded
         assert not loaded & set(HEAVY), f"nbflow {command[0]} loaded {sorted(loaded & set(HEAVY))}"
+
+
+ENTRY = """
+import json, sys
+from nbflow.cli import main
+sys.argv = ["nbflow", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+print(json.dumps(sorted({m.split('.')[0] for m, mod in sys.modules.items() if mod is not None})), file=sys.stderr)
+"""
+
+
+def test_a_run_does_not_build_jsonschemas_iri_parser(tmp_path: Path, make_notebook) -> None:
+    make_notebook("a", "upstream = None", "x = 1")
+    proc = subprocess.run(
+        [sys.executable, "-c", ENTRY, "run", str(tmp_path), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    loaded = set(json.loads(proc.stderr.strip().splitlines()[-1]))
+    assert {"papermill", "nbformat", "jsonschema"} <= loaded, "a task ran, through papermill"
+    assert "rfc3987_syntax" not in loaded and "lark" not in loaded

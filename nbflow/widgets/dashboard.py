@@ -25,12 +25,12 @@ from nbflow.execution.logs import read_log_tail
 from nbflow.graph import DAG
 from nbflow.runner import state_dir
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
-from nbflow.store.duckdb import DuckDBRunStore
 from nbflow.widgets import layout as graph_layout
 from nbflow.widgets import model
 from nbflow.widgets.graph import GraphView
 from nbflow.widgets.layout import GraphLayout
 from nbflow.widgets.links import lab_url
+from nbflow.widgets.snapshot import Snapshot, StoreReader
 from nbflow.widgets.watch import StoreWatcher
 
 if TYPE_CHECKING:
@@ -75,7 +75,8 @@ class Dashboard(widgets.VBox):
         self._reload = reload
         self._use_dot = use_dot
         self.history_limit = history_limit
-        self._store = DuckDBRunStore(pipeline.state_path, lock_timeout=10.0)
+        self.reader = StoreReader(pipeline.state_path, history_limit)
+        self._store = self.reader.store
         self._lock = threading.RLock()
         self._shown: str | None = None  # the run chosen in the history; None follows the latest
         self.run_record: RunRecord | None = None
@@ -89,9 +90,6 @@ class Dashboard(widgets.VBox):
         self._history: list[tuple[str, str]] = []
         self._layout_thread: threading.Thread | None = None
         self._log_read_at = 0.0
-        self._db_stamp: tuple[tuple[int, int] | None, ...] | None = None
-        self._db_runs: list[RunRecord] = []
-        self._db_tasks: dict[str, dict[str, TaskRecord]] = {}
         self.layout_engine = ""
 
         self.graph = GraphView()
@@ -211,48 +209,17 @@ class Dashboard(widgets.VBox):
     # -- reading the store -------------------------------------------------------------
 
     def refresh(self, reread: bool = False) -> None:
-        """Show the store as it is now: the database (read again only when its file changed,
-        or with ``reread``) with the records still in writers' write-ahead files laid over it."""
+        """Show the store as it is now (``reread``: read the database even if its file did not change)."""
         with self._lock:
-            stamp = _db_stamp(self.pipeline.state_path)
-            ahead_runs, ahead_tasks = self._store.written_ahead()
-            if reread or stamp != self._db_stamp:
-                if self._db_stamp is not None:  # show what the writers logged ahead at once, then read
-                    self._show_merged(ahead_runs, ahead_tasks, read=False)
-                self._db_stamp = stamp
-                self._db_runs, tasks = self._store.runs_and_tasks(self._shown, self.history_limit)
-                self._db_tasks = {}
-                if self._shown or self._db_runs:
-                    self._db_tasks[self._shown or self._db_runs[0].run_id] = tasks
-                ahead_runs, ahead_tasks = self._store.written_ahead()
-            self._show_merged(ahead_runs, ahead_tasks)
+            self._show_snapshot(self.reader.read(self._shown, reread, early=self._show_snapshot))
 
-    def _show_merged(
-        self,
-        ahead_runs: Mapping[str, RunRecord],
-        ahead_tasks: Mapping[tuple[str, str], TaskRecord],
-        read: bool = True,
-    ) -> None:
-        """Show the database as last read, with the write-ahead records over it (``read``: may
-        read a run the last read did not cover)."""
-        with self._lock:
-            by_id = {r.run_id: r for r in self._db_runs} | dict(ahead_runs)
-            runs = sorted(by_id.values(), key=lambda r: (r.started_at, r.run_id), reverse=True)
-            runs = runs[: self.history_limit]
-            live = self._live
-            run_id = self._shown or (runs[0].run_id if runs else None)
-            if live is not None and (self._shown is None or self._shown == live.run.run_id):
-                run, tasks = live.run, dict(live.tasks)  # the listener is ahead of the store
-            elif run_id is not None:
-                run = by_id.get(run_id) or (self._store.get_run(run_id) if read else None)
-                if run_id not in self._db_tasks and read:
-                    self._db_tasks[run_id] = self._store.get_tasks(run_id) if run is not None else {}
-                tasks = dict(self._db_tasks.get(run_id, {}))
-                tasks.update({name: t for (rid, name), t in ahead_tasks.items() if rid == run_id})
-            else:
-                run, tasks = None, {}
-            self._show(run, tasks)
-            self._update_history(runs)
+    def _show_snapshot(self, snap: Snapshot) -> None:
+        live = self._live
+        if live is not None and (self._shown is None or self._shown == live.run.run_id):
+            self._show(live.run, dict(live.tasks))  # the listener is ahead of the store
+        else:
+            self._show(snap.run, snap.tasks)
+        self._update_history(snap.runs)
 
     def _show(self, run: RunRecord | None, tasks: dict[str, TaskRecord]) -> None:
         self.run_record, self.tasks = run, tasks
@@ -535,18 +502,6 @@ class _Listener:
 
     def on_run_end(self, *, run: RunRecord, tasks: Mapping[str, TaskRecord], **_: Any) -> None:
         self.dashboard._heard(run, tasks=tasks)
-
-
-def _db_stamp(path: Path) -> tuple[tuple[int, int] | None, ...]:
-    """Size and mtime of the database file and of DuckDB's own log beside it."""
-    found: list[tuple[int, int] | None] = []
-    for p in (path, path.with_name(path.name + ".wal")):
-        try:
-            st = p.stat()
-            found.append((st.st_size, st.st_mtime_ns))
-        except OSError:
-            found.append(None)
-    return tuple(found)
 
 
 def _alive(pid: int) -> bool:
