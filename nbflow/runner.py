@@ -126,7 +126,8 @@ class RunResult:
         return f"<RunResult {self.run_id} {self.state}: {summary}>"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -141,7 +142,7 @@ def reap_stale_runs(store: RunStore) -> list[str]:
     reaped = []
     host = socket.gethostname()
     for run in store.list_runs(limit=20):
-        if run.state != states.RUNNING or run.hostname != host or run.pid == os.getpid() or _pid_alive(run.pid):
+        if run.state != states.RUNNING or run.hostname != host or run.pid == os.getpid() or pid_alive(run.pid):
             continue
         now = utcnow()
         for task in store.get_tasks(run.run_id).values():

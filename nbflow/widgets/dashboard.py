@@ -23,7 +23,7 @@ from nbflow import states
 from nbflow.errors import NbflowError
 from nbflow.execution.logs import read_log_tail
 from nbflow.graph import DAG
-from nbflow.runner import state_dir
+from nbflow.runner import pid_alive, state_dir
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
 from nbflow.widgets import layout as graph_layout
 from nbflow.widgets import model
@@ -432,7 +432,7 @@ class Dashboard(widgets.VBox):
             and run.hostname == socket.gethostname()
             and run.pid > 0
             and run.pid != os.getpid()
-            and _alive(run.pid)
+            and pid_alive(run.pid)
         )
 
     def wait(self, timeout: float | None = None) -> RunResult | None:
@@ -502,13 +502,3 @@ class _Listener:
 
     def on_run_end(self, *, run: RunRecord, tasks: Mapping[str, TaskRecord], **_: Any) -> None:
         self.dashboard._heard(run, tasks=tasks)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
