@@ -162,6 +162,7 @@ def test_the_watcher_picks_up_a_run_made_by_another_process(make_notebook, tmp_p
         assert ("first", "running") in seen, "the running state of the other process's run was shown"
         assert dash.run_record is not None and dash.run_record.pid != os.getpid()
         assert [v for _l, v in dash.history.options][1] == dash.run_record.run_id
+        time.sleep(0.5)  # the process has ended: let the watcher see its last writes (they may trail what it showed)
         reads = dash.watcher.reads
         time.sleep(0.6)
         assert dash.watcher.reads == reads, "nothing changed, so the store was not read again"

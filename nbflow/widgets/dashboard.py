@@ -92,6 +92,17 @@ class Dashboard(widgets.VBox):
         self._log_read_at = 0.0
         self.layout_engine = ""
 
+        super().__init__(self._build())
+        self._use_pipeline(pipeline)
+        self.watcher = StoreWatcher(
+            pipeline.state_path, self._on_store_change, poll_interval, self._on_watch_error, self._on_idle
+        )
+        self.refresh()
+        self.watcher.check()  # remember the store as it is now, then follow it
+        self.watcher.start()
+
+    def _build(self) -> list[widgets.Widget]:
+        """Make the parts, wire their events; returns the dashboard's rows."""
         self.graph = GraphView()
         self.header = widgets.HTML()
         self.message = widgets.HTML()
@@ -125,25 +136,16 @@ class Dashboard(widgets.VBox):
             layout=widgets.Layout(flex="2 1 0", min_width="260px", padding="0 0 0 8px"),
         )
         self.graph.layout = widgets.Layout(flex="3 1 0", min_width="0")
-        super().__init__(
-            [
-                self.header,
-                controls,
-                params,
-                self.message,
-                self.note,
-                widgets.HBox([self.graph, panel], layout=widgets.Layout(width="100%")),
-                widgets.HTML("<b>Run history</b> <span style='color:#5f6368'>(choose a run to show it)</span>"),
-                self.history,
-            ]
-        )
-        self._use_pipeline(pipeline)
-        self.watcher = StoreWatcher(
-            pipeline.state_path, self._on_store_change, poll_interval, self._on_watch_error, self._on_idle
-        )
-        self.refresh()
-        self.watcher.check()  # remember the store as it is now, then follow it
-        self.watcher.start()
+        return [
+            self.header,
+            controls,
+            params,
+            self.message,
+            self.note,
+            widgets.HBox([self.graph, panel], layout=widgets.Layout(width="100%")),
+            widgets.HTML("<b>Run history</b> <span style='color:#5f6368'>(choose a run to show it)</span>"),
+            self.history,
+        ]
 
     # -- the pipeline's structure ------------------------------------------------------
 
