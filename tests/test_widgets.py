@@ -310,3 +310,24 @@ def test_task_names_beyond_ascii_are_drawn_as_they_are(make_notebook, tmp_path: 
     from nbflow.render import dag_to_dot
 
     assert '"données" -> "modèle"' in dag_to_dot(pipeline.dag)
+
+
+def test_the_task_panel_lists_each_attempt_of_a_retried_task(make_notebook, tmp_path: Path) -> None:
+    marker = tmp_path / "tries"
+    make_notebook(
+        "flaky",
+        "upstream = None",
+        f"from pathlib import Path\np = Path({str(marker)!r})\nn = int(p.read_text()) + 1 if p.exists() else 1\n"
+        "p.write_text(str(n))\nprint('try', n)\nassert n >= 2, f'try {n} fails'",
+    )
+    (tmp_path / "nbflow.toml").write_text('retries = 2\nretry_delay = "0s"\n')
+    dash = _dashboard(tmp_path)
+    try:
+        dash.run()
+        result = dash.wait(120)
+        assert result is not None and result.ok
+        dash.select_task("flaky")
+        assert "2: failed" in dash.task_detail.value and "success" in dash.task_detail.value
+        assert "try 2" in dash.task_log.value, "the log is the latest attempt's"
+    finally:
+        dash.close()

@@ -103,6 +103,14 @@ def _row(label: str, value: str) -> str:
     return f"<tr><th style='text-align:left;padding-right:1em;vertical-align:top'>{label}</th><td>{value}</td></tr>"
 
 
+def _attempts_text(task: TaskRecord, attempts: Sequence[AttemptRecord]) -> str:
+    """``3`` or, after retries, ``3: failed 0.4s, failed 0.5s, success 0.3s``."""
+    if len(attempts) < 2:
+        return str(task.attempts)
+    each = ", ".join(f"{html.escape(a.state)} {format_duration(a.duration_s)}" for a in attempts)
+    return f"{task.attempts}: {each}"
+
+
 def _shown_path(path: str, root: Path | None) -> str:
     if root is not None:
         try:
@@ -129,7 +137,7 @@ def task_detail_html(
     colour = states.COLOURS.get(task.state, states.NO_STATE_COLOUR)
     rows = [
         _row("state", f"<span style='background:{colour};padding:0 4px'>{esc(task.state)}</span>"),
-        _row("attempts", str(task.attempts)),
+        _row("attempts", _attempts_text(task, attempts)),
         _row("duration", esc(format_duration(task.duration_s))),
     ]
     if task.reason:
