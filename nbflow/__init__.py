@@ -13,6 +13,16 @@ __version__ = "0.1.0"
 __all__ = ["Pipeline", "Task", "RunResult", "NbflowError", "show", "__version__"]
 
 
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The server extension behind the JupyterLab pipeline panel (``nbflow.server``)."""
+    return [{"module": "nbflow.server"}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The prebuilt JupyterLab extension (the pipeline panel)."""
+    return [{"src": "labextension", "dest": "nbflow"}]
+
+
 def __getattr__(name: str):  # import lazily: `nbflow dag` and `nbflow status` stay fast
     if name in ("Pipeline", "Task"):
         from nbflow import pipeline

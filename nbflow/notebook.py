@@ -83,7 +83,7 @@ class NotebookSpec:
         return self.path.parent
 
 
-def _strip_magics(source: str) -> str:
+def strip_magics(source: str) -> str:
     """Blank IPython magics and shell escapes so that ``ast`` can read the cell; keep line numbers."""
     lines = []
     for line in source.splitlines():
@@ -159,7 +159,7 @@ def parse_parameters(source: str, relpath: str = "<notebook>", cell: int | None 
     cell_label = "the parameters cell" if cell is None else f"parameters cell {cell}"
     where = (relpath, cell)
     try:
-        tree = ast.parse(_strip_magics(source))
+        tree = ast.parse(strip_magics(source))
     except SyntaxError as e:
         raise MalformedNotebookError(relpath, f"{cell_label} is not valid Python (line {e.lineno}: {e.msg})") from None
     defaults: dict[str, str] = {}

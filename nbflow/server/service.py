@@ -1,0 +1,312 @@
+"""What the JupyterLab panel asks of nbflow, apart from HTTP: one object per server.
+
+Every path comes from the browser, relative to the server's root directory, and is
+resolved (symlinks too) and refused unless it stays inside that root. Runs go to a
+separate ``nbflow run`` process, so the server stays responsive and a server restart
+loses nothing: the run records itself in the pipeline's state store as from a terminal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from nbflow import __version__, states
+from nbflow.errors import NbflowError, PipelineValidationError, RunNotFoundError, UnknownTaskError, ValidationProblem
+from nbflow.render import format_duration
+
+
+class PathOutsideRootError(NbflowError):
+    """A path from the browser that leads outside the server's root directory."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"{path!r} is outside the folder this server serves.")
+
+
+class NotAPipelineFolderError(NbflowError):
+    """A path from the browser that is not an existing folder."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"{path!r} is not a folder on this server.")
+
+
+class RunNotGoingOnError(NbflowError):
+    """A stop asked for a run that has finished."""
+
+
+class NbflowService:
+    """The panel's operations on the pipelines below ``root``."""
+
+    #: seconds a run request waits for the new run's record (and for an early error)
+    START_WAIT_S = 15.0
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+
+    # -- paths -------------------------------------------------------------------------
+
+    def resolve(self, path: str, must_be_dir: bool = True) -> Path:
+        """The absolute path of ``path`` (relative to the root), refused if it leaves the root.
+
+        Raises
+        ------
+        PathOutsideRootError, NotAPipelineFolderError
+        """
+        if not isinstance(path, str) or "\x00" in path:
+            raise NbflowError("'path' must be a text path relative to the server's root.")
+        if Path(path).is_absolute() or path.startswith("~"):
+            raise PathOutsideRootError(path)
+        full = (self.root / path).resolve()
+        if full != self.root and self.root not in full.parents:
+            raise PathOutsideRootError(path)
+        if must_be_dir and not full.is_dir():
+            raise NotAPipelineFolderError(path)
+        return full
+
+    def relative(self, path: str | os.PathLike[str] | None) -> str | None:
+        """A path as the browser knows it (relative to the root), or None outside the root."""
+        if not path:
+            return None
+        try:
+            return Path(path).resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return None
+
+    # -- the DAG -----------------------------------------------------------------------
+
+    def dag(self, path: str) -> dict[str, Any]:
+        """The pipeline in ``path``: its tasks, edges, the SVG layout, declared parameters, problems."""
+        from nbflow.pipeline import Pipeline
+        from nbflow.widgets.layout import layout
+        from nbflow.widgets.model import declared_parameters
+
+        folder = self.resolve(path)
+        try:
+            pipeline = Pipeline.from_dir(folder)
+        except PipelineValidationError as e:
+            return {"path": path, "ok": False, "problems": [self._problem(p, folder) for p in e.problems]}
+        drawing = layout(pipeline.dag)
+        return {
+            "path": path,
+            "ok": True,
+            "problems": [],
+            "tasks": [
+                {
+                    "name": name,
+                    "path": self.relative(spec.path),
+                    "kind": spec.kind,
+                    "upstream": list(pipeline.dag.upstreams[name]),
+                }
+                for name, spec in ((n, pipeline.specs[n]) for n in pipeline.dag.order)
+            ],
+            "edges": [list(e) for e in pipeline.dag.edges],
+            "svg": drawing.svg,
+            "layout": drawing.engine,
+            "note": drawing.note,
+            "parameters": declared_parameters(pipeline.specs),
+        }
+
+    def _problem(self, problem: NbflowError, folder: Path) -> dict[str, Any]:
+        where = problem.path if isinstance(problem, ValidationProblem) else None
+        return {"message": str(problem), "path": self.relative(folder / where) if where else None}
+
+    # -- status and history ------------------------------------------------------------
+
+    def status(self, path: str, run_id: str | None = None, since: str | None = None) -> dict[str, Any]:
+        """The run shown (latest, or ``run_id``) with its tasks, and the history.
+
+        ``since`` is the ``token`` of an earlier answer: if the store has not changed since,
+        the answer is only ``{"changed": false, "token": ...}`` (a few ``stat`` calls).
+        """
+        from nbflow.widgets.model import task_paint
+        from nbflow.widgets.snapshot import StoreReader
+        from nbflow.widgets.watch import store_stamp
+
+        folder = self.resolve(path)
+        state_path = folder / "_nbflow" / "state.duckdb"
+        token = hashlib.sha256(json.dumps([store_stamp(state_path), run_id]).encode()).hexdigest()[:16]
+        if since is not None and since == token:
+            return {"changed": False, "token": token}
+        snap = StoreReader(state_path).read(run_id)
+        if run_id and snap.run is None:
+            raise RunNotFoundError(str(state_path), run_id)
+        tasks = {}
+        for name, t in snap.tasks.items():
+            state, colour, note = task_paint(t)
+            tasks[name] = {
+                "state": state,
+                "colour": colour,
+                "note": note,
+                "attempts": t.attempts,
+                "duration_s": t.duration_s,
+                "error": t.error,
+                "output_notebook": self.relative(t.output_notebook),
+            }
+        return {
+            "changed": True,
+            "token": token,
+            "run": _run_json(snap.run) if snap.run else None,
+            "tasks": tasks,
+            "runs": [_run_json(r) for r in snap.runs],
+            "colours": states.COLOURS,
+        }
+
+    def log(self, path: str, task: str, run_id: str | None = None, attempt: int | None = None) -> dict[str, Any]:
+        """A task's output, error and traceback in a run (the latest), and its executed notebook."""
+        from nbflow.commands import open_store, task_log
+
+        folder = self.resolve(path)
+        store = open_store(folder)
+        try:
+            record, text = task_log(store, task, run_id, attempt)
+        finally:
+            store.close()
+        return {
+            "task": task,
+            "run_id": record.run_id,
+            "attempt": record.attempt,
+            "state": record.state,
+            "text": text,
+            "error": record.error,
+            "traceback": record.traceback,
+            "output_notebook": self.relative(record.output_notebook),
+        }
+
+    # -- running -----------------------------------------------------------------------
+
+    def start_run(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        only: Sequence[str] | None = None,
+        force: bool = False,
+    ) -> dict[str, Any]:
+        """Start ``nbflow run`` on ``path`` in its own process; returns once the run is recorded.
+
+        Raises
+        ------
+        PipelineBusyError
+            Another run of this folder is going on.
+        NbflowError
+            The run could not start (its message: a bad parameter, an invalid pipeline).
+        """
+        from nbflow.runlock import RunLock
+
+        folder = self.resolve(path)
+        params = dict(params or {})
+        if not all(isinstance(k, str) and k for k in params):
+            raise NbflowError("'params' must map parameter names to values.")
+        with RunLock(folder / "_nbflow" / "run.lock", folder):  # busy? say so now, not from the process
+            pass
+        command = [sys.executable, "-m", "nbflow", "run", str(folder), "--no-progress"]
+        for key, value in params.items():
+            command += ["-p", f"{key}={json.dumps(value)}"]
+        for name in only or ():
+            command += ["--only", str(name)]
+        if force:
+            command.append("--force")
+        logs = folder / "_nbflow" / "panel-runs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        with open(log_path, "wb") as out:
+            process = subprocess.Popen(
+                command,
+                cwd=folder,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives a server restart; Stop sends it SIGINT
+            )
+        threading.Thread(target=process.wait, name=f"nbflow-run-{process.pid}", daemon=True).start()  # reaps it
+        return {"pid": process.pid, "log": self.relative(log_path), **self._wait_for_run(folder, process, log_path)}
+
+    def _wait_for_run(self, folder: Path, process: subprocess.Popen[bytes], log_path: Path) -> dict[str, Any]:
+        from nbflow.widgets.snapshot import StoreReader
+
+        reader = StoreReader(folder / "_nbflow" / "state.duckdb")
+        deadline = time.monotonic() + self.START_WAIT_S
+        while time.monotonic() < deadline:
+            snap = reader.read()
+            for run in snap.runs:
+                if run.pid == process.pid:
+                    return {"run_id": run.run_id}
+            code = process.poll()
+            if code is not None:
+                text = log_path.read_text(errors="replace").strip()
+                message = text.removeprefix("nbflow: error: ") if code == 2 else text[-2000:]
+                raise NbflowError(message or f"nbflow run exited with code {code} before the run started.")
+            time.sleep(0.05)
+        return {"run_id": None}
+
+    def stop(self, path: str, run_id: str) -> dict[str, Any]:
+        """Ask the process running ``run_id`` to stop (SIGINT, as Ctrl-C): its kernels end, the run is interrupted.
+
+        Raises
+        ------
+        RunNotFoundError, RunNotGoingOnError
+        """
+        from nbflow.runner import pid_alive
+        from nbflow.widgets.snapshot import StoreReader
+
+        folder = self.resolve(path)
+        run = StoreReader(folder / "_nbflow" / "state.duckdb").read(run_id).run  # written ahead counts too
+        if run is None:
+            raise RunNotFoundError(str(folder / "_nbflow" / "state.duckdb"), run_id)
+        if run.state != states.RUNNING or run.hostname != socket.gethostname() or not pid_alive(run.pid):
+            raise RunNotGoingOnError(f"Run {run_id} is not going on here (it is {run.state}).")
+        os.kill(run.pid, signal.SIGINT)
+        return {"run_id": run_id, "stopping": True}
+
+    # -- editing -----------------------------------------------------------------------
+
+    def edit_upstream(self, path: str, task: str, add: str | None = None, remove: str | None = None) -> dict[str, Any]:
+        """Add or remove one upstream of ``task``, in its notebook's parameters cell; returns the new DAG.
+
+        Raises
+        ------
+        UnknownTaskError, UnknownUpstreamError, CycleError
+            Nothing is written.
+        """
+        from nbflow.discovery import discover
+        from nbflow.edit import changed_upstream, check_upstream_change, write_upstream
+
+        folder = self.resolve(path)
+        if add is None and remove is None:
+            raise NbflowError("Say which upstream to 'add' or 'remove'.")
+        specs = {s.name: s for s in discover(folder).specs}
+        if task not in specs:
+            raise UnknownTaskError(task, sorted(specs))
+        spec = specs[task]
+        if spec.kind != "notebook":
+            raise NbflowError(f"{spec.relpath} is not a notebook; edit its upstream declaration in the file.")
+        upstream = changed_upstream(spec.upstream, add, remove)
+        check_upstream_change(task, upstream, {n: s.upstream for n, s in specs.items()}, spec.relpath)
+        write_upstream(spec.path, upstream, spec.relpath)
+        return self.dag(path)
+
+    def info(self) -> dict[str, Any]:
+        return {"version": __version__, "root": str(self.root)}
+
+
+def _run_json(run: Any) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "state": run.state,
+        "started_at": run.started_at.isoformat() + "Z",
+        "ended_at": run.ended_at.isoformat() + "Z" if run.ended_at else None,
+        "duration": format_duration(run.duration_s) if run.ended_at else None,
+        "params": run.params,
+        "pid": run.pid,
+    }
