@@ -1,0 +1,105 @@
+// Plugin wiring only: the panel in the left sidebar, commands, the notebook toolbar button.
+import { ILabShell, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { ICommandPalette, ToolbarButton, showErrorMessage } from '@jupyterlab/apputils';
+import { PathExt } from '@jupyterlab/coreutils';
+import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { runIcon, treeViewIcon } from '@jupyterlab/ui-components';
+
+import { serverApi } from './handler';
+import { PipelineModel } from './model';
+import { PipelinePanel } from './panel';
+import { CommandIDs, VERSION } from './tokens';
+
+/** The task a notebook is in the panel's pipeline (its path below the folder, without .ipynb). */
+function taskOf(folder: string, notebookPath: string): { folder: string; task: string } {
+  const inside = folder === '' || notebookPath.startsWith(folder + '/');
+  const base = inside ? folder : PathExt.dirname(notebookPath);
+  const rel = base ? notebookPath.slice(base.length + 1) : notebookPath;
+  return { folder: base, task: rel.replace(/\.ipynb$/, '') };
+}
+
+async function checkVersion(): Promise<void> {
+  try {
+    const info = await serverApi.info();
+    if (info.version !== VERSION) {
+      void showErrorMessage(
+        'nbflow: front end and server differ',
+        `The pipeline panel is ${VERSION}, the server's nbflow is ${info.version}. ` +
+          'Reinstall nbflow in the environment that runs JupyterLab (pip install --force-reinstall nbflow), then restart JupyterLab.'
+      );
+    }
+  } catch (error) {
+    console.warn('nbflow: the server extension does not answer; is nbflow installed where JupyterLab runs?', error);
+  }
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: 'nbflow:plugin',
+  description: "nbflow's pipeline panel: the DAG of a folder of notebooks, runs, logs, upstream editing.",
+  autoStart: true,
+  requires: [ILabShell, IDefaultFileBrowser, INotebookTracker],
+  optional: [ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    shell: ILabShell,
+    browser: IDefaultFileBrowser,
+    notebooks: INotebookTracker,
+    palette: ICommandPalette | null
+  ) => {
+    void checkVersion();
+    const model = new PipelineModel(serverApi);
+    const panel = new PipelinePanel(model, { open: path => void app.commands.execute('docmanager:open', { path }) });
+    panel.title.icon = treeViewIcon;
+    shell.add(panel, 'left', { rank: 400 });
+
+    const follow = () => void model.setPath(browser.model.path);
+    browser.model.pathChanged.connect(follow);
+    follow();
+    model.start();
+
+    app.commands.addCommand(CommandIDs.openPanel, {
+      label: 'Show the nbflow pipeline panel',
+      execute: () => shell.activateById(panel.id)
+    });
+    app.commands.addCommand(CommandIDs.runPipeline, {
+      label: 'Run the pipeline (nbflow)',
+      icon: runIcon,
+      execute: () => model.runPipeline(panel.formParams())
+    });
+    app.commands.addCommand(CommandIDs.stopRun, {
+      label: 'Stop the pipeline run (nbflow)',
+      execute: () => model.stop()
+    });
+    app.commands.addCommand(CommandIDs.runNotebook, {
+      label: 'Run this notebook with its upstreams (nbflow)',
+      icon: runIcon,
+      isEnabled: () => notebooks.currentWidget !== null,
+      execute: async () => {
+        const current = notebooks.currentWidget;
+        if (!current) {
+          return;
+        }
+        const { folder, task } = taskOf(model.path ?? '', current.context.path);
+        await model.setPath(folder);
+        shell.activateById(panel.id);
+        await model.runPipeline(panel.formParams(), [task]);
+      }
+    });
+    for (const command of Object.values(CommandIDs)) {
+      palette?.addItem({ command, category: 'nbflow' });
+    }
+    notebooks.widgetAdded.connect((_, nb: NotebookPanel) => {
+      const run = new ToolbarButton({
+        icon: runIcon,
+        label: 'nbflow',
+        tooltip: 'Run this notebook with its upstreams (nbflow)',
+        className: 'nbflow-toolbar-run',
+        onClick: () => void app.commands.execute(CommandIDs.runNotebook)
+      });
+      nb.toolbar.insertItem(10, 'nbflowRun', run);
+    });
+  }
+};
+
+export default plugin;

@@ -1,0 +1,207 @@
+// The panel's state: the folder's DAG, the run shown and its tasks' states, kept fresh by
+// polling the server with a "changed since" token (an unchanged store costs a few stat calls).
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { IApi, NbflowResponseError, Wire } from './tokens';
+
+export type Paint = { [task: string]: [state: string, colour: string, note: string] };
+
+export class PipelineModel {
+  constructor(
+    readonly api: IApi,
+    readonly pollMs = 1000
+  ) {}
+
+  path: string | null = null;
+  dag: Wire.IDag | null = null;
+  status: Wire.IStatus | null = null;
+  /** The run chosen in the history; null follows the latest. */
+  shownRun: string | null = null;
+  selected: string | null = null;
+  message: { text: string; error: boolean } | null = null;
+
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  get tasks(): Wire.ITask[] {
+    return this.dag?.tasks ?? [];
+  }
+
+  get run(): Wire.IRun | null {
+    return this.status?.run ?? null;
+  }
+
+  get running(): boolean {
+    return this.run?.state === 'running';
+  }
+
+  /** Each task's [state, colour, note] in the run shown; tasks outside it are blank. */
+  paint(): Paint {
+    const result: Paint = {};
+    const states = this.status?.tasks ?? {};
+    for (const task of this.tasks) {
+      const s = states[task.name];
+      result[task.name] = s ? [s.state, s.colour, s.note] : ['', '#ffffff', ''];
+    }
+    return result;
+  }
+
+  task(name: string): Wire.ITask | undefined {
+    return this.tasks.find(t => t.name === name);
+  }
+
+  /** Show the pipeline in ``path`` (relative to the server's root). */
+  async setPath(path: string): Promise<void> {
+    if (path === this.path) {
+      return;
+    }
+    this.path = path;
+    this.dag = null;
+    this.status = null;
+    this.shownRun = null;
+    this.selected = null;
+    this.message = null;
+    await this.refresh();
+  }
+
+  async refresh(): Promise<void> {
+    if (this.path === null) {
+      return;
+    }
+    await this.guard(async () => {
+      this.dag = await this.api.dag(this.path!);
+      this.status = null;
+      await this.poll();
+    });
+    this._changed.emit();
+  }
+
+  /** Ask for the state of the run shown; returns whether anything changed. */
+  async poll(): Promise<boolean> {
+    if (this.path === null || !this.dag?.ok) {
+      return false;
+    }
+    const answer = await this.api.status(this.path, this.shownRun, this.status?.token);
+    if (!answer.changed) {
+      return false;
+    }
+    this.status = answer;
+    this._changed.emit();
+    return true;
+  }
+
+  /** Poll every ``pollMs`` until disposed. */
+  start(): void {
+    if (this._timer === null) {
+      this._timer = setInterval(() => {
+        if (!this._polling) {
+          this._polling = true;
+          this.poll()
+            .catch(() => undefined)
+            .finally(() => (this._polling = false));
+        }
+      }, this.pollMs);
+    }
+  }
+
+  dispose(): void {
+    if (this._timer !== null) {
+      clearInterval(this._timer);
+      this._timer = null;
+    }
+  }
+
+  select(name: string | null): void {
+    this.selected = name;
+    this._changed.emit();
+  }
+
+  async showRun(runId: string | null): Promise<void> {
+    this.shownRun = runId;
+    this.status = null;
+    await this.guard(() => this.poll());
+    this._changed.emit();
+  }
+
+  async runPipeline(params: { [name: string]: unknown } = {}, only?: string[], force = false): Promise<string | null> {
+    if (this.path === null) {
+      return null;
+    }
+    let runId: string | null = null;
+    await this.guard(async () => {
+      const started = await this.api.run(this.path!, params, only, force);
+      runId = started.run_id;
+      this.shownRun = null;
+      this.say(`Run ${runId ?? ''} started${only ? ` (${only.join(', ')} and what it needs)` : ''}.`);
+      await this.poll();
+    });
+    return runId;
+  }
+
+  async stop(): Promise<void> {
+    const run = this.run;
+    if (this.path === null || !run || run.state !== 'running') {
+      this.say('No run is going on.', true);
+      return;
+    }
+    await this.guard(async () => {
+      await this.api.stop(this.path!, run.run_id);
+      this.say(`Stopping run ${run.run_id}…`);
+    });
+  }
+
+  async log(task: string): Promise<Wire.ILog | null> {
+    if (this.path === null) {
+      return null;
+    }
+    let result: Wire.ILog | null = null;
+    await this.guard(async () => {
+      result = await this.api.log(this.path!, task, this.shownRun);
+    });
+    return result;
+  }
+
+  async addUpstream(task: string, upstream: string): Promise<boolean> {
+    return this.editUpstream(task, { add: upstream });
+  }
+
+  async removeUpstream(task: string, upstream: string): Promise<boolean> {
+    return this.editUpstream(task, { remove: upstream });
+  }
+
+  private async editUpstream(task: string, change: { add?: string; remove?: string }): Promise<boolean> {
+    if (this.path === null) {
+      return false;
+    }
+    const ok = await this.guard(async () => {
+      this.dag = await this.api.editUpstream(this.path!, task, change);
+      this.status = null;
+      await this.poll();
+      this.say(change.add ? `${task} now reads ${change.add}.` : `${task} no longer reads ${change.remove}.`);
+    });
+    this._changed.emit();
+    return ok;
+  }
+
+  say(text: string, error = false): void {
+    this.message = { text, error };
+    this._changed.emit();
+  }
+
+  /** Run ``work``; a server error becomes the panel's message (never an uncaught rejection). */
+  private async guard(work: () => Promise<unknown>): Promise<boolean> {
+    try {
+      await work();
+      return true;
+    } catch (error) {
+      const text = error instanceof NbflowResponseError ? error.message : String(error);
+      this.say(text, true);
+      return false;
+    }
+  }
+
+  private _changed = new Signal<this, void>(this);
+  private _timer: ReturnType<typeof setInterval> | null = null;
+  private _polling = false;
+}
