@@ -1,0 +1,139 @@
+// The panel's model against a recording fake of the server API (handler.ts is what it stands for).
+import { strict as assert } from 'node:assert';
+import { test } from 'node:test';
+
+import { PipelineModel } from '../src/model';
+import { IApi, NbflowResponseError, Wire } from '../src/tokens';
+
+function dag(upstream: { [task: string]: string[] }): Wire.IDag {
+  return {
+    path: 'pipe',
+    ok: true,
+    problems: [],
+    tasks: Object.entries(upstream).map(([name, ups]) => ({ name, path: `pipe/${name}.ipynb`, kind: 'notebook', upstream: ups })),
+    svg: '<svg></svg>',
+    parameters: { rows: '3' }
+  };
+}
+
+class FakeServer implements IApi {
+  calls: string[] = [];
+  graph = dag({ load: [], clean: ['load'] });
+  token = 't1';
+  states: { [task: string]: string } = {};
+  runState = 'running';
+  failNext: NbflowResponseError | null = null;
+
+  private check(): void {
+    if (this.failNext) {
+      const e = this.failNext;
+      this.failNext = null;
+      throw e;
+    }
+  }
+  async dag(path: string) {
+    this.calls.push(`dag ${path}`);
+    this.check();
+    return this.graph;
+  }
+  async status(path: string, run?: string | null, since?: string | null): Promise<Wire.IStatus> {
+    this.calls.push(`status ${path} ${run ?? '-'} ${since ?? '-'}`);
+    if (since === this.token) {
+      return { changed: false, token: this.token };
+    }
+    const tasks: { [n: string]: Wire.ITaskState } = {};
+    for (const [name, state] of Object.entries(this.states)) {
+      tasks[name] = { state, colour: state === 'success' ? '#8fd19e' : '#8ab4f8', note: '', attempts: 1, duration_s: null, error: null, output_notebook: null };
+    }
+    const r: Wire.IRun = { run_id: run ?? 'r1', state: this.runState, started_at: '', ended_at: null, duration: null, params: {}, pid: 1 };
+    return { changed: true, token: this.token, run: r, tasks, runs: [r] };
+  }
+  async run(path: string, params: { [n: string]: unknown }, only?: string[], force?: boolean) {
+    this.calls.push(`run ${path} ${JSON.stringify(params)} ${JSON.stringify(only ?? null)} ${force ?? false}`);
+    this.check();
+    return { pid: 1, run_id: 'r1' };
+  }
+  async stop(path: string, runId: string) {
+    this.calls.push(`stop ${path} ${runId}`);
+    return {};
+  }
+  async log(path: string, task: string): Promise<Wire.ILog> {
+    return { task, run_id: 'r1', attempt: 1, state: 'success', text: `${path}/${task} said hi`, error: null, traceback: null, output_notebook: null };
+  }
+  async editUpstream(path: string, task: string, change: { add?: string; remove?: string }) {
+    this.calls.push(`edit ${path} ${task} ${JSON.stringify(change)}`);
+    this.check();
+    const current = dag({ load: [], clean: ['load'] }).tasks!.find(t => t.name === task)!.upstream;
+    this.graph = dag({ load: [], clean: change.add ? [...current, change.add] : current.filter(u => u !== change.remove) });
+    return this.graph;
+  }
+  async info() {
+    return { version: '0.1.0', root: '/' };
+  }
+}
+
+test('a folder loads its DAG and the latest run, then polls cheaply', async () => {
+  const api = new FakeServer();
+  const model = new PipelineModel(api);
+  let changes = 0;
+  model.changed.connect(() => changes++);
+  api.states = { load: 'running' };
+  await model.setPath('pipe');
+  assert.deepEqual(model.paint(), { load: ['running', '#8ab4f8', ''], clean: ['', '#ffffff', ''] });
+  assert.equal(model.running, true);
+  assert.equal(await model.poll(), false, 'same token: nothing changed');
+  assert.match(api.calls[api.calls.length - 1], /since|t1/);
+  api.token = 't2';
+  api.states = { load: 'success', clean: 'success' };
+  api.runState = 'success';
+  assert.equal(await model.poll(), true);
+  assert.deepEqual(Object.values(model.paint()).map(p => p[0]), ['success', 'success']);
+  assert.ok(changes >= 2);
+});
+
+test('run, run a task with its upstreams, stop: what reaches the server', async () => {
+  const api = new FakeServer();
+  const model = new PipelineModel(api);
+  await model.setPath('pipe');
+  await model.runPipeline({ rows: 5 }, undefined, true);
+  await model.runPipeline({}, ['clean']);
+  await model.stop();
+  assert.deepEqual(
+    api.calls.filter(c => c.startsWith('run') || c.startsWith('stop')),
+    ['run pipe {"rows":5} null true', 'run pipe {} ["clean"] false', 'stop pipe r1']
+  );
+  assert.match(model.message!.text, /Stopping run r1/);
+});
+
+test('a server error becomes the panel message, never an exception', async () => {
+  const api = new FakeServer();
+  const model = new PipelineModel(api);
+  await model.setPath('pipe');
+  api.failNext = new NbflowResponseError(409, 'Another nbflow run is running the pipeline');
+  assert.equal(await model.runPipeline(), null);
+  assert.deepEqual(model.message, { text: 'Another nbflow run is running the pipeline', error: true });
+  api.failNext = new NbflowResponseError(400, 'Cycle in upstreams: load -> clean -> load.');
+  assert.equal(await model.addUpstream('load', 'clean'), false);
+  assert.equal(model.message!.error, true);
+  assert.deepEqual(model.task('load')!.upstream, [], 'the DAG is unchanged');
+});
+
+test('adding and removing an upstream updates the DAG from the answer', async () => {
+  const api = new FakeServer();
+  const model = new PipelineModel(api);
+  await model.setPath('pipe');
+  assert.equal(await model.addUpstream('clean', 'extra'), true);
+  assert.deepEqual(model.task('clean')!.upstream, ['load', 'extra']);
+  assert.equal(await model.removeUpstream('clean', 'load'), true);
+  assert.deepEqual(model.task('clean')!.upstream, []);
+  assert.deepEqual(api.calls.filter(c => c.startsWith('edit')), ['edit pipe clean {"add":"extra"}', 'edit pipe clean {"remove":"load"}']);
+});
+
+test('choosing a past run asks for that run', async () => {
+  const api = new FakeServer();
+  const model = new PipelineModel(api);
+  await model.setPath('pipe');
+  await model.showRun('r0');
+  assert.equal(model.shownRun, 'r0');
+  assert.match(api.calls[api.calls.length - 1], /^status pipe r0 -$/);
+});
