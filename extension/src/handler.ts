@@ -31,12 +31,12 @@ const post = (body: unknown): RequestInit => ({ method: 'POST', body: JSON.strin
 
 /** The server API, as the model uses it. */
 export const serverApi: IApi = {
-  dag: path => requestAPI<Wire.IDag>('dag', {}, { path }),
+  dag: path => requestAPI<Wire.IDag>('dag', {}, { path, direction: 'TB' }),
   status: (path, run, since) =>
     requestAPI<Wire.IStatus>('status', {}, { path, ...(run ? { run } : {}), ...(since ? { since } : {}) }),
   run: (path, params, only, force) => requestAPI<Wire.IStarted>('runs', post({ path, params, only, force })),
   stop: (path, runId) => requestAPI(`runs/${encodeURIComponent(runId)}/stop`, post({ path })),
   log: (path, task, run) => requestAPI<Wire.ILog>('log', {}, { path, task, ...(run ? { run } : {}) }),
-  editUpstream: (path, task, change) => requestAPI<Wire.IDag>('upstream', post({ path, task, ...change })),
+  editUpstream: (path, task, change) => requestAPI<Wire.IDag>('upstream', post({ path, task, ...change, direction: 'TB' })),
   info: () => requestAPI<Wire.IInfo>('info')
 };

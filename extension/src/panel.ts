@@ -159,6 +159,9 @@ export class PipelinePanel extends Widget {
       return;
     }
     const state = m.status?.tasks?.[name];
+    if (this._log.dataset.task !== name) {
+      this._log.textContent = '';  // another task's log is not this one's
+    }
     const others = m.tasks.map(t => t.name).filter(n => n !== name && !task.upstream.includes(n));
     const pick = el('select', { class: 'nbflow-add-upstream-choice' }, ...others.map(n => el('option', { value: n, text: n })));
     const upstreams = task.upstream.map(up =>

@@ -80,7 +80,7 @@ class InfoHandler(NbflowHandler):
 class DagHandler(NbflowHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
-        await self.call(self.service.dag, self.arg("path"))
+        await self.call(self.service.dag, self.arg("path"), self.arg("direction", False) or "LR")
 
 
 class StatusHandler(NbflowHandler):
@@ -141,7 +141,10 @@ class UpstreamHandler(NbflowHandler):
         for key in ("add", "remove"):
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise tornado.web.HTTPError(400, reason=f"{key!r} must be a task name")
-        await self.call(self.service.edit_upstream, data["path"], data["task"], data.get("add"), data.get("remove"))
+        direction = data.get("direction") or "LR"
+        await self.call(
+            self.service.edit_upstream, data["path"], data["task"], data.get("add"), data.get("remove"), str(direction)
+        )
 
 
 def setup_handlers(web_app: Any, service: NbflowService) -> None:

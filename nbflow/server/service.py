@@ -86,8 +86,13 @@ class NbflowService:
 
     # -- the DAG -----------------------------------------------------------------------
 
-    def dag(self, path: str) -> dict[str, Any]:
-        """The pipeline in ``path``: its tasks, edges, the SVG layout, declared parameters, problems."""
+    def dag(self, path: str, direction: str = "LR") -> dict[str, Any]:
+        """The pipeline in ``path``: its tasks, edges, the SVG layout, declared parameters, problems.
+
+        ``direction``: ``LR`` or ``TB`` (the panel, in a narrow sidebar, asks for ``TB``).
+        """
+        if direction not in ("LR", "TB"):
+            raise NbflowError("'direction' must be LR or TB.")
         from nbflow.pipeline import Pipeline
         from nbflow.widgets.layout import layout
         from nbflow.widgets.model import declared_parameters
@@ -97,7 +102,7 @@ class NbflowService:
             pipeline = Pipeline.from_dir(folder)
         except PipelineValidationError as e:
             return {"path": path, "ok": False, "problems": [self._problem(p, folder) for p in e.problems]}
-        drawing = layout(pipeline.dag)
+        drawing = layout(pipeline.dag, rankdir=direction)
         return {
             "path": path,
             "ok": True,
@@ -271,7 +276,9 @@ class NbflowService:
 
     # -- editing -----------------------------------------------------------------------
 
-    def edit_upstream(self, path: str, task: str, add: str | None = None, remove: str | None = None) -> dict[str, Any]:
+    def edit_upstream(
+        self, path: str, task: str, add: str | None = None, remove: str | None = None, direction: str = "LR"
+    ) -> dict[str, Any]:
         """Add or remove one upstream of ``task``, in its notebook's parameters cell; returns the new DAG.
 
         Raises
@@ -294,7 +301,7 @@ class NbflowService:
         upstream = changed_upstream(spec.upstream, add, remove)
         check_upstream_change(task, upstream, {n: s.upstream for n, s in specs.items()}, spec.relpath)
         write_upstream(spec.path, upstream, spec.relpath)
-        return self.dag(path)
+        return self.dag(path, direction)
 
     def info(self) -> dict[str, Any]:
         return {"version": __version__, "root": str(self.root)}

@@ -43,12 +43,12 @@ class GraphLayout:
     note: str = ""
 
 
-def dag_dot_source(dag: DAG) -> str:
+def dag_dot_source(dag: DAG, rankdir: str = "LR") -> str:
     """Graphviz source of the layout (states are painted later, so every node starts white)."""
     big = is_big(dag)
     lines = [
         "digraph pipeline {",
-        "  rankdir=LR; nodesep=0.25; ranksep=0.45;",
+        f"  rankdir={'TB' if rankdir == 'TB' else 'LR'}; nodesep=0.25; ranksep=0.45;",
         # dot's coordinate pass (network simplex) grows fast with size: 300 tasks and 860
         # edges take 34 s by default, 0.6 s with it bounded; small graphs keep the default.
         *(["  nslimit=2; mclimit=0.5;"] if big else []),
@@ -79,11 +79,15 @@ def _key(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()
 
 
-def layout(dag: DAG, use_dot: bool = True) -> GraphLayout:
-    """Lay the DAG out as SVG (cached by structure); falls back to :func:`layered_svg` without dot."""
+def layout(dag: DAG, use_dot: bool = True, rankdir: str = "LR") -> GraphLayout:
+    """Lay the DAG out as SVG (cached by structure); falls back to :func:`layered_svg` without dot.
+
+    ``rankdir`` is ``LR`` (left to right, for a notebook's width) or ``TB`` (top to bottom,
+    for a narrow sidebar).
+    """
     if not use_dot:
         return GraphLayout(layered_svg(dag), "fallback")
-    source = dag_dot_source(dag)
+    source = dag_dot_source(dag, rankdir)
     key = _key(source)
     with _lock:
         if key in _cache:
