@@ -91,23 +91,26 @@ export class PipelineModel {
     return true;
   }
 
-  /** Poll every ``pollMs`` until disposed. */
+  /** Poll until disposed: every ``pollMs``, or four times as often while a run goes on. */
   start(): void {
-    if (this._timer === null) {
-      this._timer = setInterval(() => {
-        if (!this._polling) {
-          this._polling = true;
-          this.poll()
-            .catch(() => undefined)
-            .finally(() => (this._polling = false));
-        }
-      }, this.pollMs);
+    if (this._timer !== null) {
+      return;
     }
+    const tick = () => {
+      this.poll()
+        .catch(() => undefined)
+        .finally(() => {
+          if (this._timer !== null) {
+            this._timer = setTimeout(tick, this.running ? this.pollMs / 4 : this.pollMs);
+          }
+        });
+    };
+    this._timer = setTimeout(tick, this.pollMs);
   }
 
   dispose(): void {
     if (this._timer !== null) {
-      clearInterval(this._timer);
+      clearTimeout(this._timer);
       this._timer = null;
     }
   }
@@ -202,6 +205,5 @@ export class PipelineModel {
   }
 
   private _changed = new Signal<this, void>(this);
-  private _timer: ReturnType<typeof setInterval> | null = null;
-  private _polling = false;
+  private _timer: ReturnType<typeof setTimeout> | null = null;
 }
