@@ -82,7 +82,7 @@ def test_the_panel_runs_the_example_shows_a_log_and_edits_an_upstream(example_co
         try:
             page.goto(f"{lab.url}/lab?token={lab.token}")
             page.click(".jp-SideBar [data-id='nbflow-pipeline-panel']", timeout=90_000)
-            page.wait_for_selector(f"{PANEL} .nbflow-graph g.node", timeout=60_000)
+            page.wait_for_selector(f"{PANEL} .nbflow-panel-graph g.node", timeout=60_000)
             tasks = page.locator(f"{PANEL} g.node").count()
             assert tasks == 9
 
@@ -114,6 +114,26 @@ def test_the_panel_runs_the_example_shows_a_log_and_edits_an_upstream(example_co
                 ".some(li => li.textContent.includes('ingest'))"
             )
             assert _upstream_line(report) == original
+
+            # open a notebook from the panel, then run it with its upstreams from its toolbar
+            before = page.inner_text(f"{PANEL} .nbflow-summary")
+            page.locator(f"{PANEL} g.node", has_text="features").click()
+            page.click(f"{PANEL} .nbflow-open")
+            page.wait_for_selector(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current:has-text('features.ipynb')")
+            page.click(".jp-NotebookPanel .nbflow-toolbar-run")
+            page.wait_for_function(
+                "([sel, before]) => { const s = document.querySelector(sel + ' .nbflow-summary').textContent;"
+                " return s !== before && s.includes(': success'); }",
+                arg=[PANEL, before],
+                timeout=120_000,
+            )
+            shown = page.evaluate(
+                f"() => Object.fromEntries([...document.querySelectorAll('{PANEL} g.node')]"
+                ".map(g => [g.dataset.task, g.dataset.state]))"
+            )
+            assert shown["train"] == "" and shown["report"] == "", "features and what it needs, only"
+            assert {shown[n] for n in ("ingest", "validate", "features")} <= {"success", "up_to_date"}
+            page.screenshot(path=str(ARTIFACTS / "panel-run-notebook.png"))
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "panel-failure.png"), full_page=True)
             raise

@@ -223,3 +223,17 @@ def test_the_extension_is_enabled_by_installing_nbflow() -> None:
     )
     text = out.stdout + out.stderr
     assert "nbflow" in text and "enabled" in text.split("nbflow", 1)[1][:40]
+
+
+def test_a_run_started_by_the_server_outlives_a_server_restart(tmp_path: Path) -> None:
+    from nbflow.server.service import NbflowService
+
+    write_notebook(tmp_path / "pipe", "slow", "upstream = None", "import time\ntime.sleep(2)\nprint('done')")
+    started = NbflowService(tmp_path).start_run("pipe")
+    assert started["run_id"]
+    restarted = NbflowService(tmp_path)  # a new server: the run is its own process, recorded in the store
+    deadline = time.monotonic() + 120
+    while (status := restarted.status("pipe"))["run"]["state"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert status["run"]["run_id"] == started["run_id"] and status["tasks"]["slow"]["state"] == "success"

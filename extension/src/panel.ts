@@ -218,7 +218,7 @@ export class PipelinePanel extends Widget {
   private _paramsKey = '';
   private _message = el('div', { class: 'nbflow-message' });
   private _problems = el('div', { class: 'nbflow-problems' });
-  private _graph = el('div', { class: 'nbflow-graph' });
+  private _graph = el('div', { class: 'nbflow-panel-graph' });
   private _svg = '';
   private _nodes = new Map<string, { g: SVGGElement; shape: Element | null; note: Element | null }>();
   private _task = el('div', { class: 'nbflow-task' });
