@@ -136,3 +136,23 @@ def _shut_down(lab: Lab) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(lab.process.pid, signal.SIGKILL)
         lab.process.wait(timeout=10)
+
+
+@contextmanager
+def browser_page(url: str, failure_shot: str, viewport: tuple[int, int] = (1400, 1000)) -> Iterator[object]:
+    """A page of the machine's Chromium (Playwright) at ``url``; a screenshot lands in
+    ``test-artifacts/<failure_shot>`` if the block fails."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+        try:
+            page.goto(url)
+            yield page
+        except BaseException:
+            page.screenshot(path=str(ARTIFACTS / failure_shot), full_page=True)
+            raise
+        finally:
+            browser.close()

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from labserver import ARTIFACTS, CHROMIUM_ARGS, REPO, chromium_path, jupyter_lab
+from labserver import ARTIFACTS, REPO, browser_page, jupyter_lab
 
 from nbflow import states
 
@@ -32,38 +32,31 @@ def test_the_dashboard_runs_the_example_pipeline_in_jupyterlab(example_copy: Pat
 
     tasks = len(Pipeline.from_dir(example_copy).specs)
     assert tasks == 9 and (example_copy / "dashboard.ipynb").exists(), "the dashboard notebook is not a task"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with jupyter_lab(example_copy, tmp_path / "jupyter") as lab, playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        try:
-            page.goto(lab.page_url("dashboard.ipynb"))
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
-            _run_all_cells(page)
-            assert page.locator(".nbflow-graph g.node").count() == tasks
-            page.screenshot(path=str(ARTIFACTS / "dashboard-before-run.png"))
+    with (
+        jupyter_lab(example_copy, tmp_path / "jupyter") as lab,
+        browser_page(lab.page_url("dashboard.ipynb"), "dashboard-failure.png", (1400, 1100)) as page,
+    ):
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
+        _run_all_cells(page)
+        assert page.locator(".nbflow-graph g.node").count() == tasks
+        page.screenshot(path=str(ARTIFACTS / "dashboard-before-run.png"))
 
-            page.locator(".jupyter-widgets.widget-button", has_text="Run").first.click()
-            page.wait_for_function(ALL_NODES_IN, arg=["success", tasks], timeout=180_000)
-            fills = dict(page.evaluate(NODE_FILLS))
-            assert fills == {name: states.COLOURS["success"] for name in fills} and len(fills) == tasks
-            page.wait_for_function(
-                "() => document.body.innerText.includes('success in')", timeout=30_000
-            )  # the summary line, once the run is recorded as finished
+        page.locator(".jupyter-widgets.widget-button", has_text="Run").first.click()
+        page.wait_for_function(ALL_NODES_IN, arg=["success", tasks], timeout=180_000)
+        fills = dict(page.evaluate(NODE_FILLS))
+        assert fills == {name: states.COLOURS["success"] for name in fills} and len(fills) == tasks
+        page.wait_for_function(
+            "() => document.body.innerText.includes('success in')", timeout=30_000
+        )  # the summary line, once the run is recorded as finished
 
-            page.locator(".nbflow-graph g.node", has_text="train").click()  # a task, from the graph
-            page.wait_for_function("() => document.body.innerText.includes('final training log-loss')")
-            link = page.locator("a.nbflow-notebook-link")
-            href = link.get_attribute("href")
-            assert href.startswith("/lab/tree/_nbflow/runs/") and href.endswith("/train/attempt-1.ipynb")
-            assert (example_copy / href.removeprefix("/lab/tree/")).is_file()
-            page.locator(".nbflow-graph").scroll_into_view_if_needed()
-            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "dashboard-failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+        page.locator(".nbflow-graph g.node", has_text="train").click()  # a task, from the graph
+        page.wait_for_function("() => document.body.innerText.includes('final training log-loss')")
+        link = page.locator("a.nbflow-notebook-link")
+        href = link.get_attribute("href")
+        assert href.startswith("/lab/tree/_nbflow/runs/") and href.endswith("/train/attempt-1.ipynb")
+        assert (example_copy / href.removeprefix("/lab/tree/")).is_file()
+        page.locator(".nbflow-graph").scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
 
 def _run_all_cells(page, tries: int = 3) -> None:

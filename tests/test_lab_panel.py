@@ -8,11 +8,14 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
-from labserver import ARTIFACTS, CHROMIUM_ARGS, REPO, chromium_path, jupyter_lab
+from labserver import ARTIFACTS, REPO, browser_page, jupyter_lab
 
 import nbflow
 from nbflow import states
@@ -66,6 +69,14 @@ def _states_are(page, state: str, count: int) -> None:
     )
 
 
+@contextmanager
+def _panel(lab, failure_shot: str) -> Iterator[Any]:
+    """JupyterLab in Chromium with the Pipeline panel open."""
+    with browser_page(f"{lab.url}/lab?token={lab.token}", failure_shot, (1500, 1000)) as page:
+        page.click(".jp-SideBar [data-id='nbflow-pipeline-panel']", timeout=90_000)
+        yield page
+
+
 def _upstream_line(path: Path) -> str:
     nb = nbformat.read(path, as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
@@ -76,90 +87,70 @@ def test_the_panel_runs_the_example_shows_a_log_and_edits_an_upstream(example_co
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     report = example_copy / "report.ipynb"
     original = _upstream_line(report)
-    with jupyter_lab(example_copy, tmp_path / "jupyter") as lab, playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        try:
-            page.goto(f"{lab.url}/lab?token={lab.token}")
-            page.click(".jp-SideBar [data-id='nbflow-pipeline-panel']", timeout=90_000)
-            page.wait_for_selector(f"{PANEL} .nbflow-panel-graph g.node", timeout=60_000)
-            tasks = page.locator(f"{PANEL} g.node").count()
-            assert tasks == 9
+    with jupyter_lab(example_copy, tmp_path / "jupyter") as lab, _panel(lab, "panel-failure.png") as page:
+        page.wait_for_selector(f"{PANEL} .nbflow-panel-graph g.node", timeout=60_000)
+        tasks = page.locator(f"{PANEL} g.node").count()
+        assert tasks == 9
 
-            page.click(f"{PANEL} .nbflow-run")
-            _states_are(page, "success", tasks)
-            fills = page.evaluate(
-                f"() => [...document.querySelectorAll('{PANEL} g.node')].map(g => "
-                "g.querySelector('path, polygon, rect').getAttribute('fill'))"
-            )
-            assert set(fills) == {states.COLOURS["success"]}
-            page.screenshot(path=str(ARTIFACTS / "panel-after-run.png"))
+        page.click(f"{PANEL} .nbflow-run")
+        _states_are(page, "success", tasks)
+        fills = page.evaluate(
+            f"() => [...document.querySelectorAll('{PANEL} g.node')].map(g => "
+            "g.querySelector('path, polygon, rect').getAttribute('fill'))"
+        )
+        assert set(fills) == {states.COLOURS["success"]}
+        page.screenshot(path=str(ARTIFACTS / "panel-after-run.png"))
 
-            page.locator(f"{PANEL} g.node", has_text="train").click()
-            page.click(f"{PANEL} .nbflow-show-log")
-            page.wait_for_function(
-                f"() => document.querySelector('{PANEL} .nbflow-log').textContent.includes('final training log-loss')"
-            )
-            page.screenshot(path=str(ARTIFACTS / "panel-log.png"))
+        page.locator(f"{PANEL} g.node", has_text="train").click()
+        page.click(f"{PANEL} .nbflow-show-log")
+        page.wait_for_function(
+            f"() => document.querySelector('{PANEL} .nbflow-log').textContent.includes('final training log-loss')"
+        )
+        page.screenshot(path=str(ARTIFACTS / "panel-log.png"))
 
-            page.locator(f"{PANEL} g.node", has_text="report").click()
-            page.select_option(f"{PANEL} .nbflow-add-upstream-choice", "ingest")
-            page.click(f"{PANEL} .nbflow-add-upstream-button")
-            page.wait_for_selector(f"{PANEL} .nbflow-upstreams li:has-text('ingest')")
-            assert '"ingest"' in _upstream_line(report), "the notebook's own declaration changed on disk"
-            page.screenshot(path=str(ARTIFACTS / "panel-upstream-added.png"))
-            page.locator(f"{PANEL} .nbflow-upstreams li", has_text="ingest").locator(".nbflow-remove-upstream").click()
-            page.wait_for_function(
-                f"() => ![...document.querySelectorAll('{PANEL} .nbflow-upstreams li')]"
-                ".some(li => li.textContent.includes('ingest'))"
-            )
-            assert _upstream_line(report) == original
+        page.locator(f"{PANEL} g.node", has_text="report").click()
+        page.select_option(f"{PANEL} .nbflow-add-upstream-choice", "ingest")
+        page.click(f"{PANEL} .nbflow-add-upstream-button")
+        page.wait_for_selector(f"{PANEL} .nbflow-upstreams li:has-text('ingest')")
+        assert '"ingest"' in _upstream_line(report), "the notebook's own declaration changed on disk"
+        page.screenshot(path=str(ARTIFACTS / "panel-upstream-added.png"))
+        page.locator(f"{PANEL} .nbflow-upstreams li", has_text="ingest").locator(".nbflow-remove-upstream").click()
+        page.wait_for_function(
+            f"() => ![...document.querySelectorAll('{PANEL} .nbflow-upstreams li')]"
+            ".some(li => li.textContent.includes('ingest'))"
+        )
+        assert _upstream_line(report) == original
 
-            # open a notebook from the panel, then run it with its upstreams from its toolbar
-            before = page.inner_text(f"{PANEL} .nbflow-summary")
-            page.locator(f"{PANEL} g.node", has_text="features").click()
-            page.click(f"{PANEL} .nbflow-open")
-            page.wait_for_selector(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current:has-text('features.ipynb')")
-            page.click(".jp-NotebookPanel .nbflow-toolbar-run")
-            page.wait_for_function(
-                "([sel, before]) => { const s = document.querySelector(sel + ' .nbflow-summary').textContent;"
-                " return s !== before && s.includes(': success'); }",
-                arg=[PANEL, before],
-                timeout=120_000,
-            )
-            shown = page.evaluate(
-                f"() => Object.fromEntries([...document.querySelectorAll('{PANEL} g.node')]"
-                ".map(g => [g.dataset.task, g.dataset.state]))"
-            )
-            assert shown["train"] == "" and shown["report"] == "", "features and what it needs, only"
-            assert {shown[n] for n in ("ingest", "validate", "features")} <= {"success", "up_to_date"}
-            page.screenshot(path=str(ARTIFACTS / "panel-run-notebook.png"))
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "panel-failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+        # open a notebook from the panel, then run it with its upstreams from its toolbar
+        before = page.inner_text(f"{PANEL} .nbflow-summary")
+        page.locator(f"{PANEL} g.node", has_text="features").click()
+        page.click(f"{PANEL} .nbflow-open")
+        page.wait_for_selector(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current:has-text('features.ipynb')")
+        page.click(".jp-NotebookPanel .nbflow-toolbar-run")
+        page.wait_for_function(
+            "([sel, before]) => { const s = document.querySelector(sel + ' .nbflow-summary').textContent;"
+            " return s !== before && s.includes(': success'); }",
+            arg=[PANEL, before],
+            timeout=120_000,
+        )
+        shown = page.evaluate(
+            f"() => Object.fromEntries([...document.querySelectorAll('{PANEL} g.node')]"
+            ".map(g => [g.dataset.task, g.dataset.state]))"
+        )
+        assert shown["train"] == "" and shown["report"] == "", "features and what it needs, only"
+        assert {shown[n] for n in ("ingest", "validate", "features")} <= {"success", "up_to_date"}
+        page.screenshot(path=str(ARTIFACTS / "panel-run-notebook.png"))
 
 
 def test_a_validation_error_is_shown_with_the_notebook_to_open(example_copy: Path, tmp_path: Path) -> None:
     from conftest import write_notebook
 
     write_notebook(example_copy, "broken", 'upstream = ["nowhere"]', "pass")
-    with jupyter_lab(example_copy, tmp_path / "jupyter") as lab, playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        try:
-            page.goto(f"{lab.url}/lab?token={lab.token}")
-            page.click(".jp-SideBar [data-id='nbflow-pipeline-panel']", timeout=90_000)
-            problem = page.locator(f"{PANEL} .nbflow-problem", has_text="nowhere")
-            problem.wait_for(timeout=60_000)
-            assert "broken" in problem.inner_text()
-            problem.locator(".nbflow-open-problem").click()
-            page.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=60_000)
-            page.wait_for_selector(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current:has-text('broken.ipynb')")
-            page.screenshot(path=str(ARTIFACTS / "panel-problem.png"))
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "panel-problem-failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+    with jupyter_lab(example_copy, tmp_path / "jupyter") as lab, _panel(lab, "panel-problem-failure.png") as page:
+        problem = page.locator(f"{PANEL} .nbflow-problem", has_text="nowhere")
+        problem.wait_for(timeout=60_000)
+        assert "broken" in problem.inner_text()
+        problem.locator(".nbflow-open-problem").click()
+        page.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=60_000)
+        page.wait_for_selector(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current:has-text('broken.ipynb')")
+        page.screenshot(path=str(ARTIFACTS / "panel-problem.png"))
