@@ -154,3 +154,28 @@ def test_a_validation_error_is_shown_with_the_notebook_to_open(example_copy: Pat
         page.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=60_000)
         page.wait_for_selector(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current:has-text('broken.ipynb')")
         page.screenshot(path=str(ARTIFACTS / "panel-problem.png"))
+
+
+def test_the_log_follows_a_running_task_and_stop_interrupts_it(tmp_path: Path) -> None:
+    from conftest import write_notebook
+
+    root = tmp_path / "slowpipe"
+    write_notebook(
+        root,
+        "slow",
+        "upstream = None",
+        "import time\nprint('tick 1', flush=True)\ntime.sleep(2)\nprint('tick 2', flush=True)\ntime.sleep(120)",
+    )
+    with jupyter_lab(root, tmp_path / "jupyter") as lab, _panel(lab, "panel-stop-failure.png") as page:
+        page.wait_for_selector(f"{PANEL} .nbflow-panel-graph g.node", timeout=60_000)
+        page.locator(f"{PANEL} g.node", has_text="slow").click()
+        page.click(f"{PANEL} .nbflow-run-task")
+        page.wait_for_selector(f"{PANEL} g.node[data-state='running']", timeout=60_000)
+        page.click(f"{PANEL} .nbflow-show-log")
+        log = f"document.querySelector('{PANEL} .nbflow-log').textContent"
+        page.wait_for_function(f"() => {log}.includes('tick 1')", timeout=30_000)
+        page.wait_for_function(f"() => {log}.includes('tick 2')", timeout=30_000)  # without another click
+        page.click(f"{PANEL} .nbflow-stop")
+        page.wait_for_selector(f"{PANEL} g.node[data-state='interrupted']", timeout=60_000)
+        assert "interrupted" in page.inner_text(f"{PANEL} .nbflow-summary")
+        page.screenshot(path=str(ARTIFACTS / "panel-stopped.png"))

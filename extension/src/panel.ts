@@ -50,6 +50,14 @@ export class PipelinePanel extends Widget {
       el('label', { class: 'nbflow-force' }, this._force, ' even if up to date')
     );
     this._force.type = 'checkbox';
+    // follow the shown log while its task runs, and read it once more when the task ends
+    this._logTimer = setInterval(() => {
+      const task = this._log.dataset.task;
+      const state = task ? this.model.status?.tasks?.[task]?.state : undefined;
+      if (task && !this._logBusy && (state === 'running' || state !== this._log.dataset.state)) {
+        void this.showLog(task);
+      }
+    }, 1000);
     model.changed.connect(() => this.render());
     this.render();
   }
@@ -160,7 +168,8 @@ export class PipelinePanel extends Widget {
     }
     const state = m.status?.tasks?.[name];
     if (this._log.dataset.task !== name) {
-      this._log.textContent = '';  // another task's log is not this one's
+      this._log.textContent = ''; // another task's log is not this one's
+      delete this._log.dataset.task;
     }
     const others = m.tasks.map(t => t.name).filter(n => n !== name && !task.upstream.includes(n));
     const pick = el('select', { class: 'nbflow-add-upstream-choice' }, ...others.map(n => el('option', { value: n, text: n })));
@@ -186,9 +195,15 @@ export class PipelinePanel extends Widget {
     );
   }
 
+  dispose(): void {
+    clearInterval(this._logTimer);
+    super.dispose();
+  }
+
   private async showLog(name: string): Promise<void> {
-    const log = await this.model.log(name);
-    if (!log) {
+    this._logBusy = true;
+    const log = await this.model.log(name).finally(() => (this._logBusy = false));
+    if (!log || this.model.selected !== name) {
       return;
     }
     const parts = [log.text || '(no output)'];
@@ -197,6 +212,8 @@ export class PipelinePanel extends Widget {
     }
     this._log.textContent = parts.join('\n');
     this._log.dataset.task = name;
+    this._log.dataset.state = this.model.status?.tasks?.[name]?.state ?? '';
+    this._log.scrollTop = this._log.scrollHeight;
   }
 
   private renderHistory(): void {
@@ -223,5 +240,7 @@ export class PipelinePanel extends Widget {
   private _nodes = new Map<string, { g: SVGGElement; shape: Element | null; note: Element | null }>();
   private _task = el('div', { class: 'nbflow-task' });
   private _log = el('pre', { class: 'nbflow-log' });
+  private _logTimer: ReturnType<typeof setInterval>;
+  private _logBusy = false;
   private _history = el('div', { class: 'nbflow-history' });
 }
