@@ -93,6 +93,14 @@ def _sigterm_as_interrupt() -> None:
     metavar="N",
     help="Kernels started ahead of time for the next tasks (default 2, or the project's warm_kernels).",
 )
+@click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="PATH",
+    help="Also write the run as a JUnit XML report (one testcase per task) for a CI server.",
+)
 @handle_errors
 def run(
     path: str,
@@ -106,6 +114,7 @@ def run(
     force_tasks: tuple[str, ...],
     dry_run: bool,
     warm_kernels: int | None,
+    junit_path: str | None,
 ) -> None:
     """Run the pipeline in PATH (default: the current folder).
 
@@ -139,6 +148,11 @@ def run(
         force_tasks=force_tasks,
         warm_kernels=warm_kernels,
     )
+    if junit_path:
+        from nbflow.commands import open_store, write_junit
+
+        with open_store(pipeline.root) as store:
+            write_junit(store, result.run, result.tasks, junit_path)
     if as_json:
         _print_json(run_to_json(result.run, result.tasks))
     sys.exit(result.exit_code)

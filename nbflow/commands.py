@@ -58,3 +58,20 @@ def task_log(store: RunStore, task: str, run_id: str | None, attempt: int | None
 
         text = read_log_tail(Path(chosen.log_path))  # a running attempt: read its file
     return chosen, text or ""
+
+
+def write_junit(store: RunStore, run: RunRecord, tasks: dict[str, TaskRecord], path: str | Path) -> None:
+    """Write the run as a JUnit XML report (``nbflow run --junit``), with tracebacks and output."""
+    from nbflow.junit import run_to_junit
+
+    attempts: dict[str, list[AttemptRecord]] = {}
+    for attempt in store.get_attempts(run.run_id):
+        attempts.setdefault(attempt.task, []).append(attempt)
+    logs = {}
+    for name, tried in attempts.items():
+        text = store.get_log(run.run_id, name, tried[-1].attempt)
+        if text:
+            logs[name] = text
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(run_to_junit(run, tasks, attempts, logs), encoding="utf-8")
