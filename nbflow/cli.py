@@ -160,6 +160,27 @@ def run(
 
 @cli.command()
 @click.argument("path", default=".", type=click.Path(file_okay=False))
+@click.option("--run", "run_id", default=None, help="A run id (default: the latest run).")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    default="nbflow-report.html",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The HTML file to write.",
+)
+@handle_errors
+def report(path: str, run_id: str | None, out: str) -> None:
+    """Write a run of the pipeline in PATH as one self-contained HTML page (graph, tasks, errors, outputs)."""
+    from nbflow.commands import write_report
+
+    run = write_report(path, run_id, out)
+    click.echo(f"report of run {run.run_id} ({run.state}): {out}")
+
+
+@cli.command()
+@click.argument("path", default=".", type=click.Path(file_okay=False))
 @click.option("--run", "run_id", default=None, help="The run to resume (default: the latest).")
 @click.option(
     "--workers", "-w", type=click.IntRange(min=1), default=None, help="Tasks run at once (default: CPU count)."

@@ -60,10 +60,8 @@ def task_log(store: RunStore, task: str, run_id: str | None, attempt: int | None
     return chosen, text or ""
 
 
-def write_junit(store: RunStore, run: RunRecord, tasks: dict[str, TaskRecord], path: str | Path) -> None:
-    """Write the run as a JUnit XML report (``nbflow run --junit``), with tracebacks and output."""
-    from nbflow.junit import run_to_junit
-
+def _attempts_and_logs(store: RunStore, run: RunRecord) -> tuple[dict[str, list[AttemptRecord]], dict[str, str]]:
+    """A run's attempts by task, and each task's last captured output."""
     attempts: dict[str, list[AttemptRecord]] = {}
     for attempt in store.get_attempts(run.run_id):
         attempts.setdefault(attempt.task, []).append(attempt)
@@ -72,6 +70,38 @@ def write_junit(store: RunStore, run: RunRecord, tasks: dict[str, TaskRecord], p
         text = store.get_log(run.run_id, name, tried[-1].attempt)
         if text:
             logs[name] = text
+    return attempts, logs
+
+
+def write_report(path: str | Path, run_id: str | None, out: str | Path) -> RunRecord:
+    """Write a run of the pipeline in ``path`` (the latest by default) as one HTML page.
+
+    Raises
+    ------
+    RunNotFoundError, PipelineValidationError
+    """
+    from nbflow.htmlreport import run_to_html
+    from nbflow.pipeline import Pipeline
+    from nbflow.widgets.layout import layout
+
+    pipeline = Pipeline.from_dir(path)
+    with open_store(pipeline.root) as store:
+        run, tasks = load_run(store, run_id)
+        attempts, logs = _attempts_and_logs(store, run)
+    dag = pipeline.dag.subset([n for n in tasks if n in pipeline.specs]) if tasks else pipeline.dag
+    tasks = {n: tasks[n] for n in dag.order if n in tasks} | tasks  # sections in the order tasks run
+    target = Path(out).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    page = run_to_html(run, tasks, layout(dag).svg, attempts, logs, base=target.parent)
+    target.write_text(page, encoding="utf-8")
+    return run
+
+
+def write_junit(store: RunStore, run: RunRecord, tasks: dict[str, TaskRecord], path: str | Path) -> None:
+    """Write the run as a JUnit XML report (``nbflow run --junit``), with tracebacks and output."""
+    from nbflow.junit import run_to_junit
+
+    attempts, logs = _attempts_and_logs(store, run)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(run_to_junit(run, tasks, attempts, logs), encoding="utf-8")

@@ -18,7 +18,7 @@ def _report(path: Path):
 
 
 def test_a_failing_pipeline_reports_its_failure_and_what_it_skipped(make_notebook, tmp_path: Path) -> None:
-    make_notebook("load", "upstream = None\nrows = 1", "print(f\"loaded {rows} rows\")")
+    make_notebook("load", "upstream = None\nrows = 1", 'print(f"loaded {rows} rows")')
     make_notebook("boom", 'upstream = ["load"]', "raise ValueError('bad row 7')")
     make_notebook("report", 'upstream = ["boom"]', "print('never')")
     out = tmp_path / "reports" / "junit.xml"

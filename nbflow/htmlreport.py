@@ -1,0 +1,141 @@
+"""A run as one self-contained HTML page (``nbflow report``): nothing is fetched to view it. Pure.
+
+The graph is the dashboard's SVG layout with each node painted in its task's state; below
+it, one section per task with its state, attempts, duration, parameters, error and
+traceback, its output's tail, and a link to its executed notebook.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from datetime import timezone
+from pathlib import Path
+
+from nbflow import __version__, states
+from nbflow.notebook import RESERVED_NAMES
+from nbflow.render import format_duration
+from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
+
+SVG_NS = "http://www.w3.org/2000/svg"
+OUTPUT_TAIL = 8_000
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 24px; color: #202124; }
+h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 24px 0 8px; }
+.summary { color: #5f6368; margin-bottom: 12px; }
+.graph { border: 1px solid #dadce0; padding: 8px; overflow: auto; max-width: 100%; }
+.graph svg { max-width: 100%; height: auto; }
+.state { padding: 0 6px; border-radius: 3px; border: 1px solid #ccc; }
+table { border-collapse: collapse; } td, th { text-align: left; padding: 2px 12px 2px 0; vertical-align: top; }
+section.task { border-top: 1px solid #e0e0e0; padding: 8px 0; }
+pre { background: #f8f9fa; padding: 6px; max-height: 24em; overflow: auto; font-size: 12px; white-space: pre-wrap; }
+.error { color: #b3261e; }
+"""
+
+
+def paint_svg(svg: str, tasks: Mapping[str, TaskRecord]) -> str:
+    """The layout's SVG with each task's node filled in its state's colour and its duration written."""
+    ET.register_namespace("", SVG_NS)
+    ET.register_namespace("xlink", "http://www.w3.org/1999/xlink")
+    root = ET.fromstring(svg)
+    for g in root.iter(f"{{{SVG_NS}}}g"):
+        if g.get("class") != "node":
+            continue
+        title = g.find(f"{{{SVG_NS}}}title")
+        name = title.text if title is not None and title.text else ""
+        task = tasks.get(name)
+        colour = states.COLOURS.get(task.state, states.NO_STATE_COLOUR) if task else states.NO_STATE_COLOUR
+        shapes = [el for el in g if el.tag.split("}")[-1] in ("path", "polygon", "rect", "ellipse")]
+        if shapes:
+            shapes[0].set("fill", colour)
+        texts = g.findall(f"{{{SVG_NS}}}text")
+        if task is not None and len(texts) > 1 and task.duration_s is not None:
+            texts[-1].text = format_duration(task.duration_s)
+        g.set("data-task", name)
+        g.set("data-state", task.state if task else "")
+    return ET.tostring(root, encoding="unicode")
+
+
+def _link(path: str | None, base: Path | None) -> str:
+    if not path:
+        return ""
+    target = Path(path)
+    href = target.as_uri() if target.is_absolute() else path
+    if base is not None:
+        with contextlib.suppress(ValueError):  # another drive: keep the absolute link
+            href = Path(os.path.relpath(target, base)).as_posix()
+    return f"<a href='{html.escape(href)}'>{html.escape(target.name)}</a> <code>{html.escape(path)}</code>"
+
+
+def _task_section(
+    name: str, task: TaskRecord, attempts: Sequence[AttemptRecord], log: str | None, base: Path | None
+) -> str:
+    esc = html.escape
+    colour = states.COLOURS.get(task.state, states.NO_STATE_COLOUR)
+    latest = attempts[-1] if attempts else None
+    params = {k: v for k, v in (latest.parameters if latest else {}).items() if k not in RESERVED_NAMES}
+    rows = [
+        ("state", f"<span class='state' style='background:{colour}'>{esc(task.state)}</span>"),
+        ("duration", esc(format_duration(task.duration_s))),
+        (
+            "attempts",
+            ", ".join(f"{a.attempt}: {esc(a.state)} {format_duration(a.duration_s)}" for a in attempts) or "0",
+        ),
+    ]
+    if task.reason:
+        rows.append(("why", esc(task.reason)))
+    if params:
+        rows.append(("parameters", f"<code>{esc(json.dumps(params, default=str, sort_keys=True))}</code>"))
+    notebook = (latest.output_notebook if latest else None) or task.output_notebook
+    if notebook:
+        rows.append(("executed notebook", _link(notebook, base)))
+    body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    parts = [f"<section class='task' id='task-{esc(name)}'><h3>{esc(name)}</h3><table>{body}</table>"]
+    if task.error:
+        parts.append(f"<p class='error'><b>error:</b> {esc(task.error)}</p>")
+    if latest is not None and latest.traceback:
+        parts.append(
+            f"<details open><summary>traceback</summary><pre>{esc(latest.traceback[-OUTPUT_TAIL:])}</pre></details>"
+        )
+    if log:
+        parts.append(f"<details><summary>output</summary><pre>{esc(log[-OUTPUT_TAIL:])}</pre></details>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def run_to_html(
+    run: RunRecord,
+    tasks: Mapping[str, TaskRecord],
+    svg: str,
+    attempts: Mapping[str, Sequence[AttemptRecord]] | None = None,
+    logs: Mapping[str, str] | None = None,
+    base: Path | None = None,
+) -> str:
+    """The report page. ``base`` is the folder the page will be in (links to executed notebooks are relative to it)."""
+    attempts = attempts or {}
+    logs = logs or {}
+    esc = html.escape
+    counts: dict[str, int] = {}
+    for t in tasks.values():
+        counts[t.state] = counts.get(t.state, 0) + 1
+    started = run.started_at.replace(tzinfo=timezone.utc).isoformat(timespec="seconds")
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    params = esc(json.dumps(run.params, default=str, sort_keys=True)) if run.params else "none"
+    sections = "".join(_task_section(n, t, attempts.get(n, []), logs.get(n), base) for n, t in tasks.items())
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>nbflow run {esc(run.run_id)}: {esc(run.state)}</title>
+<style>{STYLE}</style></head>
+<body>
+<h1>nbflow run {esc(run.run_id)}: <span class="state" style="background:{states.COLOURS.get(run.state, "#fff")}">{esc(run.state)}</span></h1>
+<div class="summary">{esc(run.pipeline)} · started {esc(started)} · {esc(format_duration(run.duration_s))} · {esc(summary)}
+ · parameters: <code>{params}</code> · nbflow {esc(__version__)}</div>
+<div class="graph">{paint_svg(svg, tasks)}</div>
+<h2>Tasks</h2>
+{sections}
+</body></html>
+"""
