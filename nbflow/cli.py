@@ -201,6 +201,80 @@ def resume(path: str, run_id: str | None, workers: int | None, as_json: bool, pr
     sys.exit(result.exit_code)
 
 
+@cli.command()
+@click.argument("run_id")
+@click.argument("path", default=".", type=click.Path(file_okay=False))
+@click.option(
+    "--workers", "-w", type=click.IntRange(min=1), default=None, help="Tasks run at once (default: CPU count)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the run's final status as JSON on stdout.")
+@click.option("--progress/--no-progress", default=None, help="Live table (default on a terminal) or plain lines.")
+@handle_errors
+def rerun(run_id: str, path: str, workers: int | None, as_json: bool, progress: bool | None) -> None:
+    """Run RUN_ID's tasks again with its parameters, all of them, saying first what differs since it ran."""
+    from nbflow.commands import changes_since, load_run, open_store
+    from nbflow.environment import changes_to_text, is_empty
+    from nbflow.pipeline import Pipeline
+    from nbflow.render import run_to_json
+
+    _sigterm_as_interrupt()
+    pipeline = Pipeline.from_dir(path)
+    with open_store(pipeline.root) as store:
+        earlier, _tasks = load_run(store, run_id)
+    changes = changes_since(pipeline, earlier)
+    if not earlier.environment:
+        click.echo(f"run {earlier.run_id} recorded no environment (an older nbflow): differences unknown", err=True)
+    elif is_empty(changes):
+        click.echo(f"rerun of {earlier.run_id}: same sources, kernels, Python and packages", err=True)
+    else:
+        click.echo(f"rerun of {earlier.run_id}: differences since it ran:", err=True)
+        for line in changes_to_text(changes):
+            click.echo(f"  {line}", err=True)
+    result = pipeline.run(
+        params=earlier.params, workers=workers, only=earlier.selected, force=True, listeners=[_progress(progress)]
+    )
+    if as_json:
+        _print_json({**run_to_json(result.run, result.tasks), "rerun_of": earlier.run_id, "differences": changes})
+    sys.exit(result.exit_code)
+
+
+@cli.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@click.argument("path", default=".", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+@handle_errors
+def diff(run_a: str, run_b: str, path: str, as_json: bool) -> None:
+    """What changed from RUN_A to RUN_B: parameters, sources, environment, task states and durations."""
+    from nbflow.commands import diff_runs, open_store
+    from nbflow.environment import changes_to_text
+    from nbflow.render import format_duration, table
+
+    with open_store(path) as store:
+        found = diff_runs(store, run_a, run_b)
+    if as_json:
+        _print_json(found)
+        return
+    a, b = found["runs"]
+    click.echo(f"{a} ({found['states'][0]}) -> {b} ({found['states'][1]})")
+    params = found["params"]
+    lines = [f"parameter added: {k}={v!r}" for k, v in params["added"].items()]
+    lines += [f"parameter removed: {k}={v!r}" for k, v in params["removed"].items()]
+    lines += [f"parameter changed: {k} {old!r} -> {new!r}" for k, (old, new) in params["changed"].items()]
+    lines += changes_to_text(found["environment"])
+    for line in lines or ["same parameters, sources, kernels, Python and packages"]:
+        click.echo(f"  {line}")
+    rows = [
+        [
+            name,
+            f"{t['state'][0] or '-'} -> {t['state'][1] or '-'}",
+            f"{format_duration(t['duration_s'][0])} -> {format_duration(t['duration_s'][1])}",
+        ]
+        for name, t in found["tasks"].items()
+    ]
+    click.echo("\n" + table(rows, ["task", "state", "duration"]), nl=False)
+
+
 def _progress(progress: bool | None) -> Any:
     from nbflow.progress import LiveProgress, PlainProgress
 

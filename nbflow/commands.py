@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from nbflow.errors import RunNotFoundError, UnknownTaskError
 from nbflow.runner import STATE_FILE_NAME, state_dir
@@ -105,3 +106,47 @@ def write_junit(store: RunStore, run: RunRecord, tasks: dict[str, TaskRecord], p
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(run_to_junit(run, tasks, attempts, logs), encoding="utf-8")
+
+
+def diff_runs(store: RunStore, run_a: str, run_b: str) -> dict[str, Any]:
+    """What changed from run A to run B: parameters, environment and sources, task states and durations.
+
+    Raises
+    ------
+    RunNotFoundError
+    """
+    from nbflow.environment import changed, environment_changes
+
+    a, tasks_a = load_run(store, run_a)
+    b, tasks_b = load_run(store, run_b)
+    tasks = {}
+    for name in sorted(tasks_a.keys() | tasks_b.keys()):
+        ta, tb = tasks_a.get(name), tasks_b.get(name)
+        tasks[name] = {
+            "state": [ta.state if ta else None, tb.state if tb else None],
+            "duration_s": [ta.duration_s if ta else None, tb.duration_s if tb else None],
+        }
+    return {
+        "runs": [a.run_id, b.run_id],
+        "states": [a.state, b.state],
+        "params": changed(a.params, b.params),
+        "environment": environment_changes(a.environment, b.environment),
+        "tasks": tasks,
+    }
+
+
+def changes_since(pipeline: Any, run: RunRecord) -> dict[str, Any]:
+    """How the pipeline and this environment differ now from when ``run`` ran (``nbflow rerun``)."""
+    from nbflow.environment import capture, environment_changes
+
+    specs = pipeline.specs
+    now = capture(
+        {n: s.source_hash for n, s in specs.items() if n in run.environment.get("sources", specs)},
+        {
+            n: s.kernel_name
+            for n, s in specs.items()
+            if s.kind == "notebook" and n in run.environment.get("kernels", specs)
+        },
+        Path(run.environment.get("outputs", "")),
+    )
+    return environment_changes(run.environment, now)

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from nbflow import __version__, states
 from nbflow.discovery import STATE_DIR_NAME
+from nbflow.environment import capture
 from nbflow.errors import NbflowError
 from nbflow.execution.base import AttemptOutcome, Executor, KernelNeed, TaskRequest, utcnow
 from nbflow.graph import DAG
@@ -302,6 +303,11 @@ class Runner:
             hostname=socket.gethostname(),
             resumed_from=resumed_from,
             logical_date=logical_date,
+            environment=capture(
+                {n: self.specs[n].source_hash for n in self.dag.order},
+                {n: self.specs[n].kernel_name for n in self.dag.order if self.specs[n].kind == "notebook"},
+                run_dir,
+            ),
         )
         tasks = {name: TaskRecord(run_id, name, states.PENDING, reason=reasons.get(name)) for name in self.dag.order}
         scheduler = Scheduler(self.dag, {name: s.trigger_rule for name, s in self.settings.items()})

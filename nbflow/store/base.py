@@ -27,6 +27,8 @@ class RunRecord:
     resumed_from: str | None = None
     #: the schedule's date this run is for (scheduler, backfill), ISO text
     logical_date: str | None = None
+    #: what reproducing it takes: Python, platform, packages, each task's source hash and kernel
+    environment: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float | None:

@@ -37,7 +37,7 @@ import duckdb
 from nbflow.errors import NbflowError, StoreError, StoreLockedError
 from nbflow.store.base import AttemptRecord, NotificationRecord, RunRecord, RunStore, TaskRecord
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: statements that bring a file from the version before to this one; idempotent
 MIGRATIONS: dict[int, list[str]] = {
@@ -48,6 +48,7 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE tasks ADD COLUMN IF NOT EXISTS reason VARCHAR",
         "ALTER TABLE attempts ADD COLUMN IF NOT EXISTS fingerprint VARCHAR",
     ],
+    6: ["ALTER TABLE runs ADD COLUMN IF NOT EXISTS environment JSON"],
 }
 
 SCHEMA = """
@@ -66,7 +67,8 @@ CREATE TABLE IF NOT EXISTS runs (
     pid INTEGER,
     hostname VARCHAR,
     resumed_from VARCHAR,               -- the run this one resumed, or null
-    logical_date VARCHAR                -- the schedule's date a scheduled or backfill run is for
+    logical_date VARCHAR,               -- the schedule's date a scheduled or backfill run is for
+    environment JSON                    -- python, platform, packages, sources and kernels by task
 );
 CREATE TABLE IF NOT EXISTS tasks (
     run_id VARCHAR NOT NULL,
@@ -122,7 +124,7 @@ CREATE TABLE IF NOT EXISTS logs (
 
 _RUN_COLS = (
     "run_id, pipeline, state, started_at, ended_at, duration_s, params, workers, selected, nbflow_version, pid, hostname, "
-    "resumed_from, logical_date"
+    "resumed_from, logical_date, environment"
 )
 _TASK_COLS = "run_id, task, state, attempts, started_at, ended_at, duration_s, error, output_notebook, reason"
 _ATTEMPT_COLS = (
@@ -544,6 +546,7 @@ class DuckDBRunStore(RunStore):
             run.hostname,
             run.resumed_from,
             run.logical_date,
+            _json(run.environment),
         )
         self._enqueue(("run", run.run_id), INSERT_RUN, row)
 
@@ -590,7 +593,7 @@ class DuckDBRunStore(RunStore):
     def _run(row: tuple[Any, ...]) -> RunRecord:
         # columns as in _RUN_COLS; duration_s (index 5) is derived, params and selected are JSON
         run_id, pipeline, state, started_at, ended_at, _duration, params, workers, selected, *rest = row
-        version, pid, host, resumed, logical_date = rest
+        version, pid, host, resumed, logical_date, environment = rest
         return RunRecord(
             run_id,
             pipeline,
@@ -605,6 +608,7 @@ class DuckDBRunStore(RunStore):
             host or "",
             resumed,
             logical_date,
+            _unjson(environment) or {},
         )
 
     def get_run(self, run_id: str) -> RunRecord | None:
