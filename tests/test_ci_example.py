@@ -20,6 +20,6 @@ def test_the_example_workflow_uses_commands_and_options_that_exist() -> None:
     assert {c[0] for c in used} == {"run", "report"}
     for args in used:
         command = cli.commands[args[0]]
-        known = {opt for p in command.params for opt in getattr(p, "opts", [])}
+        known = {o for p in command.params for o in [*getattr(p, "opts", []), *getattr(p, "secondary_opts", [])]}
         for arg in args[1:]:
             assert not arg.startswith("-") or arg in known, f"nbflow {args[0]} has no option {arg}"
