@@ -262,6 +262,8 @@ def diff(run_a: str, run_b: str, path: str, as_json: bool) -> None:
     lines += [f"parameter removed: {k}={v!r}" for k, v in params["removed"].items()]
     lines += [f"parameter changed: {k} {old!r} -> {new!r}" for k, (old, new) in params["changed"].items()]
     lines += changes_to_text(found["environment"])
+    for name, t in found["tasks"].items():
+        lines += [f"product changed: {name} {path}" for path in t["products"]["changed"]]
     for line in lines or ["same parameters, sources, kernels, Python and packages"]:
         click.echo(f"  {line}")
     rows = [

@@ -108,6 +108,14 @@ def write_junit(store: RunStore, run: RunRecord, tasks: dict[str, TaskRecord], p
     target.write_text(run_to_junit(run, tasks, attempts, logs), encoding="utf-8")
 
 
+def _last_products(store: RunStore, run_id: str) -> dict[str, dict[str, str]]:
+    """Each task's product checksums from its last attempt in a run."""
+    found: dict[str, dict[str, str]] = {}
+    for attempt in store.get_attempts(run_id):
+        found[attempt.task] = attempt.products
+    return found
+
+
 def diff_runs(store: RunStore, run_a: str, run_b: str) -> dict[str, Any]:
     """What changed from run A to run B: parameters, environment and sources, task states and durations.
 
@@ -119,12 +127,14 @@ def diff_runs(store: RunStore, run_a: str, run_b: str) -> dict[str, Any]:
 
     a, tasks_a = load_run(store, run_a)
     b, tasks_b = load_run(store, run_b)
+    products_a, products_b = _last_products(store, a.run_id), _last_products(store, b.run_id)
     tasks = {}
     for name in sorted(tasks_a.keys() | tasks_b.keys()):
         ta, tb = tasks_a.get(name), tasks_b.get(name)
         tasks[name] = {
             "state": [ta.state if ta else None, tb.state if tb else None],
             "duration_s": [ta.duration_s if ta else None, tb.duration_s if tb else None],
+            "products": changed(products_a.get(name, {}), products_b.get(name, {})),
         }
     return {
         "runs": [a.run_id, b.run_id],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,40 @@ def capture(sources: Mapping[str, str | None], kernels: Mapping[str, str], outpu
         "kernels": dict(kernels),
         "outputs": str(outputs),
     }
+
+
+#: products bigger than this are recorded by size and modification time, not read
+CHECKSUM_LIMIT = 256 * 1024 * 1024
+
+
+def checksums(paths: Sequence[Path]) -> dict[str, str]:
+    """``{path: "sha256:<hex>"}`` of product files (``size:<n> mtime:<ns>`` past CHECKSUM_LIMIT;
+    a folder: the checksum of its files' relative paths and checksums)."""
+    import hashlib
+
+    def of_file(path: Path) -> str:
+        st = path.stat()
+        if st.st_size > CHECKSUM_LIMIT:
+            return f"size:{st.st_size} mtime:{st.st_mtime_ns}"
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return "sha256:" + digest.hexdigest()
+
+    found = {}
+    for path in paths:
+        try:
+            if path.is_dir():
+                listing = "\n".join(
+                    f"{p.relative_to(path).as_posix()} {of_file(p)}" for p in sorted(path.rglob("*")) if p.is_file()
+                )
+                found[str(path)] = "sha256:" + hashlib.sha256(listing.encode()).hexdigest()
+            elif path.is_file():
+                found[str(path)] = of_file(path)
+        except OSError:
+            continue
+    return found
 
 
 def changed(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from nbflow import __version__, states
 from nbflow.discovery import STATE_DIR_NAME
-from nbflow.environment import capture
+from nbflow.environment import capture, checksums
 from nbflow.errors import NbflowError
 from nbflow.execution.base import AttemptOutcome, Executor, KernelNeed, TaskRequest, utcnow
 from nbflow.graph import DAG
@@ -418,6 +418,8 @@ class Runner:
     ) -> None:
         attempt.state, attempt.ended_at = outcome.state, outcome.ended_at
         attempt.error, attempt.traceback = outcome.error, outcome.traceback
+        if outcome.state == states.SUCCESS:  # what it wrote, for `nbflow diff`
+            attempt.products = checksums(product_paths(resolve_product(self.specs[attempt.task])))
         self.store.save_attempt(attempt)
         self.store.save_log(run.run_id, attempt.task, attempt.attempt, outcome.log)
         task = tasks[attempt.task]

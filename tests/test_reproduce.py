@@ -13,7 +13,12 @@ from nbflow.commands import open_store
 
 
 def _pipeline(root: Path) -> None:
-    write_notebook(root, "load", "upstream = None\nrows = 1", "print('rows', rows)")
+    write_notebook(
+        root,
+        "load",
+        "upstream = None\nproduct = 'load.txt'\nrows = 1",
+        "print('rows', rows)\nopen(product, 'w').write(str(rows))",
+    )
     write_notebook(root, "train", 'upstream = ["load"]', "print('trained')")
 
 
@@ -43,9 +48,13 @@ def test_diff_names_parameters_sources_and_task_changes(tmp_path: Path) -> None:
     assert list(found["environment"]["sources"]["changed"]) == ["train"]
     assert found["environment"]["packages"] == {"added": {}, "removed": {}, "changed": {}}
     assert found["tasks"]["train"]["state"] == ["success", "failed"]
+    changed_product = found["tasks"]["load"]["products"]["changed"]
+    assert list(changed_product) == [str(tmp_path / "load.txt")] and all(
+        v.startswith("sha256:") for v in changed_product[str(tmp_path / "load.txt")]
+    )
     text = nbflow_process("diff", first, second, str(tmp_path)).stdout
     assert "parameter changed: rows 1 -> 2" in text and "task source changed: train" in text
-    assert "success -> failed" in text
+    assert "success -> failed" in text and "product changed: load" in text
     missing = nbflow_process("diff", first, "no-such-run", str(tmp_path))
     assert missing.returncode == 2 and "no-such-run" in missing.stderr
 

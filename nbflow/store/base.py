@@ -76,6 +76,8 @@ class AttemptRecord:
     traceback: str | None = None
     #: code, effective parameters, kernel and upstreams' fingerprints, hashed: equal means up to date
     fingerprint: str | None = None
+    #: the declared products a successful attempt wrote: path -> "sha256:..." (or size and mtime if huge)
+    products: dict[str, str] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float | None:

@@ -37,7 +37,7 @@ import duckdb
 from nbflow.errors import NbflowError, StoreError, StoreLockedError
 from nbflow.store.base import AttemptRecord, NotificationRecord, RunRecord, RunStore, TaskRecord
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 #: statements that bring a file from the version before to this one; idempotent
 MIGRATIONS: dict[int, list[str]] = {
@@ -49,6 +49,7 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE attempts ADD COLUMN IF NOT EXISTS fingerprint VARCHAR",
     ],
     6: ["ALTER TABLE runs ADD COLUMN IF NOT EXISTS environment JSON"],
+    7: ["ALTER TABLE attempts ADD COLUMN IF NOT EXISTS products JSON"],
 }
 
 SCHEMA = """
@@ -99,6 +100,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     error VARCHAR,                      -- one line: exception name and message
     traceback VARCHAR,
     fingerprint VARCHAR,                -- code, parameters, kernel and upstreams, hashed
+    products JSON,                      -- declared products written: path -> sha256 (success only)
     PRIMARY KEY (run_id, task, attempt)
 );
 CREATE SEQUENCE IF NOT EXISTS notification_seq;
@@ -129,7 +131,7 @@ _RUN_COLS = (
 _TASK_COLS = "run_id, task, state, attempts, started_at, ended_at, duration_s, error, output_notebook, reason"
 _ATTEMPT_COLS = (
     "run_id, task, attempt, state, started_at, ended_at, duration_s, parameters, kernel_name, source_hash, "
-    "output_notebook, log_path, error, traceback, fingerprint"
+    "output_notebook, log_path, error, traceback, fingerprint, products"
 )
 
 
@@ -583,6 +585,7 @@ class DuckDBRunStore(RunStore):
             a.error,
             a.traceback,
             a.fingerprint,
+            _json(a.products),
         )
         self._enqueue(("attempt", a.run_id, a.task, a.attempt), INSERT_ATTEMPT, row)
 
@@ -652,12 +655,14 @@ class DuckDBRunStore(RunStore):
                     tasks[(row[0], row[1])] = self._task(row)
         return runs, tasks
 
+    @staticmethod
+    def _attempt(row: Sequence[Any]) -> AttemptRecord:
+        # columns as in _ATTEMPT_COLS; duration_s (index 6) is derived; parameters (7) and products (15) are JSON
+        return AttemptRecord(*row[:6], _unjson(row[7]) or {}, *row[8:15], _unjson(row[15]) or {})
+
     def get_attempts(self, run_id: str, task: str | None = None) -> list[AttemptRecord]:
         # columns as in _ATTEMPT_COLS; duration_s (index 6) is derived, parameters (7) is JSON
-        return [
-            AttemptRecord(*row[:6], _unjson(row[7]) or {}, *row[8:])
-            for row in self._read(SELECT_ATTEMPTS, [run_id, task, task])
-        ]
+        return [self._attempt(row) for row in self._read(SELECT_ATTEMPTS, [run_id, task, task])]
 
     def save_notification(self, record: NotificationRecord) -> None:
         r = record
@@ -672,7 +677,7 @@ class DuckDBRunStore(RunStore):
 
     def last_successes(self) -> dict[str, AttemptRecord]:
         rows = self._read(SELECT_LAST_SUCCESSES, [])
-        return {row[1]: AttemptRecord(*row[:6], _unjson(row[7]) or {}, *row[8:]) for row in rows}
+        return {row[1]: self._attempt(row) for row in rows}
 
     def get_log(self, run_id: str, task: str, attempt: int) -> str | None:
         rows = self._read(SELECT_LOG, [run_id, task, attempt])
