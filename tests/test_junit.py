@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,16 @@ def test_an_up_to_date_rerun_reports_skips_with_the_reason(make_notebook, tmp_pa
     _doc, cases = _report(out)
     skipped = cases["a"].find("skipped")
     assert skipped.get("type") == "up_to_date" and skipped.get("message").startswith("up to date")
+
+
+def test_output_off_a_terminal_is_plain_lines_ending_with_a_summary(make_notebook, tmp_path: Path) -> None:
+    make_notebook("a", "upstream = None", "print('hello')")
+    make_notebook("b", 'upstream = ["a"]', "raise ValueError('no')")
+    proc = nbflow_process("run", str(tmp_path))  # a pipe, as in CI
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "\x1b[" not in text, "no colour codes or spinners"
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]  # stdout stays for --json
+    assert re.search(
+        r"run \S+ failed in [\d.]+s: 1 success, 1 failed|run \S+ failed in [\d.]+s: 1 failed, 1 success",
+        "\n".join(lines),
+    )
