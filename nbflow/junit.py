@@ -79,8 +79,8 @@ def run_to_junit(
         ET.SubElement(props, "property", name=name, value=value)
     for name, task in tasks.items():
         case = ET.SubElement(suite, "testcase", name=name, classname=suite_name, time=_seconds(task.duration_s))
-        latest = attempts.get(name, [])[-1:] or [None]
-        attempt = latest[0]
+        tried = attempts.get(name, [])
+        attempt = tried[-1] if tried else None
         if task.state == states.FAILED:
             ename = (task.error or "").split(":", 1)[0] if task.error else "failed"
             failure = ET.SubElement(case, "failure", type=ename, message=_text(task.error, 1000))
