@@ -60,6 +60,48 @@ def _sigterm_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def executor_options(func: F) -> F:
+    """``--executor``, ``--scheduler`` and ``--worker-root``: where the tasks execute."""
+    func = click.option(
+        "--worker-root",
+        default=None,
+        metavar="PATH",
+        help="Where Dask workers see the pipeline folder, if not at the same path (a shared filesystem).",
+    )(func)
+    func = click.option(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="A running Dask scheduler (tcp://HOST:PORT); implies --executor dask.",
+    )(func)
+    func = click.option(
+        "--executor",
+        "executor_kind",
+        type=click.Choice(["local", "dask"]),
+        default=None,
+        help="local: kernels on this machine (default). dask: every task on a Dask worker "
+        "(a LocalCluster of --workers processes, or the cluster at --scheduler).",
+    )(func)
+    return func
+
+
+def _make_executor(kind: str | None, scheduler: str | None, worker_root: str | None, workers: int | None) -> Any:
+    """The executor the options ask for, or None for the default (local) one."""
+    from nbflow.errors import NbflowError
+
+    if scheduler and kind == "local":
+        raise NbflowError("--scheduler is for the Dask executor; it cannot be used with --executor local")
+    if scheduler:
+        kind = "dask"
+    if worker_root and kind != "dask":
+        raise NbflowError("--worker-root is for the Dask executor: add --executor dask")
+    if kind != "dask":
+        return None
+    from nbflow.execution.dask_executor import DaskExecutor
+
+    return DaskExecutor(scheduler, workers=workers, worker_root=worker_root)
+
+
 @cli.command()
 @click.argument("path", default=".", type=click.Path(file_okay=False))
 @click.option(
@@ -101,6 +143,7 @@ def _sigterm_as_interrupt() -> None:
     metavar="PATH",
     help="Also write the run as a JUnit XML report (one testcase per task) for a CI server.",
 )
+@executor_options
 @handle_errors
 def run(
     path: str,
@@ -115,6 +158,9 @@ def run(
     dry_run: bool,
     warm_kernels: int | None,
     junit_path: str | None,
+    executor_kind: str | None,
+    scheduler: str | None,
+    worker_root: str | None,
 ) -> None:
     """Run the pipeline in PATH (default: the current folder).
 
@@ -138,16 +184,22 @@ def run(
             rows = [[name, "run" if d.run else "skip", d.reason] for name, d in decisions.items()]
             click.echo(table(rows, ["task", "action", "why"]), nl=False)
         return
-    result = pipeline.run(
-        params=overrides,
-        workers=workers,
-        only=list(only) or None,
-        force=force,
-        listeners=[_progress(progress)],
-        logical_date=_iso_date(logical_date) if logical_date else None,
-        force_tasks=force_tasks,
-        warm_kernels=warm_kernels,
-    )
+    executor = _make_executor(executor_kind, scheduler, worker_root, workers)
+    try:
+        result = pipeline.run(
+            params=overrides,
+            workers=workers,
+            only=list(only) or None,
+            force=force,
+            listeners=[_progress(progress)],
+            logical_date=_iso_date(logical_date) if logical_date else None,
+            force_tasks=force_tasks,
+            warm_kernels=warm_kernels,
+            executor=executor,
+        )
+    finally:
+        if executor is not None:
+            executor.close()
     if junit_path:
         from nbflow.commands import open_store, write_junit
 
@@ -187,15 +239,30 @@ def report(path: str, run_id: str | None, out: str) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the run's final status as JSON on stdout.")
 @click.option("--progress/--no-progress", default=None, help="Live table (default on a terminal) or plain lines.")
+@executor_options
 @handle_errors
-def resume(path: str, run_id: str | None, workers: int | None, as_json: bool, progress: bool | None) -> None:
+def resume(
+    path: str,
+    run_id: str | None,
+    workers: int | None,
+    as_json: bool,
+    progress: bool | None,
+    executor_kind: str | None,
+    scheduler: str | None,
+    worker_root: str | None,
+) -> None:
     """Re-run what did not succeed in a run (interrupted, killed or failed), with its parameters."""
     from nbflow.pipeline import Pipeline
     from nbflow.render import run_to_json
 
     _sigterm_as_interrupt()
     pipeline = Pipeline.from_dir(path)
-    result = pipeline.resume(run_id=run_id, workers=workers, listeners=[_progress(progress)])
+    executor = _make_executor(executor_kind, scheduler, worker_root, workers)
+    try:
+        result = pipeline.resume(run_id=run_id, workers=workers, listeners=[_progress(progress)], executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
     if as_json:
         _print_json(run_to_json(result.run, result.tasks))
     sys.exit(result.exit_code)

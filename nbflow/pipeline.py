@@ -722,7 +722,7 @@ class Pipeline:
         if to_run:  # an up-to-date pipeline needs no kernel (nor the machinery to find one)
             self.validate_kernels(to_run)
         self.validate_secrets(to_run)
-        workers = workers or default_workers()
+        workers = workers or (executor.capacity if executor is not None else None) or default_workers()
         if workers < 1:
             raise PipelineValidationError([NbflowError(f"workers must be at least 1 (got {workers}).")])
         from nbflow.runlock import RunLock
@@ -735,6 +735,7 @@ class Pipeline:
                 warm_kernels = self.project.warm_kernels
             executor = executor or LocalExecutor(workers=workers, warm_kernels=warm_kernels)
             try:
+                executor.check(self.root)
                 reap_stale_runs(store)
                 listeners = [*listeners, *self._notifiers(store)]
                 runner = Runner(

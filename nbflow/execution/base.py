@@ -85,6 +85,25 @@ class KernelNeed:
         return (self.kernel_name, str(self.cwd))
 
 
+def task_function(kind: str) -> Callable[..., AttemptOutcome]:
+    """What runs one attempt of a task of this kind: ``f(request, launcher, control)``."""
+    if kind == "sql":
+        from nbflow.execution.sql import run_sql
+
+        return run_sql
+    if kind == "python":
+        from nbflow.execution.function import run_function
+
+        return run_function
+    if kind == "http":
+        from nbflow.execution.http import run_http
+
+        return run_http
+    from nbflow.execution.papermill import run_notebook
+
+    return run_notebook
+
+
 #: why an attempt was stopped from outside
 INTERRUPTED = "interrupted"
 TIMED_OUT = "timeout"
@@ -148,6 +167,15 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def cancel(self, run_id: str) -> None:
         """Stop every attempt of ``run_id`` as soon as possible; their outcomes say ``interrupted``."""
+
+    @property
+    def capacity(self) -> int | None:
+        """Attempts this executor runs at once by itself (a cluster's threads); None: not bounded."""
+        return None
+
+    def check(self, root: Path) -> None:
+        """Raise an ``NbflowError`` if this executor cannot run the pipeline in ``root``
+        (called before the run starts; the default accepts every pipeline)."""
 
     def anticipate(self, needs: Sequence[KernelNeed]) -> None:
         """The kernels the next tasks will ask for, most likely first; the default ignores them.

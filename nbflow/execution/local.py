@@ -18,6 +18,7 @@ from nbflow.execution.base import (
     KernelNeed,
     TaskRequest,
     kernel_log_path,
+    task_function,
 )
 
 if TYPE_CHECKING:
@@ -69,14 +70,7 @@ class LocalExecutor(Executor):
             return self._kernels
 
     def submit(self, request: TaskRequest) -> Future[AttemptOutcome]:
-        if request.kind == "sql":
-            from nbflow.execution.sql import run_sql as run_task
-        elif request.kind == "python":
-            from nbflow.execution.function import run_function as run_task
-        elif request.kind == "http":
-            from nbflow.execution.http import run_http as run_task
-        else:
-            from nbflow.execution.papermill import run_notebook as run_task
+        run_task = task_function(request.kind)
 
         if request.kind == "notebook" and not request.secrets:
             self._launcher.claim(request.kernel_name, str(request.cwd), kernel_log_path(request))

@@ -1,0 +1,376 @@
+"""The Dask executor: each attempt runs on a worker of a ``distributed`` cluster.
+
+The runner (this process) still decides what runs and when, applies nbflow's retry rules
+and is the only writer of the state store; a worker only runs one attempt and returns its
+:class:`AttemptOutcome`. So:
+
+* every attempt is its own Dask task with a unique key and ``pure=False`` (Dask would
+  merge identical "pure" calls) and ``retries=0`` (nbflow retries, with its delays and rules);
+* a worker lost mid-attempt is a failed attempt (``WorkerLost``), which nbflow's rules may
+  retry: with the cluster nbflow starts, the scheduler is told not to resubmit it
+  (``allowed-failures: 0``); on any other scheduler, an attempt that starts a second time
+  finds the marker its first start left and fails at once instead of running again;
+* a cancel sets a Dask ``Event`` for the run, which a thread beside each attempt on the
+  worker watches: it kills the attempt's kernel (or process, or query) there;
+* timeouts are kept on the worker, next to the kernel they kill.
+
+Files: workers read the notebooks and write executed notebooks, logs and products at the
+paths the runner gives, so they must see the pipeline folder, at the same path or at
+``worker_root`` (a shared filesystem: NFS, a cluster's home folders, ...). :meth:`check`
+asks every worker before anything runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import threading
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from nbflow import states
+from nbflow.errors import NbflowError
+from nbflow.execution.base import (
+    INTERRUPTED,
+    TIMED_OUT,
+    AttemptControl,
+    AttemptOutcome,
+    Executor,
+    TaskRequest,
+    task_function,
+    utcnow,
+)
+
+#: the ``ename`` of an attempt whose worker died under it (retry rules may name it)
+WORKER_LOST = "WorkerLost"
+
+
+class ExecutorUnavailableError(NbflowError):
+    """The executor cannot run this pipeline: no cluster, or workers that cannot see its files."""
+
+
+# -- paths ---------------------------------------------------------------------------------
+
+
+class PathMap:
+    """Maps the pipeline folder's paths here to where the workers see that folder."""
+
+    def __init__(self, local_root: Path, worker_root: str | os.PathLike[str] | None) -> None:
+        self.local_root = Path(local_root).resolve()
+        self.worker_root = Path(worker_root) if worker_root is not None else self.local_root
+
+    def path(self, p: Path) -> Path:
+        try:
+            return self.worker_root / Path(p).resolve().relative_to(self.local_root)
+        except ValueError:  # outside the pipeline folder: the same path everywhere
+            return Path(p)
+
+    def _value(self, v: Any) -> Any:
+        if isinstance(v, str) and os.path.isabs(v):
+            return str(self.path(Path(v)))
+        if isinstance(v, Mapping):
+            return {k: self._value(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return type(v)(self._value(x) for x in v)
+        return v
+
+    def request(self, request: TaskRequest) -> TaskRequest:
+        """``request`` with every path the worker uses (the injected ``upstream`` and
+        ``product`` values too) moved under the worker's root."""
+        if self.worker_root == self.local_root:
+            return request
+        params = dict(request.parameters)
+        for name in ("upstream", "product"):
+            if name in params:
+                params[name] = self._value(params[name])
+        return replace(
+            request,
+            notebook=self.path(request.notebook),
+            cwd=self.path(request.cwd),
+            output_notebook=self.path(request.output_notebook),
+            log_path=self.path(request.log_path),
+            products=tuple(self.path(p) for p in request.products),
+            parameters=params,
+        )
+
+
+# -- on the worker ---------------------------------------------------------------------------
+
+_launcher_lock = threading.Lock()
+_launcher: Any = None
+
+
+def _worker_launcher() -> Any:
+    """One kernel launcher per worker process (kernels are started when a task asks)."""
+    global _launcher
+    with _launcher_lock:
+        if _launcher is None:
+            from nbflow.execution.kernels import KernelLauncher
+
+            _launcher = KernelLauncher(max_concurrent_starts=2, warm=0)
+        return _launcher
+
+
+def _lost_outcome(where: str) -> AttemptOutcome:
+    now = utcnow()
+    return AttemptOutcome(
+        states.FAILED,
+        now,
+        now,
+        error=f"{WORKER_LOST}: the Dask worker running this attempt ({where}) died before it finished",
+        ename=WORKER_LOST,
+    )
+
+
+def run_attempt(request: TaskRequest, key: str, cancel_event: str) -> AttemptOutcome:
+    """Run one attempt on this Dask worker; never raises for what the task does.
+
+    Marks the attempt as started (a Dask ``Event``): if the scheduler starts this key
+    again after its worker died, the attempt is reported failed instead of run twice.
+    """
+    from distributed import Event, get_client, get_worker
+
+    worker = get_worker()
+    client = get_client()
+    started = Event(f"{key}-started", client=client)
+    if started.is_set():
+        return _lost_outcome("a worker before this one")
+    started.set()
+
+    control = AttemptControl()
+    cancel = Event(cancel_event, client=client)
+    if cancel.is_set():
+        control.stop(INTERRUPTED)
+    done = threading.Event()
+
+    def watch_cancel() -> None:
+        while not done.is_set():
+            try:
+                if cancel.wait(timeout=0.5):
+                    control.stop(INTERRUPTED)
+                    return
+            except Exception:  # the scheduler is unreachable: keep running, try again
+                done.wait(0.5)
+
+    watcher = threading.Thread(target=watch_cancel, name=f"nbflow-cancel-{key}", daemon=True)
+    watcher.start()
+    timer = None
+    if request.timeout is not None:
+        timer = threading.Timer(request.timeout, control.stop, args=(TIMED_OUT,))
+        timer.daemon = True
+        timer.start()
+    try:
+        if not request.cwd.is_dir():
+            now = utcnow()
+            return AttemptOutcome(
+                states.FAILED,
+                now,
+                now,
+                error=f"SharedFilesystemError: the worker {worker.address} cannot see the folder {request.cwd}",
+                ename="SharedFilesystemError",
+            )
+        if request.kind == "python" and multiprocessing.current_process().daemon:
+            now = utcnow()
+            return AttemptOutcome(
+                states.FAILED,
+                now,
+                now,
+                error=(
+                    f"DaemonWorker: the Dask worker {worker.address} runs as a daemon process, which may not start "
+                    "the process a Python function task runs in; start the workers with "
+                    "DASK_DISTRIBUTED__WORKER__DAEMON=False"
+                ),
+                ename="DaemonWorker",
+            )
+        outcome = task_function(request.kind)(request, _worker_launcher(), control)
+        outcome.extra["worker"] = worker.address
+        return outcome
+    finally:
+        done.set()
+        if timer is not None:
+            timer.cancel()
+        from nbflow.execution.kernels import close_thread_event_loop
+
+        close_thread_event_loop()
+
+
+def _visible(path: str) -> bool:
+    return os.path.isdir(path)
+
+
+# -- in the runner's process -------------------------------------------------------------------
+
+
+class DaskExecutor(Executor):
+    """Runs each attempt on a Dask worker.
+
+    Parameters
+    ----------
+    scheduler
+        The address of a running Dask scheduler (``tcp://host:8786``). None: start a
+        ``LocalCluster`` of worker processes on this machine, bound to 127.0.0.1, for the
+        executor's lifetime.
+    workers
+        With no ``scheduler``: the local cluster's worker processes (default: the CPU
+        count), one task at a time each.
+    worker_root
+        Where workers see the pipeline folder, when not at the same path as here.
+    client
+        An existing ``distributed.Client`` to use instead (it is not closed).
+    connect_timeout
+        Seconds to wait for the ``scheduler`` to answer.
+    """
+
+    def __init__(
+        self,
+        scheduler: str | None = None,
+        *,
+        workers: int | None = None,
+        worker_root: str | os.PathLike[str] | None = None,
+        client: Any = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        try:
+            import distributed
+        except ImportError as e:
+            raise ExecutorUnavailableError(
+                "the Dask executor needs the `distributed` package: pip install 'nbflow[dask]'"
+            ) from e
+        self._cluster = None
+        self._own_client = client is None
+        if client is None:
+            if scheduler is None:
+                import dask
+
+                from nbflow.execution.local import default_workers
+
+                # Python function tasks run in a child process of the worker, which a
+                # daemon process may not have (read by the nannies, also when they restart one)
+                dask.config.set({"distributed.worker.daemon": False})
+                self._cluster = distributed.LocalCluster(
+                    n_workers=workers or default_workers(),
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",
+                    # a worker lost mid-attempt comes back as a failed attempt (nbflow's
+                    # retry rules apply), not resubmitted by the scheduler
+                    scheduler_kwargs={"allowed_failures": 0},
+                )
+                client = distributed.Client(self._cluster)
+            else:
+                try:
+                    client = distributed.Client(scheduler, timeout=connect_timeout)
+                except OSError as e:
+                    raise ExecutorUnavailableError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from e
+        self.client = client
+        self.scheduler_address: str = client.scheduler.address
+        self._worker_root = worker_root
+        self._paths: PathMap | None = None
+        self._lock = threading.Lock()
+        self._futures: dict[str, Any] = {}
+        self._events: dict[str, Any] = {}
+
+    @property
+    def capacity(self) -> int:
+        """Tasks the cluster runs at once: its workers' threads."""
+        info = self.client.scheduler_info()
+        return max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
+
+    def check(self, root: Path) -> None:
+        self._paths = PathMap(root, self._worker_root)
+        where = str(self._paths.worker_root)
+        seen = self.client.run(_visible, where)
+        if not seen:
+            raise ExecutorUnavailableError(f"the Dask cluster at {self.scheduler_address} has no workers")
+        blind = sorted(addr for addr, ok in seen.items() if not ok)
+        if blind:
+            raise ExecutorUnavailableError(
+                f"Dask workers {', '.join(blind)} cannot see the pipeline folder at {where}. "
+                "Workers read the notebooks and write executed notebooks and products there: "
+                "share the folder with them (NFS, ...) and, if they see it at another path, "
+                "give that path with --worker-root."
+            )
+
+    def _event(self, run_id: str) -> str:
+        from distributed import Event
+
+        name = f"nbflow-cancel-{run_id}"
+        with self._lock:
+            if run_id not in self._events:
+                self._events[run_id] = Event(name, client=self.client)
+        return name
+
+    def submit(self, request: TaskRequest) -> Future[AttemptOutcome]:
+        from distributed import Event
+
+        paths = self._paths or PathMap(request.cwd, None)
+        key = f"nbflow-{request.run_id}-{request.task}-{request.attempt}-{uuid.uuid4().hex[:8]}"
+        result: Future[AttemptOutcome] = Future()
+        started = utcnow()
+        dask_future = self.client.submit(
+            run_attempt, paths.request(request), key, self._event(request.run_id), key=key, pure=False, retries=0
+        )
+        with self._lock:
+            self._futures[key] = dask_future
+
+        def done(f: Any) -> None:
+            try:
+                outcome = f.result()
+            except BaseException as e:  # noqa: BLE001 - every way a Dask task can end
+                outcome = self._failure(e, started)
+            finally:
+                with self._lock:
+                    self._futures.pop(key, None)
+                with contextlib.suppress(Exception):  # the cluster is going away: nothing to clean
+                    Event(f"{key}-started", client=self.client).clear()
+            result.set_result(outcome)
+
+        dask_future.add_done_callback(done)
+        return result
+
+    @staticmethod
+    def _failure(e: BaseException, started: Any) -> AttemptOutcome:
+        import traceback as tb
+
+        from distributed.scheduler import KilledWorker
+
+        if isinstance(e, KilledWorker):
+            outcome = _lost_outcome(getattr(e, "last_worker", None) and e.last_worker.address or "unknown")
+            outcome.started_at = started
+            return outcome
+        name = type(e).__name__
+        if name == "CancelledError":
+            return AttemptOutcome(
+                states.INTERRUPTED, started, utcnow(), error="Interrupted: the Dask task was cancelled"
+            )
+        return AttemptOutcome(
+            states.FAILED,
+            started,
+            utcnow(),
+            error=f"{name}: {e}",
+            traceback="".join(tb.format_exception(e)),
+            ename=name,
+        )
+
+    def cancel(self, run_id: str) -> None:
+        from distributed import Event
+
+        Event(self._event(run_id), client=self.client).set()
+
+    def close(self) -> None:
+        with self._lock:
+            events = list(self._events.values())
+            self._events.clear()
+        for event in events:
+            with contextlib.suppress(Exception):
+                event.clear()
+        if self._own_client:
+            self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()

@@ -1,0 +1,285 @@
+"""The Dask executor, on real ``distributed.LocalCluster`` worker processes bound to 127.0.0.1.
+
+Every notebook runs in a real kernel started by a Dask worker; the runner in this process
+records everything in the pipeline's real DuckDB file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+distributed = pytest.importorskip("distributed")
+import dask  # noqa: E402
+
+from nbflow.execution.dask_executor import DaskExecutor, ExecutorUnavailableError  # noqa: E402
+from nbflow.pipeline import Pipeline  # noqa: E402
+from nbflow.runner import pid_alive  # noqa: E402
+from nbflow.store import DuckDBRunStore  # noqa: E402
+from tests.conftest import nbflow_process, write_notebook  # noqa: E402
+
+pytestmark = pytest.mark.timeout(240)
+
+#: a notebook cell that records which process ran it, and which process started that kernel
+WHO = (
+    "import json, os, pathlib\n"
+    "pathlib.Path(product).write_text(json.dumps({'pid': os.getpid(), 'ppid': os.getppid(), 'cwd': os.getcwd(), 'product': product}))"
+)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A scheduler and two worker processes that nbflow did not start (as a team's cluster would be).
+
+    Its scheduler keeps Dask's default ``allowed-failures``, so a lost worker's task would be
+    started again: nbflow must notice and report a failed attempt instead.
+    """
+    with (
+        dask.config.set({"distributed.worker.daemon": False}),
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+        ) as c,
+        distributed.Client(c) as client,
+    ):
+        yield client
+
+
+def worker_pids(client) -> set[int]:
+    return set(client.run(os.getpid).values())
+
+
+def attempts(root: Path, run_id: str) -> list:
+    store = DuckDBRunStore(root / "_nbflow" / "state.duckdb")
+    try:
+        return store.get_attempts(run_id)
+    finally:
+        store.close()
+
+
+def test_tasks_run_on_the_workers_in_dependency_order(tmp_path, cluster, nbflow_cli):
+    write_notebook(tmp_path, "a", 'upstream = None\nproduct = "out/a.json"', WHO)
+    for name in ("b", "c"):  # both ready at once: one on each worker
+        write_notebook(
+            tmp_path, name, f'upstream = ["a"]\nproduct = "out/{name}.json"', "import time; time.sleep(1.5)", WHO
+        )
+    write_notebook(
+        tmp_path,
+        "d",
+        'upstream = ["b", "c"]\nproduct = "out/d.json"',
+        "import json\nseen = {k: json.load(open(v)) for k, v in upstream.items()}\nprint('read', sorted(seen))",
+        WHO,
+    )
+    result = nbflow_cli("run", str(tmp_path), "--scheduler", cluster.scheduler.address, "--json", "--no-progress")
+    assert result.exit_code == 0, result
+    report = result.json()
+    assert {name: t["state"] for name, t in report["tasks"].items()} == dict.fromkeys("abcd", "success")
+
+    ran = {n: json.loads((tmp_path / "out" / f"{n}.json").read_text()) for n in "abcd"}
+    workers = worker_pids(cluster)
+    assert {r["ppid"] for r in ran.values()} <= workers, "every kernel was started by a Dask worker"
+    assert ran["b"]["ppid"] != ran["c"]["ppid"], "the two ready tasks ran on the two workers at once"
+    assert os.getpid() not in {r["ppid"] for r in ran.values()}
+    assert {r["cwd"] for r in ran.values()} == {str(tmp_path)}
+
+    # the same records as a local run: the store, executed notebooks and logs
+    run_id = report["run_id"]
+    rows = attempts(tmp_path, run_id)
+    assert sorted(a.task for a in rows) == list("abcd") and all(a.state == "success" for a in rows)
+    assert (tmp_path / "_nbflow" / "runs" / run_id / "d" / "attempt-1.ipynb").is_file()
+    logs = nbflow_cli("logs", str(tmp_path), "d")
+    assert "read ['b', 'c']" in logs.stdout
+    status = nbflow_cli("status", str(tmp_path), "--json").json()
+    assert status["run_id"] == run_id and status["state"] == "success"
+
+
+def test_failed_and_retried_tasks_keep_nbflows_rules(tmp_path, cluster, nbflow_cli):
+    (tmp_path / "nbflow.toml").write_text('[tasks.flaky]\nretries = 2\nretry_delay = "1s"\n')
+    write_notebook(tmp_path, "root", 'upstream = None\nproduct = "out/root.txt"', "open(product, 'w').write('r')")
+    write_notebook(
+        tmp_path,
+        "flaky",
+        'upstream = ["root"]\nproduct = "out/flaky.txt"',
+        "import pathlib\nmark = pathlib.Path('flaky.mark')\n"
+        "if not mark.exists():\n    mark.write_text('1')\n    raise ConnectionError('first attempt fails')\n"
+        "open(product, 'w').write('ok')",
+    )
+    write_notebook(
+        tmp_path, "bad", 'upstream = ["root"]\nproduct = "out/bad.txt"', "raise ValueError('bad input row 7')"
+    )
+    write_notebook(tmp_path, "after_bad", 'upstream = ["bad"]\nproduct = "out/x.txt"', "open(product, 'w')")
+    result = nbflow_cli("run", str(tmp_path), "--scheduler", cluster.scheduler.address, "--json", "--no-progress")
+    assert result.exit_code == 1, result
+    report = result.json()
+    states = {name: t["state"] for name, t in report["tasks"].items()}
+    assert states == {"root": "success", "flaky": "success", "bad": "failed", "after_bad": "upstream_failed"}
+
+    rows = {(a.task, a.attempt): a for a in attempts(tmp_path, report["run_id"])}
+    assert rows[("flaky", 1)].state == "failed" and "ConnectionError" in rows[("flaky", 1)].error
+    assert rows[("flaky", 2)].state == "success"
+    gap = (rows[("flaky", 2)].started_at - rows[("flaky", 1)].ended_at).total_seconds()
+    assert gap >= 0.9, "nbflow's retry delay, not Dask's immediate resubmission"
+    assert ("bad", 2) not in rows, "no retries configured for bad: Dask must not retry it either"
+    bad = rows[("bad", 1)]
+    assert "ValueError: bad input row 7" in bad.error and "ValueError" in (bad.traceback or "")
+    executed = tmp_path / "_nbflow" / "runs" / report["run_id"] / "bad" / "attempt-1.ipynb"
+    assert "bad input row 7" in executed.read_text(), "the failed task keeps its executed notebook"
+
+
+def _wait_for(path: Path, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size:
+            return json.loads(path.read_text())
+        time.sleep(0.1)
+    raise AssertionError(f"{path} never appeared")
+
+
+SLOW_ONCE = (
+    "import json, os, pathlib, time\n"
+    "mark = pathlib.Path('started.json')\n"
+    "if not mark.exists():\n"
+    "    mark.write_text(json.dumps({'pid': os.getpid(), 'ppid': os.getppid()}))\n"
+    "    time.sleep(120)\n"
+    "open(product, 'w').write('done')"
+)
+
+
+@pytest.mark.parametrize("own_cluster", [False, True], ids=["team-scheduler", "nbflow-localcluster"])
+def test_a_worker_killed_mid_task_is_a_failed_attempt_that_retries(tmp_path, cluster, own_cluster):
+    """Killed under the first attempt: WorkerLost (retryable), then the retry succeeds; no hang."""
+    (tmp_path / "nbflow.toml").write_text('retries = 1\nretry_delay = "0s"\n')
+    write_notebook(tmp_path, "slow", 'upstream = None\nproduct = "out/slow.txt"', SLOW_ONCE)
+    executor = DaskExecutor(workers=2) if own_cluster else DaskExecutor(cluster.scheduler.address)
+    box: dict = {}
+    runner = threading.Thread(target=lambda: box.update(result=Pipeline.from_dir(tmp_path).run(executor=executor)))
+    try:
+        runner.start()
+        started = _wait_for(tmp_path / "started.json")
+        workers = worker_pids(executor.client)
+        assert started["ppid"] in workers
+        if own_cluster:  # nbflow's cluster listens on the loopback interface only
+            listening = [
+                c.laddr.ip
+                for pid in (os.getpid(), *workers)
+                for c in psutil.Process(pid).net_connections(kind="inet")
+                if c.status == psutil.CONN_LISTEN
+            ]
+            assert listening and set(listening) == {"127.0.0.1"}
+        os.kill(started["ppid"], signal.SIGKILL)  # the worker process, with the kernel it started
+        runner.join(120)
+        assert not runner.is_alive(), "the run must not hang on a lost worker"
+    finally:
+        executor.close()
+    result = box["result"]
+    assert result.states == {"slow": "success"}
+    rows = attempts(tmp_path, result.run_id)
+    assert [(a.attempt, a.state) for a in rows] == [(1, "failed"), (2, "success")]
+    assert rows[0].error.startswith("WorkerLost:")
+    deadline = time.monotonic() + 15
+    while pid_alive(started["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not pid_alive(started["pid"]), "the lost worker's kernel does not outlive it"
+
+
+def test_stop_kills_the_kernels_on_the_workers_and_timeouts_apply(tmp_path, cluster):
+    (tmp_path / "nbflow.toml").write_text('[tasks.capped]\ntimeout = "2s"\nretries = 0\n')
+    write_notebook(tmp_path, "long", 'upstream = None\nproduct = "out/long.txt"', SLOW_ONCE)
+    write_notebook(tmp_path, "capped", 'upstream = None\nproduct = "out/capped.txt"', "import time; time.sleep(60)")
+    executor = DaskExecutor(cluster.scheduler.address)
+    stop = threading.Event()
+    box: dict = {}
+    pipeline = Pipeline.from_dir(tmp_path)
+    runner = threading.Thread(target=lambda: box.update(result=pipeline.run(executor=executor, stop=stop)))
+    try:
+        runner.start()
+        started = _wait_for(tmp_path / "started.json")
+        time.sleep(3)  # past capped's timeout
+        t0 = time.monotonic()
+        stop.set()
+        runner.join(60)
+        assert not runner.is_alive()
+        stopped_in = time.monotonic() - t0
+    finally:
+        executor.close()
+    result = box["result"]
+    assert result.state == "interrupted" and result.states["long"] == "interrupted"
+    assert result.states["capped"] == "failed"
+    assert "TaskTimeout" in result.tasks["capped"].error
+    assert stopped_in < 15
+    assert not pid_alive(started["pid"]), "the worker killed the task's kernel"
+
+
+def test_python_and_sql_tasks_run_on_workers_too(tmp_path, cluster, nbflow_cli):
+    write_notebook(
+        tmp_path, "make", 'upstream = None\nproduct = "out/rows.csv"', "open(product, 'w').write('x\\n1\\n2\\n')"
+    )
+    (tmp_path / "total.sql").write_text('-- upstream = ["make"]\nSELECT sum(x) AS total FROM make\n')
+    (tmp_path / "nbflow_tasks.py").write_text(
+        "import json, os\n"
+        "def setup(pipeline):\n"
+        "    @pipeline.task(upstream=['make'], product='out/who.json')\n"
+        "    def who(product):\n"
+        "        json.dump({'ppid': os.getppid()}, open(product, 'w'))\n"
+    )
+    result = nbflow_cli("run", str(tmp_path), "--scheduler", cluster.scheduler.address, "--json", "--no-progress")
+    assert result.exit_code == 0, result
+    states = {name: t["state"] for name, t in result.json()["tasks"].items()}
+    assert set(states.values()) == {"success"} and {"make", "total", "who"} <= set(states)
+    who = json.loads((tmp_path / "out" / "who.json").read_text())
+    assert who["ppid"] in worker_pids(cluster), "the function ran in a child of a worker"
+
+
+def test_workers_that_see_the_folder_elsewhere_get_their_paths(tmp_path, cluster, nbflow_cli):
+    root = tmp_path / "here"
+    mount = tmp_path / "mnt" / "pipeline"
+    mount.parent.mkdir()
+    mount.symlink_to(root, target_is_directory=True)  # how the workers "mount" the shared folder
+    write_notebook(root, "a", 'upstream = None\nproduct = "out/a.json"', WHO)
+    write_notebook(root, "b", 'upstream = ["a"]\nproduct = "out/b.json"', "print(upstream['a'])", WHO)
+    result = nbflow_cli(
+        "run", str(root), "--scheduler", cluster.scheduler.address, "--worker-root", str(mount), "--no-progress"
+    )
+    assert result.exit_code == 0, result
+    assert json.loads((root / "out" / "a.json").read_text())["product"] == str(mount / "out" / "a.json")
+    assert str(mount / "out" / "a.json") in nbflow_cli("logs", str(root), "b").stdout
+
+
+def test_workers_that_cannot_see_the_folder_are_named_before_anything_runs(tmp_path, cluster, nbflow_cli):
+    write_notebook(tmp_path, "a", 'upstream = None\nproduct = "out/a.txt"', "open(product, 'w')")
+    missing = tmp_path / "not-mounted"
+    result = nbflow_cli("run", str(tmp_path), "--scheduler", cluster.scheduler.address, "--worker-root", str(missing))
+    assert result.exit_code == 2, result
+    assert "cannot see the pipeline folder" in result.stderr and str(missing) in result.stderr
+    for address in cluster.scheduler_info()["workers"]:
+        assert address in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_executor_options_exit_2(tmp_path, nbflow_cli):
+    write_notebook(tmp_path, "a", "upstream = None", "1")
+    result = nbflow_cli("run", str(tmp_path), "--executor", "local", "--scheduler", "tcp://127.0.0.1:1")
+    assert result.exit_code == 2 and "--scheduler is for the Dask executor" in result.stderr
+    result = nbflow_cli("run", str(tmp_path), "--worker-root", "/mnt/x")
+    assert result.exit_code == 2 and "--worker-root is for the Dask executor" in result.stderr
+    with pytest.raises(ExecutorUnavailableError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        DaskExecutor("tcp://127.0.0.1:9", connect_timeout=1)
+
+
+def test_the_example_pipeline_on_a_local_cluster_from_the_command_line(tmp_path):
+    """``nbflow run --executor dask`` alone: nbflow starts (and stops) a LocalCluster itself."""
+    import shutil
+
+    from tests.conftest import REPO
+
+    shutil.copytree(REPO / "notebooks", tmp_path / "example", ignore=shutil.ignore_patterns("_nbflow", "output"))
+    done = nbflow_process("run", str(tmp_path / "example"), "--executor", "dask", "--workers", "2", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    tasks = json.loads(done.stdout)["tasks"]
+    assert len(tasks) == 9 and {t["state"] for t in tasks.values()} == {"success"}
