@@ -81,6 +81,39 @@ def injected_parameters(
     return params
 
 
+def task_request(
+    specs: Mapping[str, NotebookSpec],
+    dag: DAG,
+    settings: Mapping[str, TaskSettings],
+    secrets: Mapping[str, str],
+    run_dir: Path,
+    run_id: str,
+    name: str,
+    attempt: int,
+    overrides: Overrides,
+) -> TaskRequest:
+    """What an executor needs to run attempt ``attempt`` of task ``name``; its files go in ``run_dir/name/``."""
+    spec = specs[name]
+    # one folder per task: no task name can make two tasks' files collide
+    base = run_dir / name / f"attempt-{attempt}"
+    return TaskRequest(
+        run_id=run_id,
+        task=name,
+        attempt=attempt,
+        notebook=spec.path,
+        cwd=spec.folder,
+        kernel_name=spec.kernel_name,
+        parameters=injected_parameters(spec, dag, specs, overrides),
+        output_notebook=base.with_name(base.name + ".ipynb"),
+        log_path=base.with_name(base.name + ".log"),
+        products=product_paths(resolve_product(spec)),
+        timeout=settings[name].timeout,
+        kind=spec.kind,
+        target=spec.target,
+        secrets={p: var for p, var in secrets.items() if p in spec.params.defaults},
+    )
+
+
 class RunListener(Protocol):
     """Told about a run as it happens. Methods take keyword arguments only; ignore the rest."""
 
@@ -231,24 +264,8 @@ class Runner:
     # -- planning ----------------------------------------------------------------------
 
     def _request(self, run_dir: Path, run_id: str, name: str, attempt: int, overrides: Overrides) -> TaskRequest:
-        spec = self.specs[name]
-        # one folder per task: no task name can make two tasks' files collide
-        base = run_dir / name / f"attempt-{attempt}"
-        return TaskRequest(
-            run_id=run_id,
-            task=name,
-            attempt=attempt,
-            notebook=spec.path,
-            cwd=spec.folder,
-            kernel_name=spec.kernel_name,
-            parameters=injected_parameters(spec, self.dag, self.specs, overrides),
-            output_notebook=base.with_name(base.name + ".ipynb"),
-            log_path=base.with_name(base.name + ".log"),
-            products=product_paths(resolve_product(spec)),
-            timeout=self.settings[name].timeout,
-            kind=spec.kind,
-            target=spec.target,
-            secrets={p: var for p, var in self.secrets.items() if p in spec.params.defaults},
+        return task_request(
+            self.specs, self.dag, self.settings, self.secrets, run_dir, run_id, name, attempt, overrides
         )
 
     def _anticipate(self, scheduler: Scheduler, run_dir: Path) -> None:

@@ -5,36 +5,14 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from nbflow.pipeline import Pipeline
-from tests.conftest import write_notebook
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], str]] = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content.decode()))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_server():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    try:
-        yield controller.hostname, controller.port, inbox
-    finally:
-        controller.stop()
+from tests.conftest import free_port, write_notebook
 
 
 @pytest.fixture
@@ -58,12 +36,6 @@ def webhook_server():
     finally:
         server.shutdown()
         server.server_close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_failure_retry_and_run_end_alerts_arrive_by_email_and_webhook(
@@ -106,7 +78,7 @@ def test_failure_retry_and_run_end_alerts_arrive_by_email_and_webhook(
 
 def test_a_channel_that_is_down_is_recorded_and_harms_nothing(tmp_path: Path, capfd) -> None:
     (tmp_path / "nbflow.toml").write_text(
-        f'alert_on = ["failure", "success"]\n[webhook]\nurl = "http://127.0.0.1:{_free_port()}/down"\ntimeout = 2\n'
+        f'alert_on = ["failure", "success"]\n[webhook]\nurl = "http://127.0.0.1:{free_port()}/down"\ntimeout = 2\n'
     )
     write_notebook(tmp_path, "a", "upstream = None", "print('a')")
     result = Pipeline.from_dir(tmp_path).run(workers=1)

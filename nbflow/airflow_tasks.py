@@ -1,0 +1,173 @@
+"""What a DAG file written by ``nbflow export airflow`` calls inside Airflow 3.
+
+* :func:`run_task` runs one task of the pipeline with nbflow's single-task runner
+  (papermill in a fresh kernel for a notebook; DuckDB, a function or a request for the
+  others), exactly as ``nbflow run`` would run it, and fails the Airflow task if it fails;
+* :class:`NbflowAlert` is an Airflow notifier sending nbflow's alerts (the pipeline's
+  ``[email]`` and ``[webhook]`` channels);
+* :class:`NbflowRetryPolicy` applies a task's ``retry_rules`` (Airflow 3.3's ``retry_policy``).
+
+Airflow imports this module in its own processes; nothing here touches nbflow's state
+store: the run's record is Airflow's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseNotifier
+
+try:  # Airflow 3.3 and newer
+    from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
+except ImportError:  # pragma: no cover - older Airflow 3: rules that fail at once still apply
+    RetryPolicy = object  # type: ignore[assignment,misc]
+    RetryDecision = None  # type: ignore[assignment,misc]
+
+#: the lines of a failed task's output copied into Airflow's task log
+LOG_LINES = 200
+
+
+class NbflowTaskFailed(RuntimeError):
+    """A task of the pipeline failed; carries nbflow's error name for the retry rules."""
+
+    def __init__(self, task: str, error: str, ename: str | None, traceback: str | None, notebook: str) -> None:
+        self.task, self.error, self.ename, self.notebook = task, error, ename, notebook
+        message = f"task {task} failed: {error}\nExecuted notebook: {notebook}"
+        if traceback:
+            message += "\n" + traceback.rstrip()
+        super().__init__(message)
+
+
+def _safe(run_id: str) -> str:
+    """An Airflow run id (``manual__2026-11-25T10:00:00+00:00``) as a folder name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", run_id)
+
+
+def _logical_date(context: Mapping[str, Any]) -> str | None:
+    when = context.get("logical_date") or context.get("data_interval_start")
+    return when.date().isoformat() if when is not None else None
+
+
+def run_task(pipeline: str, name: str, context: Mapping[str, Any], output_dir: str | None = None) -> str:
+    """Run task ``name`` of the pipeline in folder ``pipeline`` for this Airflow task instance.
+
+    The DAG run's ``params`` (the DAG's declared ones and the trigger's ``conf``) are the
+    overrides (``name`` or ``task.name``, as ``-p``). The executed notebook and log go to
+    ``output_dir/<dag_id>/<run_id>/<task>/attempt-<try_number>.*`` (default ``output_dir``:
+    the pipeline's ``_nbflow/airflow``); the executed notebook's path is returned (XCom).
+
+    Raises
+    ------
+    NbflowTaskFailed
+        The task failed; Airflow's retries apply.
+    AirflowFailException
+        The task failed and a ``retry_rules`` entry says not to retry it.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from nbflow.pipeline import Pipeline
+    from nbflow.single import run_one
+
+    ti = context["ti"]
+    dag_id = context["dag"].dag_id
+    project = Pipeline.from_dir(pipeline)
+    params = {k: v for k, v in dict(context.get("params") or {}).items() if v is not None}
+    base = Path(output_dir) if output_dir else project.root / "_nbflow" / "airflow"
+    request, outcome = run_one(
+        project,
+        name,
+        run_id=context["run_id"],
+        run_dir=base / dag_id / _safe(context["run_id"]),
+        attempt=ti.try_number,
+        params=params,
+        logical_date=_logical_date(context),
+    )
+    output = outcome.log.rstrip()
+    if output:  # the task's own output, in Airflow's task log
+        lines = output.splitlines()[-LOG_LINES:]
+        print(f"--- output of {name} (full log: {request.log_path}) ---", *lines, sep="\n")
+    notebook = str(request.output_notebook)
+    if outcome.state == "success":
+        print(f"{name} succeeded; executed notebook: {notebook}")
+        return notebook
+    error = outcome.error or f"the task ended {outcome.state}"
+    failure = NbflowTaskFailed(name, error, outcome.ename, outcome.traceback, notebook)
+    for rule in project.settings[name].retry_rules:  # the first matching rule decides
+        if rule.matches(outcome.ename, error):
+            if rule.action == "fail":
+                raise AirflowFailException(f"{failure}\n(an nbflow retry rule says this error is not retried)")
+            break
+    raise failure
+
+
+class NbflowRetryPolicy(RetryPolicy):  # type: ignore[misc,valid-type]
+    """A task's nbflow ``retry_rules`` as an Airflow retry policy (first match decides)."""
+
+    def __init__(self, pipeline: str, task: str) -> None:
+        self.pipeline, self.task = pipeline, task
+
+    def evaluate(self, exception: BaseException, try_number: int, max_tries: int, context: Any = None) -> Any:
+        from nbflow.pipeline import Pipeline
+
+        if not isinstance(exception, NbflowTaskFailed):
+            return RetryDecision()
+        settings = Pipeline.from_dir(self.pipeline).settings[self.task]
+        for rule in settings.retry_rules:
+            if not rule.matches(exception.ename, exception.error):
+                continue
+            if rule.action == "fail":
+                return RetryDecision.fail(f"an nbflow retry rule says {exception.ename} fails at once")
+            if rule.action == "retry":
+                delay = timedelta(seconds=rule.delay) if rule.delay is not None else None
+                return RetryDecision.retry(delay, f"an nbflow retry rule matched {exception.ename}")
+            break
+        return RetryDecision()
+
+    def serialize(self) -> dict[str, Any]:
+        return {"pipeline": self.pipeline, "task": self.task}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> NbflowRetryPolicy:
+        return cls(data["pipeline"], data["task"])
+
+
+class NbflowAlert(BaseNotifier):
+    """Sends nbflow's alert for an Airflow task (or DAG run) event to the pipeline's channels.
+
+    ``event`` is nbflow's: ``failure``, ``retry``, ``success`` (a task) or ``run_end`` (the DAG run).
+    """
+
+    template_fields = ()
+
+    def __init__(self, pipeline: str, event: str) -> None:
+        super().__init__()
+        self.pipeline, self.event = pipeline, event
+
+    def notify(self, context: Any) -> None:
+        from nbflow.alerts import Alert, channels_for
+        from nbflow.settings import load_project
+
+        ti = context.get("ti")
+        task = ti.task_id if self.event != "run_end" and ti is not None else None
+        dag_run = context.get("dag_run")
+        state = {"failure": "failed", "retry": "up_for_retry", "success": "success"}.get(self.event)
+        if state is None:
+            state = str(getattr(dag_run, "state", "") or "ended")
+        exception = context.get("exception")
+        error = exception.error if isinstance(exception, NbflowTaskFailed) else (str(exception) if exception else None)
+        alert = Alert(
+            event=self.event,
+            pipeline=self.pipeline,
+            run_id=str(context.get("run_id")),
+            task=task,
+            attempt=ti.try_number if task else None,
+            state=state,
+            error=error,
+            output_notebook=exception.notebook if isinstance(exception, NbflowTaskFailed) else None,
+        )
+        for channel in channels_for(load_project(Path(self.pipeline))):
+            channel.send(alert)

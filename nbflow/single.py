@@ -1,0 +1,69 @@
+"""Run one task of a pipeline, outside a run: what another orchestrator (Airflow) calls.
+
+The task gets exactly what it gets in ``nbflow run``: the same injected parameters
+(overrides, ``upstream`` = its upstreams' products, ``product``), its own folder as
+working directory, a fresh kernel, the same product check and secrets. Ordering, retries
+and records are the calling orchestrator's: nothing is written to nbflow's state store.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, task_function
+from nbflow.pipeline import Pipeline
+
+
+def run_one(
+    pipeline: Pipeline,
+    name: str,
+    *,
+    run_id: str,
+    run_dir: str | os.PathLike[str],
+    attempt: int = 1,
+    params: Mapping[str, Any] | None = None,
+    logical_date: str | None = None,
+) -> tuple[TaskRequest, AttemptOutcome]:
+    """Run attempt ``attempt`` of task ``name``; its executed notebook and log go in
+    ``run_dir/name/``. Returns the request and how it went (never raises for the task).
+
+    Raises
+    ------
+    UnknownTaskError
+        ``name`` is not a task of the pipeline.
+    PipelineValidationError
+        A bad parameter, or a kernel or secret the task needs is missing.
+    """
+    from nbflow.errors import UnknownTaskError
+    from nbflow.runner import task_request
+
+    if name not in pipeline.specs:
+        raise UnknownTaskError(name, list(pipeline.specs))
+    overrides = pipeline.validate_params(pipeline._with_logical_date(params, logical_date))
+    pipeline.validate_kernels([name])
+    pipeline.validate_secrets([name])
+    request = task_request(
+        pipeline.specs,
+        pipeline.dag,
+        pipeline.settings,
+        pipeline.project.secrets,
+        Path(run_dir),
+        run_id,
+        name,
+        attempt,
+        overrides,
+    )
+    launcher = None
+    if request.kind == "notebook":
+        from nbflow.execution.kernels import KernelLauncher
+
+        launcher = KernelLauncher(max_concurrent_starts=1, warm=0)
+    try:
+        outcome = task_function(request.kind)(request, launcher, AttemptControl())
+    finally:
+        if launcher is not None:
+            launcher.close()
+    return request, outcome
