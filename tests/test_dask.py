@@ -97,6 +97,20 @@ def test_tasks_run_on_the_workers_in_dependency_order(tmp_path, cluster, nbflow_
     assert "read ['b', 'c']" in logs.stdout
     status = nbflow_cli("status", str(tmp_path), "--json").json()
     assert status["run_id"] == run_id and status["state"] == "success"
+    # kernels the workers started ahead of time for this run are gone with it
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and worker_kernels(cluster):
+        time.sleep(0.2)
+    assert worker_kernels(cluster) == []
+
+
+def worker_kernels(client) -> list[int]:
+    return [
+        p.pid
+        for pid in worker_pids(client)
+        for p in psutil.Process(pid).children(recursive=True)
+        if "ipykernel" in " ".join(p.cmdline())
+    ]
 
 
 def test_failed_and_retried_tasks_keep_nbflows_rules(tmp_path, cluster, nbflow_cli):

@@ -27,7 +27,7 @@ import multiprocessing
 import os
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -41,7 +41,9 @@ from nbflow.execution.base import (
     AttemptControl,
     AttemptOutcome,
     Executor,
+    KernelNeed,
     TaskRequest,
+    kernel_log_path,
     task_function,
     utcnow,
 )
@@ -105,15 +107,32 @@ _launcher_lock = threading.Lock()
 _launcher: Any = None
 
 
-def _worker_launcher() -> Any:
-    """One kernel launcher per worker process (kernels are started when a task asks)."""
+def _worker_launcher(nthreads: int) -> Any:
+    """One kernel launcher per worker process; it keeps a kernel warm per worker thread."""
     global _launcher
-    with _launcher_lock:
+    with _launcher_lock:  # one thread imports: concurrent first imports of jupyter_client break
         if _launcher is None:
+            import nbflow.execution.papermill  # noqa: F401 - what notebook attempts need, loaded once
             from nbflow.execution.kernels import KernelLauncher
 
-            _launcher = KernelLauncher(max_concurrent_starts=2, warm=0)
+            _launcher = KernelLauncher(max_concurrent_starts=max(2, nthreads), warm=nthreads)
         return _launcher
+
+
+async def _prepare_on_worker(dask_worker: Any) -> None:
+    """Run on every worker as the executor starts: load what notebook attempts need
+    (papermill, nbclient, jupyter_client) off the worker's event loop."""
+    import asyncio
+
+    await asyncio.get_running_loop().run_in_executor(None, _worker_launcher, dask_worker.state.nthreads)
+
+
+async def _anticipate_on_worker(needs: list[KernelNeed], dask_worker: Any) -> None:
+    """Run on every worker: start (or drop) kernels for the tasks the runner expects next."""
+    import asyncio
+
+    launcher = _worker_launcher(dask_worker.state.nthreads)
+    await asyncio.get_running_loop().run_in_executor(None, launcher.anticipate, needs)
 
 
 def _lost_outcome(where: str) -> AttemptOutcome:
@@ -187,7 +206,10 @@ def run_attempt(request: TaskRequest, key: str, cancel_event: str) -> AttemptOut
                 ),
                 ename="DaemonWorker",
             )
-        outcome = task_function(request.kind)(request, _worker_launcher(), control)
+        launcher = _worker_launcher(worker.state.nthreads)
+        if request.kind == "notebook" and not request.secrets:
+            launcher.claim(request.kernel_name, str(request.cwd), kernel_log_path(request))
+        outcome = task_function(request.kind)(request, launcher, control)
         outcome.extra["worker"] = worker.address
         return outcome
     finally:
@@ -270,8 +292,11 @@ class DaskExecutor(Executor):
                     raise ExecutorUnavailableError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from e
         self.client = client
         self.scheduler_address: str = client.scheduler.address
+        with contextlib.suppress(Exception):  # a head start only
+            client.run(_prepare_on_worker, wait=False)
         self._worker_root = worker_root
         self._paths: PathMap | None = None
+        self._warming = False
         self._lock = threading.Lock()
         self._futures: dict[str, Any] = {}
         self._events: dict[str, Any] = {}
@@ -358,12 +383,27 @@ class DaskExecutor(Executor):
             ename=name,
         )
 
+    def anticipate(self, needs: Sequence[KernelNeed]) -> None:
+        """Tell every worker which kernels the next tasks will want (without waiting): each
+        keeps one per thread starting or idle for the first of them, and drops the others."""
+        paths = self._paths
+        if paths is None or (not needs and not self._warming):
+            return
+        self._warming = bool(needs)
+        mapped = [KernelNeed(n.kernel_name, paths.path(n.cwd), paths.path(n.scratch)) for n in needs]
+        with contextlib.suppress(Exception):  # a hint: a cluster that cannot take it runs tasks all the same
+            self.client.run(_anticipate_on_worker, mapped, wait=False)
+
     def cancel(self, run_id: str) -> None:
         from distributed import Event
 
         Event(self._event(run_id), client=self.client).set()
 
     def close(self) -> None:
+        if self._warming:  # no kernel of this run stays behind on the workers
+            with contextlib.suppress(Exception):
+                self.client.run(_anticipate_on_worker, [])
+            self._warming = False
         with self._lock:
             events = list(self._events.values())
             self._events.clear()
