@@ -9,13 +9,11 @@ Airflow's own DagBag, migrate a throwaway SQLite metadata database and run
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -23,10 +21,8 @@ import pytest
 
 from nbflow.airflow_export import ExportError, airflow_id, dag_source, task_ids
 from nbflow.pipeline import Pipeline
+from tests.airflowenv import airflow, airflow_env, airflow_venv
 from tests.conftest import REPO, write_notebook
-
-AIRFLOW = "apache-airflow==3.3.2"
-
 
 # -- the DAG file's text (no Airflow needed) -------------------------------------------------
 
@@ -125,53 +121,10 @@ needs_airflow = pytest.mark.skipif(
 )
 
 
-def _requirements() -> list[str]:
-    import tomllib
-
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return [AIRFLOW, *project["dependencies"], *project["optional-dependencies"]["example"]]
-
-
 @pytest.fixture(scope="session")
 def airflow_python() -> Path:
-    """The Python of a venv with Airflow and nbflow's dependencies (not nbflow: PYTHONPATH has it)."""
-    requirements = _requirements()
-    key = hashlib.sha256(json.dumps([sys.version, requirements]).encode()).hexdigest()[:12]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nbflow-tests"
-    venv = Path(os.environ.get("NBFLOW_AIRFLOW_VENV") or cache / f"airflow-{key}")
-    python = venv / "bin" / "python"
-    if not (venv / ".complete").exists():
-        building = venv.with_name(venv.name + ".building")
-        shutil.rmtree(building, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(building)], check=True)
-        subprocess.run(
-            [str(building / "bin" / "python"), "-m", "pip", "install", "--quiet", *requirements],
-            check=True,
-            timeout=1500,
-        )
-        shutil.rmtree(venv, ignore_errors=True)
-        building.rename(venv)
-        (venv / ".complete").write_text("\n".join(requirements))
-    return python
-
-
-def airflow_env(home: Path, dags: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "PYTHONWARNINGS": "ignore",
-    }
-
-
-def airflow(python: Path, env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(python), "-m", "airflow", *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
+    """The Python of a venv with Airflow and nbflow's dependencies (built once, cached)."""
+    return airflow_venv()
 
 
 DAGBAG = """
