@@ -227,6 +227,7 @@ def test_in_airflow_a_failed_task_retries_alerts_and_keeps_its_notebook(
     root.mkdir()
     (root / "nbflow.toml").write_text(
         f'alert_on = ["failure"]\n[tasks.flaky]\nretries = 1\nretry_delay = "0s"\n'
+        '[tasks.bad]\nretries = 2\nretry_delay = "0s"\nretry_rules = [{ match = "ValueError", action = "fail" }]\n'
         f'[email]\nhost = "{host}"\nport = {port}\nsender = "nbflow@localhost"\nto = ["team@localhost"]\n'
     )
     write_notebook(root, "start", 'upstream = None\nproduct = "out/start.txt"', "open(product, 'w').write('s')")
@@ -247,7 +248,7 @@ def test_in_airflow_a_failed_task_retries_alerts_and_keeps_its_notebook(
     states = _task_states(home, "flows")
     assert states["start"][0] == "success"
     assert states["flaky"] == ("success", 2), "Airflow retried it, as the nbflow setting says"
-    assert states["bad"][0] == "failed"
+    assert states["bad"] == ("failed", 1), "its retry rule says a ValueError is not retried"
     executed = list((root / "_nbflow" / "airflow" / "flows").glob("*/bad/attempt-1.ipynb"))
     assert len(executed) == 1 and "bad row 7" in executed[0].read_text()
     subjects = [m[2] for m in inbox.messages]
