@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import json
 import keyword
 import os
 import re
@@ -56,10 +57,32 @@ def task_ids(names: list[str]) -> dict[str, str]:
     return ids
 
 
+#: names the DAG function uses, which no task variable may shadow
+_RESERVED = (
+    "annotations",
+    "timedelta",
+    "pendulum",
+    "dag",
+    "task",
+    "run_task",
+    "retry_policy",
+    "NbflowAlert",
+    "nbflow_task",
+    "pipeline_dag",
+    "PIPELINE",
+    "OUTPUT_DIR",
+)
+
+
+def _comment(text: str) -> str:
+    """Text safe inside a ``#`` comment (one line)."""
+    return re.sub(r"[\r\n\x00-\x1f]+", " ", text)
+
+
 def _identifiers(ids: Mapping[str, str]) -> dict[str, str]:
     """A Python variable name for each task in the DAG function."""
     out: dict[str, str] = {}
-    used: set[str] = {"nbflow_task", "pipeline_dag", "PIPELINE", "OUTPUT_DIR"}
+    used: set[str] = set(_RESERVED)
     for name, tid in ids.items():
         var = re.sub(r"\W", "_", tid)
         if var[0].isdigit() or keyword.iskeyword(var):
@@ -74,8 +97,6 @@ def _identifiers(ids: Mapping[str, str]) -> dict[str, str]:
 
 def _py(value: Any) -> str:
     """A literal as Python source, strings in double quotes (as the formatters write them)."""
-    import json
-
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, (list, tuple)):
@@ -120,8 +141,11 @@ def dag_params(pipeline: Pipeline) -> dict[str, Any]:
             value = ast.literal_eval(next(iter(sources)))
         except (ValueError, SyntaxError):
             continue
-        if value is None or isinstance(value, (bool, int, float, str, list, dict)):
-            params[name] = value
+        try:  # Airflow keeps params as JSON: nothing else (no inf, no set) may go in
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            continue
+        params[name] = value
     return params
 
 
@@ -152,7 +176,7 @@ def dag_source(
 
     default_args = _retry_args(defaults)
     lines = [
-        f'"""Airflow DAG for the nbflow pipeline in {pipeline.root}.',
+        '"""Airflow DAG for an nbflow pipeline (PIPELINE below).',
         "",
         f"Written by `nbflow export airflow` (nbflow {__version__}). Export it again after",
         "changing the pipeline's tasks, upstreams or settings. Each task runs one task of",
@@ -177,12 +201,12 @@ def dag_source(
     if alerting:
         imports.insert(0, "NbflowAlert")
     if needs_policy:
-        imports.insert(-1, "NbflowRetryPolicy")
+        imports.insert(-1, "retry_policy")
     lines += [
         f"from nbflow.airflow_tasks import {', '.join(imports)}",
         "",
         f"PIPELINE = {_py(str(pipeline.root))}",
-        f"OUTPUT_DIR = {_py(output_dir)}  # None: {pipeline.root / '_nbflow' / 'airflow'}",
+        f"OUTPUT_DIR = {_py(output_dir)}  # None: the pipeline's _nbflow/airflow",
         "",
         "",
         "@task",
@@ -225,17 +249,17 @@ def dag_source(
         if alerting:
             for event in s.alert_on:
                 if event in callbacks:
-                    args[callbacks[event]] = f"[NbflowAlert(PIPELINE, {_py(event)})]"
-        if s.retry_rules:
-            args["retry_policy"] = f"NbflowRetryPolicy(PIPELINE, {_py(name)})"
+                    args[callbacks[event]] = f"[NbflowAlert(PIPELINE, {_py(event)}, {_py(name)})]"
+        if s.retry_rules:  # Airflow 3.3's retry_policy (nothing on an older Airflow)
+            args["**retry_policy"] = f"(PIPELINE, {_py(name)})"
         notes = []
         if s.retry_jitter:
             notes.append("retry_jitter has no Airflow setting")
         if not s.retry_on_timeout:
             notes.append("retry_on_timeout = false has no Airflow setting: timeouts are retried")
         for note in notes:
-            lines.append(f"    # {name}: {note}")
-        call = ", ".join(f"{k}={v}" for k, v in args.items())
+            lines.append(f"    # {_comment(name)}: {note}")
+        call = ", ".join(f"{k}{v}" if k.startswith("**") else f"{k}={v}" for k, v in args.items())
         lines.append(f"    {var[name]} = nbflow_task.override({call})({_py(name)})")
     edges = [(up, name) for name in order for up in pipeline.dag.upstreams[name]]
     if edges:

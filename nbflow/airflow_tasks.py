@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseNotifier
+from airflow.sdk.exceptions import AirflowFailException
 
 try:  # Airflow 3.3 and newer
     from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
@@ -48,8 +49,25 @@ def _safe(run_id: str) -> str:
 
 
 def _logical_date(context: Mapping[str, Any]) -> str | None:
+    """The run's logical date as ``nbflow run --logical-date`` gives it (UTC, to the second)."""
+    from datetime import timezone
+
+    from nbflow.schedule import logical_date_text
+
     when = context.get("logical_date") or context.get("data_interval_start")
-    return when.date().isoformat() if when is not None else None
+    if when is None:
+        return None
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc).replace(tzinfo=None)
+    return logical_date_text(when)
+
+
+class NbflowTaskFailedForGood(AirflowFailException):
+    """A task of the pipeline failed, and a retry rule says not to retry it."""
+
+    def __init__(self, failure: NbflowTaskFailed) -> None:
+        self.task, self.error, self.ename, self.notebook = failure.task, failure.error, failure.ename, failure.notebook
+        super().__init__(f"{failure}\n(an nbflow retry rule says this error is not retried)")
 
 
 def run_task(pipeline: str, name: str, context: Mapping[str, Any], output_dir: str | None = None) -> str:
@@ -67,8 +85,6 @@ def run_task(pipeline: str, name: str, context: Mapping[str, Any], output_dir: s
     AirflowFailException
         The task failed and a ``retry_rules`` entry says not to retry it.
     """
-    from airflow.sdk.exceptions import AirflowFailException
-
     from nbflow.pipeline import Pipeline
     from nbflow.single import run_one
 
@@ -99,9 +115,16 @@ def run_task(pipeline: str, name: str, context: Mapping[str, Any], output_dir: s
     for rule in project.settings[name].retry_rules:  # the first matching rule decides
         if rule.matches(outcome.ename, error):
             if rule.action == "fail":
-                raise AirflowFailException(f"{failure}\n(an nbflow retry rule says this error is not retried)")
+                raise NbflowTaskFailedForGood(failure)
             break
     raise failure
+
+
+def retry_policy(pipeline: str, task: str) -> dict[str, Any]:
+    """``{"retry_policy": ...}`` for a task's ``.override(**...)`` on Airflow 3.3 and newer;
+    nothing on an older Airflow 3 (which has no retry policies: rules that say ``fail``
+    still fail at once, through :func:`run_task`)."""
+    return {"retry_policy": NbflowRetryPolicy(pipeline, task)} if RetryDecision is not None else {}
 
 
 class NbflowRetryPolicy(RetryPolicy):  # type: ignore[misc,valid-type]
@@ -138,36 +161,37 @@ class NbflowRetryPolicy(RetryPolicy):  # type: ignore[misc,valid-type]
 class NbflowAlert(BaseNotifier):
     """Sends nbflow's alert for an Airflow task (or DAG run) event to the pipeline's channels.
 
-    ``event`` is nbflow's: ``failure``, ``retry``, ``success`` (a task) or ``run_end`` (the DAG run).
+    ``event`` is nbflow's: ``failure``, ``retry``, ``success`` (a task) or ``run_end`` (the DAG
+    run); ``task`` the nbflow task's name (``etl/clean``, where Airflow says ``etl.clean``).
     """
 
     template_fields = ()
 
-    def __init__(self, pipeline: str, event: str) -> None:
+    def __init__(self, pipeline: str, event: str, task: str | None = None) -> None:
         super().__init__()
-        self.pipeline, self.event = pipeline, event
+        self.pipeline, self.event, self.task = pipeline, event, task
 
     def notify(self, context: Any) -> None:
         from nbflow.alerts import Alert, channels_for
         from nbflow.settings import load_project
 
         ti = context.get("ti")
-        task = ti.task_id if self.event != "run_end" and ti is not None else None
+        task = None if self.event == "run_end" else self.task or (ti.task_id if ti is not None else None)
         dag_run = context.get("dag_run")
         state = {"failure": "failed", "retry": "up_for_retry", "success": "success"}.get(self.event)
         if state is None:
             state = str(getattr(dag_run, "state", "") or "ended")
         exception = context.get("exception")
-        error = exception.error if isinstance(exception, NbflowTaskFailed) else (str(exception) if exception else None)
+        error = getattr(exception, "error", None) or (str(exception) if exception else None)
         alert = Alert(
             event=self.event,
             pipeline=self.pipeline,
             run_id=str(context.get("run_id")),
             task=task,
-            attempt=ti.try_number if task else None,
+            attempt=ti.try_number if task and ti is not None else None,
             state=state,
             error=error,
-            output_notebook=exception.notebook if isinstance(exception, NbflowTaskFailed) else None,
+            output_notebook=getattr(exception, "notebook", None),
         )
         for channel in channels_for(load_project(Path(self.pipeline))):
             channel.send(alert)

@@ -722,7 +722,10 @@ class Pipeline:
         if to_run:  # an up-to-date pipeline needs no kernel (nor the machinery to find one)
             self.validate_kernels(to_run)
         self.validate_secrets(to_run)
-        workers = workers or (executor.capacity if executor is not None else None) or default_workers()
+        capacity = executor.capacity if executor is not None else None
+        workers = workers or capacity or default_workers()
+        if capacity:  # more would only wait in the executor's queue while recorded "running"
+            workers = min(workers, capacity)
         if workers < 1:
             raise PipelineValidationError([NbflowError(f"workers must be at least 1 (got {workers}).")])
         from nbflow.runlock import RunLock

@@ -9,11 +9,12 @@ and records are the calling orchestrator's: nothing is written to nbflow's state
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, task_function
+from nbflow.execution.base import TIMED_OUT, AttemptControl, AttemptOutcome, TaskRequest, task_function
 from nbflow.pipeline import Pipeline
 
 
@@ -61,9 +62,17 @@ def run_one(
         from nbflow.execution.kernels import KernelLauncher
 
         launcher = KernelLauncher(max_concurrent_starts=1, warm=0)
+    control = AttemptControl()
+    timer = None
+    if request.timeout is not None:  # as the executors do: past it, the kernel is killed
+        timer = threading.Timer(request.timeout, control.stop, args=(TIMED_OUT,))
+        timer.daemon = True
+        timer.start()
     try:
-        outcome = task_function(request.kind)(request, launcher, AttemptControl())
+        outcome = task_function(request.kind)(request, launcher, control)
     finally:
+        if timer is not None:
+            timer.cancel()
         if launcher is not None:
             launcher.close()
     return request, outcome

@@ -60,6 +60,9 @@ def settings_pipeline(root: Path) -> Pipeline:
             [tasks.fetch]
             retry_rules = [{ match = "ValueError", action = "fail" }]
 
+            [tasks."etl/clean"]
+            retry_rules = [{ match = "ConnectionError", action = "retry", delay = "5s" }]
+
             [email]
             host = "127.0.0.1"
             sender = "nbflow@localhost"
@@ -89,12 +92,50 @@ def test_settings_map_to_airflows_own(tmp_path):
     assert 'on_failure_callback=[NbflowAlert(PIPELINE, "run_end")]' in source
     assert (
         'cleanup = nbflow_task.override(task_id="cleanup", retries=0, trigger_rule="all_done", '
-        'on_success_callback=[NbflowAlert(PIPELINE, "success")])("cleanup")'
+        'on_success_callback=[NbflowAlert(PIPELINE, "success", "cleanup")])("cleanup")'
     ) in source
-    assert 'retry_policy=NbflowRetryPolicy(PIPELINE, "fetch")' in source
+    assert '**retry_policy(PIPELINE, "fetch")' in source
     assert 'etl_clean = nbflow_task.override(task_id="etl.clean", ' in source
     assert "[fetch, etl_clean] >> cleanup" in source
     assert '"rows": 100' in source and '"threshold": 0.5' in source
+
+
+def odd_pipeline(root: Path) -> Pipeline:
+    """Names that must not break (or get into) the DAG file's code."""
+    root.mkdir(parents=True)
+    (root / "nbflow.toml").write_text('[tasks.timedelta]\ntimeout = "1m"\nretry_jitter = true\n')
+    write_notebook(root, "timedelta", 'upstream = None\nbig = 1e999\nlabel = "a\\"b"', "1")
+    write_notebook(root, "dag", 'upstream = ["timedelta"]\nwhen = {1, 2}', "1")
+    write_notebook(root, "2nd\nimport os", 'upstream = ["dag"]', "1")
+    return Pipeline.from_dir(root)
+
+
+ODD_ROOT = 'we"ird \\user\nimport os  # '
+
+
+def test_odd_names_paths_and_values_stay_data(tmp_path):
+    import ast
+
+    source = dag_source(odd_pipeline(tmp_path / ODD_ROOT))
+    module = ast.parse(source)
+    kinds = [type(node).__name__ for node in module.body]
+    assert kinds == [
+        "Expr",  # the docstring
+        "ImportFrom",
+        "ImportFrom",
+        "Import",
+        "ImportFrom",
+        "ImportFrom",
+        "Assign",  # PIPELINE
+        "Assign",  # OUTPUT_DIR
+        "FunctionDef",  # nbflow_task
+        "FunctionDef",  # pipeline_dag
+        "Expr",  # pipeline_dag()
+    ], "nothing from a name, a path or a value became code"
+    assert ast.literal_eval(module.body[6].value) == str(tmp_path / ODD_ROOT)
+    assert '"big"' not in source and '"when"' not in source, "values Airflow cannot keep are left out"
+    assert '"label": "a\\"b"' in source
+    assert "timedelta_2 = nbflow_task.override(" in source, "a task variable never shadows a name in use"
 
 
 def test_export_command_writes_the_file_and_refuses_bad_input(tmp_path, nbflow_cli):
@@ -163,6 +204,8 @@ def test_airflows_dagbag_reads_the_export_with_every_setting(tmp_path, airflow_p
     pipeline = settings_pipeline(tmp_path / "p")
     dags = tmp_path / "dags"
     assert nbflow_cli("export", "airflow", str(pipeline.root), "-o", str(dags), "--dag-id", "nightly").exit_code == 0
+    odd = odd_pipeline(tmp_path / ODD_ROOT)
+    assert nbflow_cli("export", "airflow", str(odd.root), "-o", str(dags), "--dag-id", "odd").exit_code == 0
     done = subprocess.run(
         [str(airflow_python), "-c", DAGBAG, str(dags)],
         env=airflow_env(tmp_path / "home", dags),
@@ -187,6 +230,39 @@ def test_airflows_dagbag_reads_the_export_with_every_setting(tmp_path, airflow_p
     cleanup = tasks["cleanup"]
     assert cleanup["trigger_rule"] == "all_done" and cleanup["retries"] == 0
     assert cleanup["on_success"] == 1 and cleanup["on_failure"] == 0
+    odd_tasks = bag["dags"]["odd"]["tasks"]
+    assert set(odd_tasks) == {"timedelta", "dag", "2nd_import_os"} and odd_tasks["timedelta"]["timeout"] == 60.0
+
+    # the retry rules, as Airflow's retry policy evaluates them in a worker
+    done = subprocess.run(
+        [str(airflow_python), "-c", POLICY, str(pipeline.root)],
+        env=airflow_env(tmp_path / "home", dags),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "fetch ValueError": ["fail", None],
+        "fetch KeyError": ["default", None],
+        "etl/clean ConnectionError": ["retry", 5.0],
+        "etl/clean other exception": ["default", None],
+    }
+
+
+POLICY = """
+import json, sys
+from nbflow.airflow_tasks import NbflowTaskFailed, retry_policy
+root = sys.argv[1]
+out = {}
+for task, ename in [("fetch", "ValueError"), ("fetch", "KeyError"), ("etl/clean", "ConnectionError")]:
+    policy = retry_policy(root, task)["retry_policy"]
+    d = policy.evaluate(NbflowTaskFailed(task, ename + ": x", ename, None, "nb.ipynb"), 1, 3)
+    out[f"{task} {ename}"] = [d.action.value, d.retry_delay.total_seconds() if d.retry_delay else None]
+d = retry_policy(root, "etl/clean")["retry_policy"].evaluate(RuntimeError("x"), 1, 3)
+out["etl/clean other exception"] = [d.action.value, None]
+print(json.dumps(out))
+"""
 
 
 def _task_states(home: Path, dag_id: str) -> dict[str, tuple[str, int]]:

@@ -42,7 +42,7 @@ def cluster():
     started again: nbflow must notice and report a failed attempt instead.
     """
     with (
-        dask.config.set({"distributed.worker.daemon": False}),
+        dask.config.set({"distributed.worker.daemon": False, "distributed.scheduler.worker-saturation": 1.0}),
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
         ) as c,
@@ -145,6 +145,15 @@ def test_failed_and_retried_tasks_keep_nbflows_rules(tmp_path, cluster, nbflow_c
     executed = tmp_path / "_nbflow" / "runs" / report["run_id"] / "bad" / "attempt-1.ipynb"
     assert "bad input row 7" in executed.read_text(), "the failed task keeps its executed notebook"
 
+    # what the JupyterLab panel and the dashboard read (the same StoreReader) shows it all
+    from nbflow.server.service import NbflowService
+
+    shown = NbflowService(tmp_path).status(".")
+    assert shown["run"]["run_id"] == report["run_id"] and shown["run"]["state"] == "failed"
+    assert shown["tasks"]["flaky"]["attempts"] == 2 and shown["tasks"]["flaky"]["state"] == "success"
+    assert "bad input row 7" in shown["tasks"]["bad"]["error"]
+    assert shown["tasks"]["bad"]["output_notebook"] == f"_nbflow/runs/{report['run_id']}/bad/attempt-1.ipynb"
+
 
 def _wait_for(path: Path, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
@@ -209,12 +218,22 @@ def test_stop_kills_the_kernels_on_the_workers_and_timeouts_apply(tmp_path, clus
     executor = DaskExecutor(cluster.scheduler.address)
     stop = threading.Event()
     box: dict = {}
+    seen: dict[str, str] = {}
+
+    class States:
+        def on_task(self, *, task, **_):
+            seen[task.task] = task.state
+
     pipeline = Pipeline.from_dir(tmp_path)
-    runner = threading.Thread(target=lambda: box.update(result=pipeline.run(executor=executor, stop=stop)))
+    runner = threading.Thread(
+        target=lambda: box.update(result=pipeline.run(executor=executor, stop=stop, listeners=[States()]))
+    )
     try:
         runner.start()
         started = _wait_for(tmp_path / "started.json")
-        time.sleep(3)  # past capped's timeout
+        deadline = time.monotonic() + 60
+        while seen.get("capped") != "failed" and time.monotonic() < deadline:  # its timeout, on its worker
+            time.sleep(0.1)
         t0 = time.monotonic()
         stop.set()
         runner.join(60)

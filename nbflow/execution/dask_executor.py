@@ -22,12 +22,14 @@ asks every worker before anything runs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import multiprocessing
 import os
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -47,6 +49,8 @@ from nbflow.execution.base import (
     task_function,
     utcnow,
 )
+
+log = logging.getLogger("nbflow.execution")
 
 #: the ``ename`` of an attempt whose worker died under it (retry rules may name it)
 WORKER_LOST = "WorkerLost"
@@ -274,17 +278,23 @@ class DaskExecutor(Executor):
                 # Python function tasks run in a child process of the worker, which a
                 # daemon process may not have (read by the nannies, also when they restart one)
                 dask.config.set({"distributed.worker.daemon": False})
-                self._cluster = distributed.LocalCluster(
-                    n_workers=workers or default_workers(),
-                    threads_per_worker=1,
-                    processes=True,
-                    host="127.0.0.1",
-                    dashboard_address="127.0.0.1:0",
-                    # a worker lost mid-attempt comes back as a failed attempt (nbflow's
-                    # retry rules apply), not resubmitted by the scheduler
-                    scheduler_kwargs={"allowed_failures": 0},
-                )
-                client = distributed.Client(self._cluster)
+                # a task goes to an idle worker, never queues behind a busy one
+                with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+                    self._cluster = distributed.LocalCluster(
+                        n_workers=workers or default_workers(),
+                        threads_per_worker=1,
+                        processes=True,
+                        host="127.0.0.1",
+                        dashboard_address="127.0.0.1:0",
+                        # a worker lost mid-attempt comes back as a failed attempt (nbflow's
+                        # retry rules apply), not resubmitted by the scheduler
+                        scheduler_kwargs={"allowed_failures": 0},
+                    )
+                try:
+                    client = distributed.Client(self._cluster)
+                except BaseException:
+                    self._cluster.close()
+                    raise
             else:
                 try:
                     client = distributed.Client(scheduler, timeout=connect_timeout)
@@ -300,6 +310,8 @@ class DaskExecutor(Executor):
         self._lock = threading.Lock()
         self._futures: dict[str, Any] = {}
         self._events: dict[str, Any] = {}
+        #: the attempts' "started" markers, cleared on the scheduler at close
+        self._markers: list[str] = []
 
     @property
     def capacity(self) -> int:
@@ -332,8 +344,6 @@ class DaskExecutor(Executor):
         return name
 
     def submit(self, request: TaskRequest) -> Future[AttemptOutcome]:
-        from distributed import Event
-
         paths = self._paths or PathMap(request.cwd, None)
         key = f"nbflow-{request.run_id}-{request.task}-{request.attempt}-{uuid.uuid4().hex[:8]}"
         result: Future[AttemptOutcome] = Future()
@@ -352,8 +362,7 @@ class DaskExecutor(Executor):
             finally:
                 with self._lock:
                     self._futures.pop(key, None)
-                with contextlib.suppress(Exception):  # the cluster is going away: nothing to clean
-                    Event(f"{key}-started", client=self.client).clear()
+                    self._markers.append(f"{key}-started")
             result.set_result(outcome)
 
         dask_future.add_done_callback(done)
@@ -361,55 +370,60 @@ class DaskExecutor(Executor):
 
     @staticmethod
     def _failure(e: BaseException, started: Any) -> AttemptOutcome:
+        """The outcome of a Dask task that did not return one (never raises)."""
+        import concurrent.futures
         import traceback as tb
 
-        from distributed.scheduler import KilledWorker
+        try:
+            from distributed.scheduler import KilledWorker
 
-        if isinstance(e, KilledWorker):
-            outcome = _lost_outcome(getattr(e, "last_worker", None) and e.last_worker.address or "unknown")
-            outcome.started_at = started
-            return outcome
-        name = type(e).__name__
-        if name == "CancelledError":
+            if isinstance(e, KilledWorker):
+                worker = getattr(e, "last_worker", None)
+                outcome = _lost_outcome(getattr(worker, "address", None) or "unknown")
+                outcome.started_at = started
+                return outcome
+            if isinstance(e, (concurrent.futures.CancelledError, asyncio.CancelledError)):
+                return AttemptOutcome(
+                    states.INTERRUPTED, started, utcnow(), error="Interrupted: the Dask task was cancelled"
+                )
+            name = type(e).__name__
             return AttemptOutcome(
-                states.INTERRUPTED, started, utcnow(), error="Interrupted: the Dask task was cancelled"
+                states.FAILED,
+                started,
+                utcnow(),
+                error=f"{name}: {e}",
+                traceback="".join(tb.format_exception(e)),
+                ename=name,
             )
-        return AttemptOutcome(
-            states.FAILED,
-            started,
-            utcnow(),
-            error=f"{name}: {e}",
-            traceback="".join(tb.format_exception(e)),
-            ename=name,
-        )
-
-    def anticipate(self, needs: Sequence[KernelNeed]) -> None:
-        """Tell every worker which kernels the next tasks will want (without waiting): each
-        keeps one per thread starting or idle for the first of them, and drops the others."""
-        paths = self._paths
-        if paths is None or (not needs and not self._warming):
-            return
-        self._warming = bool(needs)
-        mapped = [KernelNeed(n.kernel_name, paths.path(n.cwd), paths.path(n.scratch)) for n in needs]
-        with contextlib.suppress(Exception):  # a hint: a cluster that cannot take it runs tasks all the same
-            self.client.run(_anticipate_on_worker, mapped, wait=False)
+        except Exception as inner:  # noqa: BLE001 - the runner must get an outcome whatever happens
+            return AttemptOutcome(
+                states.FAILED, started, utcnow(), error=f"{type(e).__name__}: {inner}", ename="DaskError"
+            )
 
     def cancel(self, run_id: str) -> None:
         from distributed import Event
 
-        Event(self._event(run_id), client=self.client).set()
+        try:
+            Event(self._event(run_id), client=self.client).set()
+        except Exception as e:  # the scheduler is gone: its workers' attempts end with it
+            log.warning("could not tell the Dask workers to stop run %s: %s", run_id, e)
 
     def close(self) -> None:
         if self._warming:  # no kernel of this run stays behind on the workers
             with contextlib.suppress(Exception):
                 self.client.run(_anticipate_on_worker, [])
             self._warming = False
+        from distributed import Event
+
         with self._lock:
             events = list(self._events.values())
             self._events.clear()
-        for event in events:
-            with contextlib.suppress(Exception):
+            markers, self._markers = self._markers, []
+        with contextlib.suppress(Exception):  # nothing of this run stays on a long-lived scheduler
+            for event in events:
                 event.clear()
+            for name in markers:
+                Event(name, client=self.client).clear()
         if self._own_client:
             self.client.close()
         if self._cluster is not None:
