@@ -9,12 +9,11 @@ and records are the calling orchestrator's: nothing is written to nbflow's state
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nbflow.execution.base import TIMED_OUT, AttemptControl, AttemptOutcome, TaskRequest, task_function
+from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, start_timeout, task_function
 from nbflow.pipeline import Pipeline
 
 
@@ -63,11 +62,7 @@ def run_one(
 
         launcher = KernelLauncher(max_concurrent_starts=1, warm=0)
     control = AttemptControl()
-    timer = None
-    if request.timeout is not None:  # as the executors do: past it, the kernel is killed
-        timer = threading.Timer(request.timeout, control.stop, args=(TIMED_OUT,))
-        timer.daemon = True
-        timer.start()
+    timer = start_timeout(control, request.timeout)
     try:
         outcome = task_function(request.kind)(request, launcher, control)
     finally:

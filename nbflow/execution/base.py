@@ -141,6 +141,16 @@ class AttemptControl:
         return self.reason is not None
 
 
+def start_timeout(control: AttemptControl, seconds: float | None) -> threading.Timer | None:
+    """Stop the attempt as timed out after ``seconds`` (None: never); cancel the timer when it ends."""
+    if seconds is None:
+        return None
+    timer = threading.Timer(seconds, control.stop, args=(TIMED_OUT,))
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def stopped_outcome(
     control: AttemptControl, request: TaskRequest, state: str, error: str | None, ename: str | None, stopped: str
 ) -> tuple[str, str | None, str | None]:

@@ -39,13 +39,13 @@ from nbflow import states
 from nbflow.errors import NbflowError
 from nbflow.execution.base import (
     INTERRUPTED,
-    TIMED_OUT,
     AttemptControl,
     AttemptOutcome,
     Executor,
     KernelNeed,
     TaskRequest,
     kernel_log_path,
+    start_timeout,
     task_function,
     utcnow,
 )
@@ -182,11 +182,7 @@ def run_attempt(request: TaskRequest, key: str, cancel_event: str) -> AttemptOut
 
     watcher = threading.Thread(target=watch_cancel, name=f"nbflow-cancel-{key}", daemon=True)
     watcher.start()
-    timer = None
-    if request.timeout is not None:
-        timer = threading.Timer(request.timeout, control.stop, args=(TIMED_OUT,))
-        timer.daemon = True
-        timer.start()
+    timer = start_timeout(control, request.timeout)
     try:
         if not request.cwd.is_dir():
             now = utcnow()

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 from nbflow.execution.base import (
     INTERRUPTED,
-    TIMED_OUT,
     AttemptControl,
     AttemptOutcome,
     Executor,
     KernelNeed,
     TaskRequest,
     kernel_log_path,
+    start_timeout,
     task_function,
 )
 
@@ -80,11 +80,7 @@ class LocalExecutor(Executor):
             self._controls[request.run_id][key] = control
             if request.run_id in self._cancelled:
                 control.stop(INTERRUPTED)
-        timer = None
-        if request.timeout is not None:
-            timer = threading.Timer(request.timeout, control.stop, args=(TIMED_OUT,))
-            timer.daemon = True
-            timer.start()
+        timer = start_timeout(control, request.timeout)
 
         def work() -> AttemptOutcome:
             try:
