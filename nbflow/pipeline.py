@@ -722,7 +722,8 @@ class Pipeline:
         if to_run:  # an up-to-date pipeline needs no kernel (nor the machinery to find one)
             self.validate_kernels(to_run)
         self.validate_secrets(to_run)
-        capacity = executor.capacity if executor is not None else None
+        # an up-to-date run asks nothing of the executor (a cluster is started on first use)
+        capacity = executor.capacity if executor is not None and to_run else None
         workers = workers or capacity or default_workers()
         if capacity:  # more would only wait in the executor's queue while recorded "running"
             workers = min(workers, capacity)
@@ -738,7 +739,8 @@ class Pipeline:
                 warm_kernels = self.project.warm_kernels
             executor = executor or LocalExecutor(workers=workers, warm_kernels=warm_kernels)
             try:
-                executor.check(self.root)
+                if to_run:
+                    executor.check(self.root)
                 reap_stale_runs(store)
                 listeners = [*listeners, *self._notifiers(store)]
                 runner = Runner(

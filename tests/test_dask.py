@@ -302,7 +302,19 @@ def test_bad_executor_options_exit_2(tmp_path, nbflow_cli):
     result = nbflow_cli("run", str(tmp_path), "--worker-root", "/mnt/x")
     assert result.exit_code == 2 and "--worker-root is for the Dask executor" in result.stderr
     with pytest.raises(ExecutorUnavailableError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
-        DaskExecutor("tcp://127.0.0.1:9", connect_timeout=1)
+        DaskExecutor("tcp://127.0.0.1:9", connect_timeout=1).check(tmp_path)
+    result = nbflow_cli("run", str(tmp_path), "--scheduler", "tcp://127.0.0.1:9")
+    assert result.exit_code == 2 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in result.stderr
+
+
+def test_an_up_to_date_run_starts_no_cluster(tmp_path, nbflow_cli):
+    write_notebook(tmp_path, "a", 'upstream = None\nproduct = "out/a.txt"', "open(product, 'w')")
+    assert nbflow_cli("run", str(tmp_path), "--no-progress").exit_code == 0
+    executor = DaskExecutor(workers=2)
+    result = Pipeline.from_dir(tmp_path).run(executor=executor)
+    assert result.states == {"a": "up_to_date"}
+    assert executor._client is None and executor._cluster is None, "nothing to execute: no cluster started"
+    executor.close()
 
 
 def test_the_example_pipeline_on_a_local_cluster_from_the_command_line(tmp_path):

@@ -258,56 +258,71 @@ class DaskExecutor(Executor):
         connect_timeout: float = 10.0,
     ) -> None:
         try:
-            import distributed
+            import distributed  # noqa: F401
         except ImportError as e:
             raise ExecutorUnavailableError(
                 "the Dask executor needs the `distributed` package: pip install 'nbflow[dask]'"
             ) from e
-        self._cluster = None
+        self._scheduler, self._n_workers, self._connect_timeout = scheduler, workers, connect_timeout
+        self._cluster: Any = None
+        self._client = client
         self._own_client = client is None
-        if client is None:
-            if scheduler is None:
-                import dask
-
-                from nbflow.execution.local import default_workers
-
-                # Python function tasks run in a child process of the worker, which a
-                # daemon process may not have (read by the nannies, also when they restart one)
-                dask.config.set({"distributed.worker.daemon": False})
-                # a task goes to an idle worker, never queues behind a busy one
-                with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
-                    self._cluster = distributed.LocalCluster(
-                        n_workers=workers or default_workers(),
-                        threads_per_worker=1,
-                        processes=True,
-                        host="127.0.0.1",
-                        dashboard_address="127.0.0.1:0",
-                        # a worker lost mid-attempt comes back as a failed attempt (nbflow's
-                        # retry rules apply), not resubmitted by the scheduler
-                        scheduler_kwargs={"allowed_failures": 0},
-                    )
-                try:
-                    client = distributed.Client(self._cluster)
-                except BaseException:
-                    self._cluster.close()
-                    raise
-            else:
-                try:
-                    client = distributed.Client(scheduler, timeout=connect_timeout)
-                except OSError as e:
-                    raise ExecutorUnavailableError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from e
-        self.client = client
-        self.scheduler_address: str = client.scheduler.address
-        with contextlib.suppress(Exception):  # a head start only
-            client.run(_prepare_on_worker, wait=False)
         self._worker_root = worker_root
         self._paths: PathMap | None = None
         self._warming = False
         self._lock = threading.Lock()
+        self._connecting = threading.Lock()
         self._futures: dict[str, Any] = {}
         self._events: dict[str, Any] = {}
         #: the attempts' "started" markers, cleared on the scheduler at close
         self._markers: list[str] = []
+
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client``: connected (or its LocalCluster started) on first use,
+        so a run with nothing to execute costs no cluster."""
+        with self._connecting:
+            if self._client is None:
+                self._client = self._connect()
+                with contextlib.suppress(Exception):  # a head start only
+                    self._client.run(_prepare_on_worker, wait=False)
+            return self._client
+
+    def _connect(self) -> Any:
+        import dask
+        import distributed
+
+        if self._scheduler is not None:
+            try:
+                return distributed.Client(self._scheduler, timeout=self._connect_timeout)
+            except OSError as e:
+                raise ExecutorUnavailableError(f"cannot reach the Dask scheduler at {self._scheduler}: {e}") from e
+        from nbflow.execution.local import default_workers
+
+        # Python function tasks run in a child process of the worker, which a daemon
+        # process may not have (read by the nannies, also when they restart one)
+        dask.config.set({"distributed.worker.daemon": False})
+        # a task goes to an idle worker, never queues behind a busy one
+        with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+            self._cluster = distributed.LocalCluster(
+                n_workers=self._n_workers or default_workers(),
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+                # a worker lost mid-attempt comes back as a failed attempt (nbflow's
+                # retry rules apply), not resubmitted by the scheduler
+                scheduler_kwargs={"allowed_failures": 0},
+            )
+        try:
+            return distributed.Client(self._cluster)
+        except BaseException:
+            self._cluster.close()
+            raise
+
+    @property
+    def scheduler_address(self) -> str:
+        return str(self.client.scheduler.address)
 
     @property
     def capacity(self) -> int:
@@ -405,6 +420,8 @@ class DaskExecutor(Executor):
             log.warning("could not tell the Dask workers to stop run %s: %s", run_id, e)
 
     def close(self) -> None:
+        if self._client is None:  # never used: nothing was started
+            return
         if self._warming:  # no kernel of this run stays behind on the workers
             with contextlib.suppress(Exception):
                 self.client.run(_anticipate_on_worker, [])
@@ -420,7 +437,7 @@ class DaskExecutor(Executor):
                 event.clear()
             for name in markers:
                 Event(name, client=self.client).clear()
-        if self._own_client:
-            self.client.close()
+        if self._own_client and self._client is not None:
+            self._client.close()
         if self._cluster is not None:
             self._cluster.close()
