@@ -290,7 +290,11 @@ def test_stop_asks_a_run_in_another_process_to_stop(make_notebook, tmp_path: Pat
         try:
             _until(lambda: dash.graph.paint["slow"][0] == "running", what="the other process's task to start")
             assert dash.run_record is not None and dash.run_record.pid == proc.pid
-            assert dash.run_button.disabled and not dash.stop_button.disabled
+            # the watcher's thread sets the buttons one after the other: wait for both
+            _until(
+                lambda: dash.run_button.disabled and not dash.stop_button.disabled,
+                what="Run disabled and Stop enabled for the other process's run",
+            )
             assert dash.stop() is True
             assert proc.wait(60) == 130, log.read_text()
             _until(lambda: dash.graph.paint["slow"][0] == "interrupted", what="the graph to show the stop")
