@@ -79,27 +79,33 @@ def executor_options(func: F) -> F:
         "executor_kind",
         type=click.Choice(["local", "dask"]),
         default=None,
-        help="local: kernels on this machine (default). dask: every task on a Dask worker "
-        "(a LocalCluster of --workers processes, or the cluster at --scheduler).",
+        help="local: kernels on this machine. dask: every task on a Dask worker (a LocalCluster of "
+        "--workers processes, or the cluster at --scheduler). Default: the project's executor setting, else local.",
     )(func)
     return func
 
 
-def _make_executor(kind: str | None, scheduler: str | None, worker_root: str | None, workers: int | None) -> Any:
-    """The executor the options ask for, or None for the default (local) one."""
+def _make_executor(
+    pipeline: Any,
+    kind: str | None,
+    scheduler: str | None,
+    worker_root: str | None,
+    workers: int | None,
+    warm_kernels: int | None = None,
+) -> Any:
+    """The executor the options ask for, or None for the project's default (``executor``)."""
     from nbflow.errors import NbflowError
 
     if scheduler and kind == "local":
         raise NbflowError("--scheduler is for the Dask executor; it cannot be used with --executor local")
-    if scheduler:
-        kind = "dask"
-    if worker_root and kind != "dask":
+    effective = kind or ("dask" if scheduler else None) or pipeline.project.executor
+    if worker_root and effective != "dask":
         raise NbflowError("--worker-root is for the Dask executor: add --executor dask")
-    if kind != "dask":
+    if kind is None and scheduler is None and worker_root is None:
         return None
-    from nbflow.execution.dask_executor import DaskExecutor
-
-    return DaskExecutor(scheduler, workers=workers, worker_root=worker_root)
+    return pipeline.make_executor(
+        effective, workers=workers, warm_kernels=warm_kernels, scheduler=scheduler, worker_root=worker_root
+    )
 
 
 @cli.command()
@@ -184,7 +190,7 @@ def run(
             rows = [[name, "run" if d.run else "skip", d.reason] for name, d in decisions.items()]
             click.echo(table(rows, ["task", "action", "why"]), nl=False)
         return
-    executor = _make_executor(executor_kind, scheduler, worker_root, workers)
+    executor = _make_executor(pipeline, executor_kind, scheduler, worker_root, workers, warm_kernels)
     try:
         result = pipeline.run(
             params=overrides,
@@ -257,7 +263,7 @@ def resume(
 
     _sigterm_as_interrupt()
     pipeline = Pipeline.from_dir(path)
-    executor = _make_executor(executor_kind, scheduler, worker_root, workers)
+    executor = _make_executor(pipeline, executor_kind, scheduler, worker_root, workers)
     try:
         result = pipeline.resume(run_id=run_id, workers=workers, listeners=[_progress(progress)], executor=executor)
     finally:

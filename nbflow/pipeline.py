@@ -698,6 +698,35 @@ class Pipeline:
             force_tasks=force_tasks,
         )
 
+    def make_executor(
+        self,
+        kind: str | None = None,
+        *,
+        workers: int | None = None,
+        warm_kernels: int | None = None,
+        scheduler: str | None = None,
+        worker_root: str | None = None,
+    ) -> Executor:
+        """The executor for a run: ``kind`` (``local`` or ``dask``; default: the project's
+        ``executor``), with the project's ``[dask]`` settings where these are not given.
+        The caller closes it. A Dask cluster is reached (or started) on first use."""
+        from nbflow.execution.local import LocalExecutor
+
+        kind = kind or self.project.executor
+        if kind == "dask":
+            from nbflow.execution.dask_executor import DaskExecutor
+
+            return DaskExecutor(
+                scheduler or self.project.dask.scheduler,
+                workers=workers,
+                worker_root=worker_root or self.project.dask.worker_root,
+            )
+        if kind != "local":
+            raise NbflowError(f'unknown executor {kind!r}: "local" or "dask"')
+        if warm_kernels is None:
+            warm_kernels = self.project.warm_kernels
+        return LocalExecutor(workers=workers, warm_kernels=warm_kernels)
+
     def _run(
         self,
         params: Mapping[str, Any] | None,
@@ -713,7 +742,7 @@ class Pipeline:
         warm_kernels: int | None = None,
         stop: threading.Event | None = None,
     ) -> RunResult:
-        from nbflow.execution.local import LocalExecutor, default_workers
+        from nbflow.execution.local import default_workers
         from nbflow.runner import Runner, reap_stale_runs
 
         overrides = self.validate_params(params)
@@ -722,41 +751,51 @@ class Pipeline:
         if to_run:  # an up-to-date pipeline needs no kernel (nor the machinery to find one)
             self.validate_kernels(to_run)
         self.validate_secrets(to_run)
-        # an up-to-date run asks nothing of the executor (a cluster is started on first use)
-        capacity = executor.capacity if executor is not None and to_run else None
-        workers = workers or capacity or default_workers()
-        if capacity:  # more would only wait in the executor's queue while recorded "running"
-            workers = min(workers, capacity)
-        if workers < 1:
-            raise PipelineValidationError([NbflowError(f"workers must be at least 1 (got {workers}).")])
-        from nbflow.runlock import RunLock
+        own_executor = executor is None
+        if executor is None and self.project.executor != "local":
+            executor = self.make_executor(workers=workers)
+        try:
+            # an up-to-date run asks nothing of the executor (a cluster is started on first use)
+            capacity = executor.capacity if executor is not None and to_run else None
+            workers = workers or capacity or default_workers()
+            if capacity:  # more would only wait in the executor's queue while recorded "running"
+                workers = min(workers, capacity)
+            if workers < 1:
+                raise PipelineValidationError([NbflowError(f"workers must be at least 1 (got {workers}).")])
+            from nbflow.runlock import RunLock
 
-        with RunLock(self.state_path.parent / "run.lock", self.root):
-            own_store = store is None
-            store = store or self.open_store()
-            own_executor = executor is None
-            if warm_kernels is None:
-                warm_kernels = self.project.warm_kernels
-            executor = executor or LocalExecutor(workers=workers, warm_kernels=warm_kernels)
-            try:
-                if to_run:
-                    executor.check(self.root)
-                reap_stale_runs(store)
-                listeners = [*listeners, *self._notifiers(store)]
-                runner = Runner(
-                    self.root, self.specs, dag, store, executor, workers, listeners, self.settings, self.project.secrets
-                )
-                return runner.run(
-                    overrides,
-                    selected=only,
-                    reuse=reuse,
-                    resumed_from=resumed_from,
-                    logical_date=logical_date,
-                    reasons=reasons,
-                    stop=stop,
-                )
-            finally:
-                if own_executor:
-                    executor.close()
-                if own_store:
-                    _close_quietly(store)
+            with RunLock(self.state_path.parent / "run.lock", self.root):
+                own_store = store is None
+                store = store or self.open_store()
+                executor = executor or self.make_executor("local", workers=workers, warm_kernels=warm_kernels)
+                try:
+                    if to_run:
+                        executor.check(self.root)
+                    reap_stale_runs(store)
+                    listeners = [*listeners, *self._notifiers(store)]
+                    runner = Runner(
+                        self.root,
+                        self.specs,
+                        dag,
+                        store,
+                        executor,
+                        workers,
+                        listeners,
+                        self.settings,
+                        self.project.secrets,
+                    )
+                    return runner.run(
+                        overrides,
+                        selected=only,
+                        reuse=reuse,
+                        resumed_from=resumed_from,
+                        logical_date=logical_date,
+                        reasons=reasons,
+                        stop=stop,
+                    )
+                finally:
+                    if own_store:
+                        _close_quietly(store)
+        finally:
+            if own_executor and executor is not None:
+                executor.close()

@@ -73,6 +73,16 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True)
+class DaskSettings:
+    """Where ``executor = "dask"`` runs tasks (the ``[dask]`` table)."""
+
+    #: a running scheduler's address; None: a LocalCluster on this machine
+    scheduler: str | None = None
+    #: where the workers see the pipeline folder, if not at the same path
+    worker_root: str | None = None
+
+
+@dataclass(frozen=True)
 class TaskSettings:
     """The settings that apply to one task (project defaults, then its own)."""
 
@@ -107,6 +117,9 @@ class ProjectSettings:
     max_active_runs: int = 1
     #: kernels started ahead of time for the tasks expected next (0: none)
     warm_kernels: int = 2
+    #: where tasks execute by default: ``local`` or ``dask`` (``--executor`` overrides)
+    executor: str = "local"
+    dask: DaskSettings = field(default_factory=DaskSettings)
 
     def for_task(self, name: str, notebook: Mapping[str, Any] | None = None, notebook_path: str = "") -> TaskSettings:
         """Project defaults, then the project's section for ``name``, then the notebook's metadata."""
@@ -119,7 +132,17 @@ class ProjectSettings:
 
 
 _TASK_KEYS = {f.name for f in fields(TaskSettings)} | {"alerts"}
-_PROJECT_ONLY = {"tasks", "email", "webhook", "secrets", "schedule", "max_active_runs", "warm_kernels"}
+_PROJECT_ONLY = {
+    "tasks",
+    "email",
+    "webhook",
+    "secrets",
+    "schedule",
+    "max_active_runs",
+    "warm_kernels",
+    "executor",
+    "dask",
+}
 
 
 def _apply(base: TaskSettings, raw: Mapping[str, Any], where: str) -> TaskSettings:
@@ -265,6 +288,18 @@ def _webhook(raw: Any, where: str) -> WebhookSettings:
     )
 
 
+def _dask(raw: Any, where: str) -> DaskSettings:
+    if not isinstance(raw, Mapping):
+        raise InvalidSettingsError(where, "dask", "must be a table, like [dask] (or [tool.nbflow.dask])")
+    unknown = sorted(set(raw) - {"scheduler", "worker_root"})
+    if unknown:
+        raise InvalidSettingsError(where, f"dask.{unknown[0]}", "is not a setting (scheduler, worker_root)")
+    for key in ("scheduler", "worker_root"):
+        if key in raw and not (isinstance(raw[key], str) and raw[key]):
+            raise InvalidSettingsError(where, f"dask.{key}", f"must be a non-empty string (got {raw[key]!r})")
+    return DaskSettings(scheduler=raw.get("scheduler"), worker_root=raw.get("worker_root"))
+
+
 def parse_project(raw: Mapping[str, Any], source: str) -> ProjectSettings:
     """Validate a project table (``[tool.nbflow]`` or a whole ``nbflow.toml``)."""
     defaults = _apply(TaskSettings(), raw, source)
@@ -290,7 +325,12 @@ def parse_project(raw: Mapping[str, Any], source: str) -> ProjectSettings:
     warm = raw.get("warm_kernels", 2)
     if isinstance(warm, bool) or not isinstance(warm, int) or warm < 0:
         raise InvalidSettingsError(source, "warm_kernels", f"must be 0 or more (got {warm!r})")
+    executor = raw.get("executor", "local")
+    if executor not in ("local", "dask"):
+        raise InvalidSettingsError(source, "executor", f'must be "local" or "dask" (got {executor!r})')
     return ProjectSettings(
+        executor=executor,
+        dask=_dask(raw.get("dask", {}), source),
         warm_kernels=warm,
         schedule=schedule,
         max_active_runs=max_active,

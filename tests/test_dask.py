@@ -328,3 +328,35 @@ def test_the_example_pipeline_on_a_local_cluster_from_the_command_line(tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     tasks = json.loads(done.stdout)["tasks"]
     assert len(tasks) == 9 and {t["state"] for t in tasks.values()} == {"success"}
+
+
+def test_the_projects_executor_setting_sends_every_run_to_dask(tmp_path, cluster, nbflow_cli):
+    """``executor = "dask"``: runs from the CLI, the dashboard and the panel (all ``Pipeline.run``) go to Dask."""
+    (tmp_path / "nbflow.toml").write_text(f'executor = "dask"\n[dask]\nscheduler = "{cluster.scheduler.address}"\n')
+    write_notebook(tmp_path, "a", 'upstream = None\nproduct = "out/a.json"', WHO)
+    who = tmp_path / "out" / "a.json"
+    assert nbflow_cli("run", str(tmp_path), "--no-progress").exit_code == 0
+    assert json.loads(who.read_text())["ppid"] in worker_pids(cluster)
+    assert Pipeline.from_dir(tmp_path).run(force=True).ok  # as the dashboard's Run does
+    assert json.loads(who.read_text())["ppid"] in worker_pids(cluster)
+    result = nbflow_cli("run", str(tmp_path), "--force", "--executor", "local", "--no-progress")
+    assert result.exit_code == 0, result
+    assert json.loads(who.read_text())["ppid"] == os.getpid(), "--executor local overrides the project"
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('executor = "spark"\n', "setting 'executor' must be \"local\" or \"dask\" (got 'spark')"),
+        (
+            'executor = "dask"\n[dask]\nworkers = 3\n',
+            "setting 'dask.workers' is not a setting (scheduler, worker_root)",
+        ),
+        ('[dask]\nscheduler = ""\n', "setting 'dask.scheduler' must be a non-empty string"),
+    ],
+)
+def test_bad_executor_settings_exit_2_naming_the_file(tmp_path, nbflow_cli, toml, message):
+    (tmp_path / "nbflow.toml").write_text(toml)
+    write_notebook(tmp_path, "a", "upstream = None", "1")
+    result = nbflow_cli("run", str(tmp_path))
+    assert result.exit_code == 2 and "nbflow.toml" in result.stderr and message in result.stderr, result
