@@ -50,7 +50,8 @@ class MalformedNotebookError(ValidationProblem):
         super().__init__(self._message())
 
     def _message(self) -> str:
-        what = "SQL task" if self.path.endswith(".sql") else "tasks file" if self.path.endswith(".py") else "notebook"
+        path = self.path or ""
+        what = "SQL task" if path.endswith(".sql") else "tasks file" if path.endswith(".py") else "notebook"
         return f"{self.path} is not a valid {what}: {self.reason}"
 
 

@@ -465,13 +465,13 @@ class Pipeline:
 
         installed = set(KernelSpecManager().find_kernel_specs())
         try:  # ipykernel's own kernel is always there when ipykernel is
-            from ipykernel.kernelspec import NATIVE_KERNEL_NAME
+            from ipykernel.kernelspec import KERNEL_NAME
 
-            installed.add(NATIVE_KERNEL_NAME)
+            installed.add(KERNEL_NAME)
         except ImportError:
             pass
         problems: list[NbflowError] = [
-            UnknownKernelError(spec.relpath, spec.kernel_name, installed)
+            UnknownKernelError(spec.relpath, spec.kernel_name, sorted(installed))
             for spec in (self.specs[n] for n in (names if names is not None else self.specs))
             if spec.kind == "notebook" and spec.kernel_name not in installed
         ]

@@ -10,7 +10,7 @@ the log, and errors and tracebacks are redacted before they reach the store or a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 MASK = "[secret]"
@@ -94,7 +94,7 @@ class Redactor:
             return self.text(value)
         if isinstance(value, list):
             return [self._deep(v) for v in value]
-        if isinstance(value, Mapping):
+        if isinstance(value, MutableMapping):
             for key in list(value):
                 value[key] = self._deep(value[key])
             return value

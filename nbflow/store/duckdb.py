@@ -658,7 +658,7 @@ class DuckDBRunStore(RunStore):
     @staticmethod
     def _attempt(row: Sequence[Any]) -> AttemptRecord:
         # columns as in _ATTEMPT_COLS; duration_s (index 6) is derived; parameters (7) and products (15) are JSON
-        return AttemptRecord(*row[:6], _unjson(row[7]) or {}, *row[8:15], _unjson(row[15]) or {})
+        return AttemptRecord(*row[:6], _unjson(row[7]) or {}, *row[8:15], _unjson(row[15]) or {})  # type: ignore[call-arg]
 
     def get_attempts(self, run_id: str, task: str | None = None) -> list[AttemptRecord]:
         # columns as in _ATTEMPT_COLS; duration_s (index 6) is derived, parameters (7) is JSON
