@@ -416,6 +416,8 @@ def logs(args: tuple[str, ...], run_id: str | None, attempt: int | None) -> None
     path, task = (".", args[0]) if len(args) == 1 else args
     chosen, text = task_log(open_store(path), task, run_id, attempt)
     header = f"== {task}, run {chosen.run_id}, attempt {chosen.attempt}: {chosen.state}"
+    if chosen.worker:
+        header += f" (on Dask worker {chosen.worker})"
     click.echo(header)
     if chosen.output_notebook:
         click.echo(f"== executed notebook: {chosen.output_notebook}")

@@ -435,6 +435,7 @@ class Runner:
     ) -> None:
         attempt.state, attempt.ended_at = outcome.state, outcome.ended_at
         attempt.error, attempt.traceback = outcome.error, outcome.traceback
+        attempt.worker = outcome.extra.get("worker")
         if outcome.state == states.SUCCESS:  # what it wrote, for `nbflow diff`
             attempt.products = checksums(product_paths(resolve_product(self.specs[attempt.task])))
         self.store.save_attempt(attempt)

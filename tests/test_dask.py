@@ -92,9 +92,10 @@ def test_tasks_run_on_the_workers_in_dependency_order(tmp_path, cluster, nbflow_
     run_id = report["run_id"]
     rows = attempts(tmp_path, run_id)
     assert sorted(a.task for a in rows) == list("abcd") and all(a.state == "success" for a in rows)
+    assert {a.worker for a in rows} == set(cluster.scheduler_info()["workers"]), "each attempt names its worker"
     assert (tmp_path / "_nbflow" / "runs" / run_id / "d" / "attempt-1.ipynb").is_file()
     logs = nbflow_cli("logs", str(tmp_path), "d")
-    assert "read ['b', 'c']" in logs.stdout
+    assert "read ['b', 'c']" in logs.stdout and "(on Dask worker tcp://127.0.0.1:" in logs.stdout
     status = nbflow_cli("status", str(tmp_path), "--json").json()
     assert status["run_id"] == run_id and status["state"] == "success"
     # kernels the workers started ahead of time for this run are gone with it

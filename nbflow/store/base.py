@@ -78,6 +78,8 @@ class AttemptRecord:
     fingerprint: str | None = None
     #: the declared products a successful attempt wrote: path -> "sha256:..." (or size and mtime if huge)
     products: dict[str, str] = field(default_factory=dict)
+    #: where the attempt ran when not in this process's kernels: a Dask worker's address
+    worker: str | None = None
 
     @property
     def duration_s(self) -> float | None:

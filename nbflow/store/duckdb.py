@@ -37,7 +37,7 @@ import duckdb
 from nbflow.errors import NbflowError, StoreError, StoreLockedError
 from nbflow.store.base import AttemptRecord, NotificationRecord, RunRecord, RunStore, TaskRecord
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 #: statements that bring a file from the version before to this one; idempotent
 MIGRATIONS: dict[int, list[str]] = {
@@ -50,6 +50,7 @@ MIGRATIONS: dict[int, list[str]] = {
     ],
     6: ["ALTER TABLE runs ADD COLUMN IF NOT EXISTS environment JSON"],
     7: ["ALTER TABLE attempts ADD COLUMN IF NOT EXISTS products JSON"],
+    8: ["ALTER TABLE attempts ADD COLUMN IF NOT EXISTS worker VARCHAR"],
 }
 
 SCHEMA = """
@@ -101,6 +102,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     traceback VARCHAR,
     fingerprint VARCHAR,                -- code, parameters, kernel and upstreams, hashed
     products JSON,                      -- declared products written: path -> sha256 (success only)
+    worker VARCHAR,                     -- the Dask worker that ran it (null: this machine's kernels)
     PRIMARY KEY (run_id, task, attempt)
 );
 CREATE SEQUENCE IF NOT EXISTS notification_seq;
@@ -131,7 +133,7 @@ _RUN_COLS = (
 _TASK_COLS = "run_id, task, state, attempts, started_at, ended_at, duration_s, error, output_notebook, reason"
 _ATTEMPT_COLS = (
     "run_id, task, attempt, state, started_at, ended_at, duration_s, parameters, kernel_name, source_hash, "
-    "output_notebook, log_path, error, traceback, fingerprint, products"
+    "output_notebook, log_path, error, traceback, fingerprint, products, worker"
 )
 
 
@@ -586,6 +588,7 @@ class DuckDBRunStore(RunStore):
             a.traceback,
             a.fingerprint,
             _json(a.products),
+            a.worker,
         )
         self._enqueue(("attempt", a.run_id, a.task, a.attempt), INSERT_ATTEMPT, row)
 
@@ -658,7 +661,7 @@ class DuckDBRunStore(RunStore):
     @staticmethod
     def _attempt(row: Sequence[Any]) -> AttemptRecord:
         # columns as in _ATTEMPT_COLS; duration_s (index 6) is derived; parameters (7) and products (15) are JSON
-        return AttemptRecord(*row[:6], _unjson(row[7]) or {}, *row[8:15], _unjson(row[15]) or {})  # type: ignore[call-arg]
+        return AttemptRecord(*row[:6], _unjson(row[7]) or {}, *row[8:15], _unjson(row[15]) or {}, row[16])  # type: ignore[call-arg]
 
     def get_attempts(self, run_id: str, task: str | None = None) -> list[AttemptRecord]:
         # columns as in _ATTEMPT_COLS; duration_s (index 6) is derived, parameters (7) is JSON
