@@ -86,6 +86,7 @@ def run_task(pipeline: str, name: str, context: Mapping[str, Any], output_dir: s
         The task failed and a ``retry_rules`` entry says not to retry it.
     """
     from nbflow.pipeline import Pipeline
+    from nbflow.retry import matching_rule
     from nbflow.single import run_one
 
     ti = context["ti"]
@@ -112,11 +113,9 @@ def run_task(pipeline: str, name: str, context: Mapping[str, Any], output_dir: s
         return notebook
     error = outcome.error or f"the task ended {outcome.state}"
     failure = NbflowTaskFailed(name, error, outcome.ename, outcome.traceback, notebook)
-    for rule in project.settings[name].retry_rules:  # the first matching rule decides
-        if rule.matches(outcome.ename, error):
-            if rule.action == "fail":
-                raise NbflowTaskFailedForGood(failure)
-            break
+    rule = matching_rule(project.settings[name], outcome.ename, error)
+    if rule is not None and rule.action == "fail":
+        raise NbflowTaskFailedForGood(failure)
     raise failure
 
 
@@ -135,19 +134,17 @@ class NbflowRetryPolicy(RetryPolicy):  # type: ignore[misc,valid-type]
 
     def evaluate(self, exception: BaseException, try_number: int, max_tries: int, context: Any = None) -> Any:
         from nbflow.pipeline import Pipeline
+        from nbflow.retry import matching_rule
 
         if not isinstance(exception, NbflowTaskFailed):
             return RetryDecision()
         settings = Pipeline.from_dir(self.pipeline).settings[self.task]
-        for rule in settings.retry_rules:
-            if not rule.matches(exception.ename, exception.error):
-                continue
-            if rule.action == "fail":
-                return RetryDecision.fail(f"an nbflow retry rule says {exception.ename} fails at once")
-            if rule.action == "retry":
-                delay = timedelta(seconds=rule.delay) if rule.delay is not None else None
-                return RetryDecision.retry(delay, f"an nbflow retry rule matched {exception.ename}")
-            break
+        rule = matching_rule(settings, exception.ename, exception.error)
+        if rule is not None and rule.action == "fail":
+            return RetryDecision.fail(f"an nbflow retry rule says {exception.ename} fails at once")
+        if rule is not None and rule.action == "retry":
+            delay = timedelta(seconds=rule.delay) if rule.delay is not None else None
+            return RetryDecision.retry(delay, f"an nbflow retry rule matched {exception.ename}")
         return RetryDecision()
 
     def serialize(self) -> dict[str, Any]:

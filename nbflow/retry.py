@@ -13,7 +13,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from nbflow.settings import TaskSettings
+from nbflow.settings import RetryRule, TaskSettings
 
 #: no wait is longer than a day, whatever the backoff computes
 MAX_DELAY = 86400.0
@@ -40,6 +40,11 @@ def backoff_delay(settings: TaskSettings, attempt: int, rng: random.Random | Non
     return delay
 
 
+def matching_rule(settings: TaskSettings, ename: str | None, error: str | None) -> RetryRule | None:
+    """The first of the task's ``retry_rules`` that matches this failure (it alone decides)."""
+    return next((rule for rule in settings.retry_rules if rule.matches(ename, error)), None)
+
+
 def decide(
     settings: TaskSettings,
     attempt: int,
@@ -52,12 +57,9 @@ def decide(
         return RetryDecision(False, reason=f"no retries left ({settings.retries} allowed)")
     if ename == "TaskTimeout" and not settings.retry_on_timeout:
         return RetryDecision(False, reason="timeouts are not retried (retry_on_timeout = false)")
-    for rule in settings.retry_rules:
-        if not rule.matches(ename, error):
-            continue
-        if rule.action == "fail":
-            return RetryDecision(False, reason=f"a rule says {ename or 'this error'} fails at once")
-        if rule.action == "retry" and rule.delay is not None:
-            return RetryDecision(True, rule.delay, "a rule's own delay")
-        break
+    rule = matching_rule(settings, ename, error)
+    if rule is not None and rule.action == "fail":
+        return RetryDecision(False, reason=f"a rule says {ename or 'this error'} fails at once")
+    if rule is not None and rule.action == "retry" and rule.delay is not None:
+        return RetryDecision(True, rule.delay, "a rule's own delay")
     return RetryDecision(True, backoff_delay(settings, attempt, rng), "backoff")
