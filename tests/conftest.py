@@ -91,6 +91,23 @@ def nbflow_process(*args: str, cwd: Path | None = None, **kwargs: Any) -> subpro
     )
 
 
+def rendezvous(folder: Path, me: str, *others: str, timeout: float = 240) -> str:
+    """Notebook code that says ``me`` is running, then waits until every one of ``others`` is.
+
+    Tasks that must overlap meet here instead of sleeping and hoping: if they never run
+    at the same time, the code raises (after a generous ``timeout``) and the task fails.
+    """
+    return (
+        "import pathlib, time\n"
+        f"_here = pathlib.Path({str(folder)!r})\n"
+        f"(_here / {me + '.running'!r}).touch()\n"
+        f"_deadline = time.monotonic() + {timeout}\n"
+        f"while not all((_here / f'{{o}}.running').exists() for o in {list(others)!r}):\n"
+        "    assert time.monotonic() < _deadline, 'the other tasks never ran at the same time'\n"
+        "    time.sleep(0.05)\n"
+    )
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now."""
     import socket

@@ -8,6 +8,7 @@ never downloads a browser here.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -106,9 +107,29 @@ def jupyter_lab(root: Path, home: Path) -> Iterator[Lab]:
     try:
         _wait_until_up(lab, home / "lab.log")
         yield lab
-    finally:
+    except BaseException:
         _shut_down(lab)
         log.close()
+        keep_artifact(home / "lab.log", "jupyter-server.log")
+        raise
+    else:
+        _shut_down(lab)
+        log.close()
+
+
+def artifact_name(suffix: str) -> str:
+    """``<test name>-<suffix>``: what a failing test leaves in ``test-artifacts/``."""
+    test = os.environ.get("PYTEST_CURRENT_TEST", "test").split(" ")[0].split("::")[-1]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{test}-{suffix}")[:150]
+
+
+def keep_artifact(path: Path, suffix: str) -> None:
+    """Copy ``path`` (a server's log, say) to ``test-artifacts/`` for the failing test."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        shutil.copyfile(path, ARTIFACTS / artifact_name(suffix))
+    except OSError:
+        pass
 
 
 def _wait_until_up(lab: Lab, log: Path, timeout: float = 90.0) -> None:
@@ -148,11 +169,17 @@ def browser_page(url: str, failure_shot: str, viewport: tuple[int, int] = (1400,
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+        # a busy 2-core machine can be slow; a broken feature still fails, with its screenshot
+        page.set_default_timeout(90_000)
+        console: list[str] = []
+        page.on("console", lambda m: console.append(f"[{m.type}] {m.text}"))
+        page.on("pageerror", lambda e: console.append(f"[pageerror] {e}"))
         try:
             page.goto(url)
             yield page
         except BaseException:
             page.screenshot(path=str(ARTIFACTS / failure_shot), full_page=True)
+            (ARTIFACTS / artifact_name("browser-console.log")).write_text("\n".join(console) + "\n")
             raise
         finally:
             browser.close()

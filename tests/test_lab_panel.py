@@ -160,22 +160,47 @@ def test_the_log_follows_a_running_task_and_stop_interrupts_it(tmp_path: Path) -
     from conftest import write_notebook
 
     root = tmp_path / "slowpipe"
+    go = tmp_path / "go"
+    # the notebook prints, then waits for the test's signal (a file), prints again and waits to be
+    # stopped: what the panel shows depends on the order of events, never on how fast they come
     write_notebook(
         root,
         "slow",
         "upstream = None",
-        "import time\nprint('tick 1', flush=True)\ntime.sleep(2)\nprint('tick 2', flush=True)\ntime.sleep(120)",
+        "import pathlib, time\n"
+        "print('tick 1', flush=True)\n"
+        f"while not pathlib.Path({str(go)!r}).exists():\n"
+        "    time.sleep(0.05)\n"
+        "print('tick 2', flush=True)\n"
+        "time.sleep(600)",
     )
     with jupyter_lab(root, tmp_path / "jupyter") as lab, _panel(lab, "panel-stop-failure.png") as page:
-        page.wait_for_selector(f"{PANEL} .nbflow-panel-graph g.node", timeout=60_000)
+        page.wait_for_selector(f"{PANEL} .nbflow-panel-graph g.node", timeout=90_000)
         page.locator(f"{PANEL} g.node", has_text="slow").click()
         page.click(f"{PANEL} .nbflow-run-task")
-        page.wait_for_selector(f"{PANEL} g.node[data-state='running']", timeout=60_000)
+        page.wait_for_selector(f"{PANEL} g.node[data-state='running']", timeout=120_000)
         page.click(f"{PANEL} .nbflow-show-log")
-        log = f"document.querySelector('{PANEL} .nbflow-log').textContent"
-        page.wait_for_function(f"() => {log}.includes('tick 1')", timeout=30_000)
-        page.wait_for_function(f"() => {log}.includes('tick 2')", timeout=30_000)  # without another click
+        _log_shows(page, "tick 1")
+        go.touch()
+        _log_shows(page, "tick 2")  # without another click
         page.click(f"{PANEL} .nbflow-stop")
-        page.wait_for_selector(f"{PANEL} g.node[data-state='interrupted']", timeout=60_000)
+        page.wait_for_selector(f"{PANEL} g.node[data-state='interrupted']", timeout=120_000)
         assert "interrupted" in page.inner_text(f"{PANEL} .nbflow-summary")
         page.screenshot(path=str(ARTIFACTS / "panel-stopped.png"))
+
+
+def _log_shows(page: Any, text: str) -> None:
+    """Wait until the shown log has ``text``; fail at once, with the state, if the task ended instead."""
+    page.wait_for_function(
+        """([sel, text]) => {
+          const log = document.querySelector(sel + ' .nbflow-log');
+          const node = document.querySelector(sel + ' g.node');
+          const state = node ? node.dataset.state : '';
+          return (log && log.textContent.includes(text)) || !['running', 'pending', 'up_for_retry', ''].includes(state);
+        }""",
+        arg=[PANEL, text],
+        timeout=180_000,
+    )
+    shown = page.inner_text(f"{PANEL} .nbflow-log")
+    state = page.get_attribute(f"{PANEL} g.node", "data-state")
+    assert text in shown, f"the task ended ({state}) before its log showed {text!r}; the log shows:\n{shown[-2000:]}"
