@@ -112,7 +112,7 @@ def test_ctrl_c_stops_the_kernels_and_records_the_run_as_interrupted(tmp_path: P
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    _wait_for(lambda: not _alive(kernel_pid), timeout=10)
+    _wait_for(lambda: not _alive(kernel_pid), timeout=60)
     status = json.loads(nbflow_process("status", str(tmp_path), "--json").stdout)
     assert status["state"] == "interrupted"
     assert status["tasks"]["slow"]["state"] == "interrupted"

@@ -11,7 +11,7 @@ import pytest
 
 from nbflow.errors import CycleError, UnknownTaskError
 from nbflow.pipeline import Pipeline
-from tests.conftest import nbflow_process, notebook_path, write_notebook
+from tests.conftest import nbflow_process, notebook_path, rendezvous, write_notebook
 
 WRITE_JSON = "import json, os\njson.dump({vars}, open(product, 'w'))"
 
@@ -121,10 +121,12 @@ def test_parameters_arrive_typed_and_as_data_never_as_code(tmp_path: Path) -> No
 
 
 def test_independent_tasks_really_run_at_the_same_time(tmp_path: Path) -> None:
-    for name in ("left", "right"):
-        write_notebook(tmp_path, name, "upstream = None", "import time; time.sleep(2)")
+    meet = tmp_path / "meet"
+    meet.mkdir()
+    for name, other in (("left", "right"), ("right", "left")):
+        write_notebook(tmp_path, name, "upstream = None", rendezvous(meet, name, other))
     result = Pipeline.from_dir(tmp_path).run(workers=2)
-    assert result.ok
+    assert result.ok, {n: t.error for n, t in result.tasks.items()}
     left, right = result.tasks["left"], result.tasks["right"]
     assert left.started_at < right.ended_at and right.started_at < left.ended_at, "the two attempts did not overlap"
 

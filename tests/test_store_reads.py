@@ -63,7 +63,7 @@ def test_records_written_ahead_are_visible_before_the_database_has_them(tmp_path
         holder.wait()
         holder.stdout.close()
     writer.flush(timeout=30)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while DuckDBRunStore(path).written_ahead() != ({}, {}) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert DuckDBRunStore(path).written_ahead() == ({}, {}), "applied, the write-ahead file is emptied"

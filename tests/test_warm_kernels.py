@@ -45,7 +45,7 @@ def test_a_chain_runs_on_kernels_started_ahead_each_fresh(tmp_path: Path, make_n
     for i in range(5):  # each kernel's own output lands in its task's kernel log, wherever it started
         assert f"kernel-side output of t{i}" in (run_dir / f"t{i}" / "attempt-1.kernel.log").read_text()
     assert not list(run_dir.glob(".warm-kernel-*")), "no scratch file is left"
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while _kernel_children() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _kernel_children(), "no kernel outlives the run"
