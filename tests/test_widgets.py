@@ -143,28 +143,41 @@ def test_stop_ends_running_kernels_and_records_the_run_interrupted(make_notebook
 
 
 def test_the_watcher_picks_up_a_run_made_by_another_process(make_notebook, tmp_path: Path) -> None:
-    make_notebook("first", "upstream = None", "import time\ntime.sleep(1.5)")
+    go = tmp_path / "go"
+    # "first" runs until the test has seen it running: no race with how fast the watcher looks
+    make_notebook(
+        "first",
+        "upstream = None",
+        f"import pathlib, time\nwhile not pathlib.Path({str(go)!r}).exists():\n    time.sleep(0.05)",
+    )
     make_notebook("second", 'upstream = ["first"]', "print('second')")
     dash = _dashboard(tmp_path, poll_interval=0.1)
     seen: list[tuple[str, str]] = []
     dash.graph.observe(lambda c: seen.extend((n, p[0]) for n, p in c["new"].items()), names="paint")
     try:
         assert dash.run_record is None and "No runs yet" in dash.header.value
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "nbflow", "run", str(tmp_path), "--json"],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=180,
             env={**os.environ, "PYTHONWARNINGS": "ignore"},
         )
-        assert proc.returncode == 0, proc.stderr
+        try:
+            _until(lambda: ("first", "running") in seen or proc.poll() is not None, 180, "first to be running")
+            assert ("first", "running") in seen, "the running state of the other process's run was shown"
+        finally:
+            go.touch()
+            _out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
         _until(lambda: {p[0] for p in dash.graph.paint.values()} == {"success"}, what="both tasks to succeed")
-        assert ("first", "running") in seen, "the running state of the other process's run was shown"
         assert dash.run_record is not None and dash.run_record.pid != os.getpid()
         assert [v for _l, v in dash.history.options][1] == dash.run_record.run_id
-        time.sleep(0.5)  # the process has ended: let the watcher see its last writes (they may trail what it showed)
-        reads = dash.watcher.reads
-        time.sleep(0.6)
+        # the process has ended: once the watcher has seen its last writes, it reads no more
+        store = tmp_path / "_nbflow" / "state.duckdb"
+        _until(lambda: dash.watcher.stamp == store_stamp(store), what="the watcher to see the last writes")
+        reads, ticks = dash.watcher.reads, dash.watcher.ticks
+        _until(lambda: dash.watcher.ticks >= ticks + 5, what="five more ticks")
         assert dash.watcher.reads == reads, "nothing changed, so the store was not read again"
     finally:
         dash.close()

@@ -60,6 +60,8 @@ class StoreWatcher:
         self._stamp: Stamp | None = None
         #: how many times the store was read because something changed
         self.reads = 0
+        #: how many times the watcher has looked (read or not)
+        self.ticks = 0
 
     def start(self) -> None:
         if self._thread is None:
@@ -105,3 +107,9 @@ class StoreWatcher:
             except Exception as e:  # a bad read must not end the watching
                 if self._on_error is not None:
                     self._on_error(e)
+            self.ticks += 1
+
+    @property
+    def stamp(self) -> Stamp | None:
+        """What the store looked like when last seen."""
+        return self._stamp
