@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -70,7 +71,7 @@ async def test_run_status_log_and_history(jp_fetch, pipe: Path) -> None:
         code, status = await _json(jp_fetch, "status", path="pipe")
         if status["run"]["state"] != "running" or time.monotonic() > deadline:
             break
-        time.sleep(0.2)
+        await asyncio.sleep(0.2)
     assert status["run"]["run_id"] == started["run_id"] and status["run"]["state"] == "success"
     assert status["run"]["params"] == {"rows": 5}
     assert {n: t["state"] for n, t in status["tasks"].items()} == {
@@ -80,12 +81,13 @@ async def test_run_status_log_and_history(jp_fetch, pipe: Path) -> None:
     }
     assert status["tasks"]["load"]["output_notebook"].startswith("pipe/_nbflow/runs/")
     token = status["token"]
-    for _ in range(50):  # the run's process may still be closing its store: wait for it to settle
+    settle = time.monotonic() + 60
+    while time.monotonic() < settle:  # the run's process may still be closing its store: let it settle
         code, same = await _json(jp_fetch, "status", path="pipe", since=token)
         if not same["changed"]:
             break
         token = same["token"]
-        time.sleep(0.1)
+        await asyncio.sleep(0.1)
     assert same == {"changed": False, "token": token}, "nothing changed: a cheap answer"
     code, log = await _json(jp_fetch, "log", path="pipe", task="load")
     assert "loaded 5" in log["text"] and log["attempt"] == 1 and log["output_notebook"].endswith("load/attempt-1.ipynb")
@@ -104,12 +106,12 @@ async def test_stop_a_running_run(jp_fetch, pipe: Path) -> None:
     deadline = time.monotonic() + 60
     while (await _json(jp_fetch, "status", path="pipe"))[1]["tasks"].get("report", {}).get("state") != "running":
         assert time.monotonic() < deadline
-        time.sleep(0.2)
+        await asyncio.sleep(0.2)
     code, body = await _json(jp_fetch, "runs", started["run_id"], "stop", method="POST", body={"path": "pipe"})
     assert code == 202 and body["stopping"] is True
     while (await _json(jp_fetch, "status", path="pipe"))[1]["run"]["state"] == "running":
         assert time.monotonic() < deadline + 60
-        time.sleep(0.2)
+        await asyncio.sleep(0.2)
     code, status = await _json(jp_fetch, "status", path="pipe")
     assert status["run"]["state"] == "interrupted"
     code, body = await _error(jp_fetch, "runs", started["run_id"], "stop", method="POST", body={"path": "pipe"})
