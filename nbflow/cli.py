@@ -6,6 +6,7 @@ invalid, 130 the run was interrupted.
 
 from __future__ import annotations
 
+import errno
 import json
 import signal
 import sys
@@ -39,6 +40,10 @@ def handle_errors(func: F) -> F:
             _fail(str(e), e.exit_code)
         except KeyboardInterrupt:  # before a run started (a run handles its own)
             _fail("interrupted", 130)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            _fail(f"the disk is full: {e.filename or ''} could not be written ({e.strerror}). Free some space and try again.", 1)
 
     return wrapper  # type: ignore[return-value]
 
@@ -213,6 +218,8 @@ def run(
             write_junit(store, result.run, result.tasks, junit_path)
     if as_json:
         _print_json(run_to_json(result.run, result.tasks))
+    if result.problem is not None:
+        click.echo(f"nbflow: error: {result.problem}", err=True)
     sys.exit(result.exit_code)
 
 
@@ -271,6 +278,8 @@ def resume(
             executor.close()
     if as_json:
         _print_json(run_to_json(result.run, result.tasks))
+    if result.problem is not None:
+        click.echo(f"nbflow: error: {result.problem}", err=True)
     sys.exit(result.exit_code)
 
 
@@ -308,6 +317,8 @@ def rerun(run_id: str, path: str, workers: int | None, as_json: bool, progress: 
     )
     if as_json:
         _print_json({**run_to_json(result.run, result.tasks), "rerun_of": earlier.run_id, "differences": changes})
+    if result.problem is not None:
+        click.echo(f"nbflow: error: {result.problem}", err=True)
     sys.exit(result.exit_code)
 
 
@@ -497,6 +508,8 @@ def backfill(path: str, start: str, end: str, workers: int | None, progress: boo
             continue
         result = pipeline.run(workers=workers, force=True, listeners=[_progress(progress)], logical_date=date)
         click.echo(f"{date}: run {result.run_id} {result.state}", err=True)
+        if result.problem is not None:
+            _fail(str(result.problem), result.exit_code)
         if result.exit_code == 130:
             sys.exit(130)
         exit_code = max(exit_code, result.exit_code)

@@ -238,6 +238,18 @@ class StoreError(NbflowError):
         )
 
 
+class DiskFullError(StoreError):
+    """The disk holding the state store is full: nothing more of the run can be recorded."""
+
+    exit_code = 1  # the run failed; the pipeline itself is valid
+
+    def _message(self) -> str:
+        return (
+            f"The disk holding {self.path} is full ({self.detail}). The run was stopped and its kernels with it; "
+            "what was recorded is kept. Free some space, then `nbflow resume` runs what did not finish."
+        )
+
+
 class StoreLockedError(NbflowError):
     """The state store stayed locked by another process for longer than the wait allowed."""
 

@@ -123,7 +123,8 @@ def _close_quietly(store: RunStore) -> None:
     try:
         store.close()
     except NbflowError as e:
-        print(f"nbflow: warning: {e}", file=sys.stderr)
+        if e is not store.failure:  # that one stopped the run, and the run reports it
+            print(f"nbflow: warning: {e}", file=sys.stderr)
 
 
 class Pipeline:

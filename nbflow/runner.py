@@ -130,6 +130,8 @@ class RunResult:
 
     run: RunRecord
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    #: what stopped the run from outside its tasks (the store could not be written: a full disk)
+    problem: NbflowError | None = None
 
     @property
     def run_id(self) -> str:
@@ -349,9 +351,13 @@ class Runner:
 
         running: dict[Future[AttemptOutcome], tuple[TaskRequest, AttemptRecord]] = {}
         delayed: list[tuple[float, str]] = []  # (when, task): attempts waiting out their retry delay
+        problem: NbflowError | None = None
         try:
             while True:
                 if stop is not None and stop.is_set():
+                    raise _StopRequested
+                problem = self.store.failure
+                if problem is not None:  # nothing more can be recorded: stop rather than run unrecorded
                     raise _StopRequested
                 now = time.monotonic()
                 while delayed and delayed[0][0] <= now:
@@ -381,7 +387,7 @@ class Runner:
         except (KeyboardInterrupt, _StopRequested):
             if launching is not None and launching not in running.values():
                 running[_never_submitted()] = launching  # recorded as running, never submitted
-            self._interrupt(run, tasks, scheduler, running, delayed)
+            self._interrupt(run, tasks, scheduler, running, delayed, because=problem)
         else:
             done_ok = states.TASK_OK | {states.SKIPPED}
             run.state = states.SUCCESS if all(t.state in done_ok for t in tasks.values()) else states.FAILED
@@ -390,9 +396,10 @@ class Runner:
         try:
             self.store.flush()
         except NbflowError as e:  # the run is over either way; its record waits in the store's queue
-            print(f"nbflow: warning: {e}", file=sys.stderr)
+            if problem is None:
+                print(f"nbflow: warning: {e}", file=sys.stderr)
         self._emit("on_run_end", run=run, tasks=tasks)
-        return RunResult(run, tasks)
+        return RunResult(run, tasks, problem)
 
     def _start_attempt(self, run: RunRecord, task: TaskRecord, request: TaskRequest) -> AttemptRecord:
         now = utcnow()
@@ -472,13 +479,16 @@ class Runner:
         scheduler: Scheduler,
         running: dict[Future[AttemptOutcome], tuple[TaskRequest, AttemptRecord]],
         delayed: list[tuple[float, str]],
+        because: NbflowError | None = None,
     ) -> None:
-        run.state = states.INTERRUPTED
+        """Stop the running attempts (``because`` of a problem outside the tasks: the run fails)."""
+        run.state = states.INTERRUPTED if because is None else states.FAILED
         self.executor.cancel(run.run_id)
         waiting = {name for _when, name in delayed} | {n for n, t in tasks.items() if t.state == states.UP_FOR_RETRY}
+        why = "the run was stopped" if because is None else "the run was stopped: its state could not be recorded"
         for name in sorted(waiting):  # waiting to retry (its delay over or not): stopped as well
             tasks[name].state = states.INTERRUPTED
-            tasks[name].error = "Interrupted: the run was stopped while this task waited to retry"
+            tasks[name].error = f"Interrupted: {why} while this task waited to retry"
             scheduler.finish(name, states.INTERRUPTED)
             self._save_task(run, tasks[name])
         deadline = time.monotonic() + self.STOP_WAIT_S

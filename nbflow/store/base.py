@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from nbflow.errors import NbflowError
+
 
 @dataclass
 class RunRecord:
@@ -153,6 +155,11 @@ class RunStore(abc.ABC):
     @abc.abstractmethod
     def get_log(self, run_id: str, task: str, attempt: int) -> str | None:
         """An attempt's captured output, or None."""
+
+    @property
+    def failure(self) -> NbflowError | None:
+        """Why writes can no longer be recorded (a full disk, say); None while they can."""
+        return None
 
     def latest_run(self) -> RunRecord | None:
         """The newest run, or None."""

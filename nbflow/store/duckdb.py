@@ -20,6 +20,7 @@ Open the file with any DuckDB client: the schema is in ``SCHEMA`` below and in t
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import json
 import os
@@ -34,7 +35,7 @@ from typing import IO, Any, TypeVar
 
 import duckdb
 
-from nbflow.errors import NbflowError, StoreError, StoreLockedError
+from nbflow.errors import DiskFullError, NbflowError, StoreError, StoreLockedError
 from nbflow.store.base import AttemptRecord, NotificationRecord, RunRecord, RunStore, TaskRecord
 
 SCHEMA_VERSION = 8
@@ -241,6 +242,17 @@ def _wal_entries(f: IO[str]) -> list[tuple[str, list[Any]]]:
             continue
         entries.append((item["sql"], [_decode(v) for v in item["row"]]))
     return entries
+#: errno values of a file system that has no room left
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _store_error(path: str, error: BaseException) -> StoreError:
+    """A library or OS error as the store's error: :class:`DiskFullError` when the disk is full."""
+    detail = (error.strerror if isinstance(error, OSError) and error.strerror else str(error)).splitlines()[0]
+    no_space = (isinstance(error, OSError) and error.errno in _NO_SPACE) or "No space left on device" in str(error)
+    return DiskFullError(path, detail) if no_space else StoreError(path, detail)
+
+
 
 
 class DuckDBRunStore(RunStore):
@@ -299,7 +311,7 @@ class DuckDBRunStore(RunStore):
         try:
             return work(con)
         except duckdb.Error as e:
-            raise StoreError(str(self.path), str(e).splitlines()[0]) from e
+            raise _store_error(str(self.path), e) from e
         finally:
             con.close()
 
@@ -373,12 +385,28 @@ class DuckDBRunStore(RunStore):
                 path.unlink(missing_ok=True)
 
     def _log_ahead(self, sql: str, row: Sequence[Any]) -> None:
-        if self._wal is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._wal = open(self.wal_path, "a", encoding="utf-8")  # noqa: SIM115 - held for the store's life
-            _try_lock(self._wal)
-        self._wal.write(json.dumps({"sql": sql, "row": [_encode(v) for v in row]}) + "\n")
-        self._wal.flush()
+        """Append a write to this process's write-ahead file.
+
+        If the file cannot be written (a full disk), the write stays queued in memory, the
+        file is not written again (no line cut in two), and :attr:`failure` says why.
+        """
+        if self._error is not None:
+            return
+        try:
+            if self._wal is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._wal = open(self.wal_path, "a", encoding="utf-8")  # noqa: SIM115 - held for the store's life
+                _try_lock(self._wal)
+            self._wal.write(json.dumps({"sql": sql, "row": [_encode(v) for v in row]}) + "\n")
+            self._wal.flush()
+        except OSError as e:
+            self._error = _store_error(str(self.path), e)
+            self._cond.notify_all()
+
+    @property
+    def failure(self) -> NbflowError | None:
+        """Why writes can no longer be recorded (a full disk, a damaged file), or None."""
+        return self._error
 
     def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return self._read_many([(sql, params)])[0]
@@ -524,8 +552,18 @@ class DuckDBRunStore(RunStore):
             return
         if not pending:
             self.wal_path.unlink(missing_ok=True)
-        wal.close()
-        if pending:
+        try:
+            wal.close()
+        except OSError:  # its last lines could not be written (a full disk): said below
+            pass
+        if pending and self._error is not None:
+            print(
+                f"nbflow: warning: {pending} records could not be written to {self.path} "
+                f"({getattr(self._error, 'detail', self._error)}); "
+                "the last states of this run are not recorded.",
+                file=sys.stderr,
+            )
+        elif pending:
             print(
                 f"nbflow: warning: {pending} records could not be written to {self.path} yet; they are kept "
                 f"in {self.wal_path.name} and added the next time nbflow opens the store.",
