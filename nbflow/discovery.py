@@ -5,32 +5,38 @@ A pipeline is a folder: every ``*.ipynb`` below it is a task, except in hidden f
 ``{"nbflow": {"task": false}}`` in their metadata (a dashboard beside the pipeline). A task's name is its path relative
 to the folder, without ``.ipynb``, with ``/`` separators.
 
-What was read from each file is kept in ``_nbflow/discovery.pickle``, keyed by the
+What was read from each file is kept in ``_nbflow/discovery.json``, keyed by the
 file's size, modification time and inode: an unchanged file is not read again (a
 notebook with megabytes of outputs costs milliseconds to parse). The cache is only an
-accelerator: a missing, stale or unreadable one is ignored, and a folder nbflow cannot
-write to is read every time.
+accelerator, and it is data: plain JSON, every field checked on reading; a missing,
+stale, damaged or foreign one is ignored (and rewritten by the next discovery that may
+write), and a folder nbflow cannot write to is read every time. Views (the panel, the
+dashboard, ``nbflow dag``) read it but never write it: looking at a folder writes nothing.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import pickle
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from nbflow.errors import DuplicateTaskError, NbflowError, PipelineNotFoundError
-from nbflow.notebook import NotebookSpec, read_task_spec
+from nbflow.errors import DuplicateTaskError, NbflowError, OutsideFolderError, PipelineNotFoundError
+from nbflow.notebook import NotebookSpec, ParametersDecl, read_task_spec
 
 #: nbflow's own folder inside a pipeline: the state store and every run's executed notebooks
 STATE_DIR_NAME = "_nbflow"
 #: the files that are tasks: notebooks, and SQL run by DuckDB
 TASK_SUFFIXES = (".ipynb", ".sql")
 #: what was read from each file, by (size, mtime, inode); inside the state folder
-CACHE_FILE_NAME = "discovery.pickle"
-_CACHE_FORMAT = 1
+CACHE_FILE_NAME = "discovery.json"
+#: the cache of older versions: never read (unpickling runs code); removed when the new one is written
+LEGACY_CACHE_FILE_NAME = "discovery.pickle"
+_CACHE_FORMAT = "nbflow-discovery"
+_CACHE_VERSION = 2
 #: a file changed this recently is not cached: another change within the file system's
 #: timestamp granularity, keeping the size, would go unseen
 _RACY_NS = 2_000_000_000
@@ -46,8 +52,12 @@ class Discovery:
     problems: list[NbflowError] = field(default_factory=list)
 
 
-def iter_notebook_paths(root: Path) -> Iterator[Path]:
-    """Yield every task notebook below ``root``, in a stable (sorted) order."""
+def iter_notebook_paths(root: Path, outside: list[Path] | None = None, within: Path | None = None) -> Iterator[Path]:
+    """Yield every task notebook below ``root``, in a stable (sorted) order.
+
+    With ``within``, a folder or file whose real path (symlinks followed) is not inside it
+    is neither walked nor yielded but added to ``outside``.
+    """
     stack = [root]
     seen: set[tuple[int, int]] = set()  # folders by (device, inode): a symlink loop is walked once
     while stack:
@@ -72,11 +82,26 @@ def iter_notebook_paths(root: Path) -> Iterator[Path]:
                 is_notebook = not is_dir and entry.name.endswith(TASK_SUFFIXES) and entry.is_file()
             except OSError:  # a broken or looping link
                 continue
-            if is_dir and entry.name not in SKIPPED_DIRS:
-                subdirs.append(Path(entry.path))
-            elif is_notebook:
-                yield Path(entry.path)
+            if not (is_notebook or (is_dir and entry.name not in SKIPPED_DIRS)):
+                continue
+            path = Path(entry.path)
+            if within is not None and entry.is_symlink() and not is_inside(path, within):
+                if outside is not None:
+                    outside.append(path)
+            elif is_dir:
+                subdirs.append(path)
+            else:
+                yield path
         stack.extend(reversed(subdirs))
+
+
+def is_inside(path: Path, folder: Path) -> bool:
+    """Whether ``path``'s real location (every symlink followed) is ``folder`` or below it."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+    return real == folder or folder in real.parents
 
 
 def task_name(root: Path, path: Path) -> str:
@@ -95,39 +120,151 @@ def _stamp(path: Path) -> _Stamp | None:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def _load_cache(path: Path) -> dict[str, tuple[_Stamp, NotebookSpec]]:
+def _spec_to_json(spec: NotebookSpec) -> dict[str, Any]:
+    p = spec.params
+    return {
+        "kind": spec.kind,
+        "kernel_name": spec.kernel_name,
+        "language": spec.language,
+        "parameters_cell": spec.parameters_cell,
+        "source_hash": spec.source_hash,
+        "settings": spec.settings,
+        "defaults": p.defaults,
+        "upstream": list(p.upstream),
+        "declares_upstream": p.declares_upstream,
+        "product": p.product,
+        "declares_product": p.declares_product,
+    }
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _is_product(value: Any) -> bool:
+    if value is None or isinstance(value, str):
+        return True
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+def _spec_from_json(data: Any, path: Path, name: str, relpath: str) -> NotebookSpec | None:
+    """The spec a cache entry holds, or None when anything in it is not what nbflow writes."""
+    if not isinstance(data, dict):
+        return None
+    kind = "sql" if path.suffix == ".sql" else "notebook"
+    cell = data.get("parameters_cell")
+    defaults = data.get("defaults") or {}
+    checks = (
+        data.get("kind") == kind,
+        isinstance(data.get("kernel_name"), str),
+        isinstance(data.get("language"), str),
+        cell is None or (isinstance(cell, int) and not isinstance(cell, bool) and cell >= 0),
+        isinstance(data.get("source_hash"), str),
+        isinstance(defaults, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in defaults.items()),
+        _is_str_list(data.get("upstream")),
+        isinstance(data.get("declares_upstream"), bool),
+        _is_product(data.get("product")),
+        isinstance(data.get("declares_product"), bool),
+        data.get("settings") is None or isinstance(data.get("settings"), dict),
+    )
+    if not all(checks):
+        return None
+    params = ParametersDecl(
+        dict(defaults), tuple(data["upstream"]), data["declares_upstream"], data["product"], data["declares_product"]
+    )
+    return NotebookSpec(
+        name=name,
+        path=path,
+        relpath=relpath,
+        kernel_name=data["kernel_name"],
+        language=data["language"],
+        params=params,
+        parameters_cell=cell,
+        source_hash=data["source_hash"],
+        settings=data["settings"],
+        kind=kind,
+    )
+
+
+def _is_stamp(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    )
+
+
+def _load_cache(path: Path) -> dict[str, tuple[_Stamp, Any]]:
+    """The cache's entries by relative path: (stamp, the spec as JSON, checked when used).
+
+    JSON only: whatever the file holds, reading it runs nothing. A file that is not
+    this version's format is ignored as a whole, an entry that is not well formed alone.
+    """
     from nbflow import __version__
 
     try:
-        with open(path, "rb") as f:
-            data = pickle.load(f)
-        if data.get("format") == (_CACHE_FORMAT, __version__):
-            return data["entries"]
-    except Exception:  # missing, cut short, or from another version: read the files
-        pass
-    return {}
+        if path.is_symlink() or path.stat().st_size > _CACHE_MAX_BYTES:
+            return {}  # nbflow writes neither
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError, RecursionError):  # missing, cut short, not JSON
+        return {}
+    if not (
+        isinstance(data, dict)
+        and data.get("format") == _CACHE_FORMAT
+        and data.get("version") == _CACHE_VERSION
+        and data.get("nbflow") == __version__
+        and isinstance(data.get("entries"), dict)
+    ):
+        return {}
+    entries: dict[str, tuple[_Stamp, Any]] = {}
+    for relpath, entry in data["entries"].items():
+        if isinstance(entry, dict) and _is_stamp(entry.get("stamp")):
+            stamp = entry["stamp"]
+            entries[relpath] = ((stamp[0], stamp[1], stamp[2]), entry.get("spec"))
+    return entries
+
+
+#: a cache larger than this is not one nbflow wrote for a folder of notebooks
+_CACHE_MAX_BYTES = 256 * 1024 * 1024
 
 
 def _save_cache(path: Path, entries: dict[str, tuple[_Stamp, NotebookSpec]]) -> None:
     from nbflow import __version__
 
+    data = {
+        "format": _CACHE_FORMAT,
+        "version": _CACHE_VERSION,
+        "nbflow": __version__,
+        "entries": {rel: {"stamp": list(stamp), "spec": _spec_to_json(spec)} for rel, (stamp, spec) in entries.items()},
+    }
+    try:
+        text = json.dumps(data, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return  # a notebook's metadata JSON cannot hold: nothing to cache
     try:
         path.parent.mkdir(exist_ok=True)
         ignore = path.parent / ".gitignore"
         if not ignore.exists():
             ignore.write_text("# nbflow's state and executed notebooks\n*\n")
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump({"format": (_CACHE_FORMAT, __version__), "entries": entries}, f, pickle.HIGHEST_PROTOCOL)
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
+        (path.parent / LEGACY_CACHE_FILE_NAME).unlink(missing_ok=True)
     except OSError:
         pass  # a read-only folder: no cache, same result
 
 
-def discover(root: str | os.PathLike[str], cache: bool = True) -> Discovery:
+def discover(
+    root: str | os.PathLike[str], cache: bool = True, *, save_cache: bool = True, within: Path | None = None
+) -> Discovery:
     """Read every notebook below ``root``; gather (not raise) per-file problems.
 
-    With ``cache``, files unchanged since the last discovery are not read again.
+    With ``cache``, files unchanged since the last discovery are not read again; with
+    ``save_cache`` too, what was read is kept for the next one (in ``_nbflow/``). A view
+    passes ``save_cache=False``: then nothing is written. With ``within`` (a server's
+    root), a notebook or folder reached through a symlink leading outside it is not read:
+    it is an :class:`~nbflow.errors.OutsideFolderError` problem.
 
     Raises
     ------
@@ -139,10 +276,13 @@ def discover(root: str | os.PathLike[str], cache: bool = True) -> Discovery:
         raise PipelineNotFoundError(str(root), "is not a folder (a pipeline is a folder of notebooks)")
     found = Discovery(root_path)
     cache_path = root_path / STATE_DIR_NAME / CACHE_FILE_NAME
+    if within is not None and not is_inside(cache_path, within):
+        cache = False
     cached = _load_cache(cache_path) if cache else {}
     fresh: dict[str, tuple[_Stamp, NotebookSpec]] = {}
+    outside: list[Path] = []
     by_folded_name: dict[str, str] = {}
-    for path in iter_notebook_paths(root_path):
+    for path in iter_notebook_paths(root_path, outside, within):
         name = task_name(root_path, path)
         relpath = path.relative_to(root_path).as_posix()
         folded = name.casefold()
@@ -152,22 +292,28 @@ def discover(root: str | os.PathLike[str], cache: bool = True) -> Discovery:
         by_folded_name[folded] = relpath
         stamp = _stamp(path)
         hit = cached.get(relpath)
-        if hit is not None and stamp is not None and hit[0] == stamp and hit[1].path == path:
-            if hit[1].is_task:
-                found.specs.append(hit[1])
-            fresh[relpath] = hit
-            continue
-        try:
-            spec = read_task_spec(path, name, relpath)
-        except NbflowError as e:
-            found.problems.append(e)
-            continue
+        spec = _spec_from_json(hit[1], path, name, relpath) if hit is not None and hit[0] == stamp else None
+        if spec is None:
+            try:
+                spec = read_task_spec(path, name, relpath)
+            except NbflowError as e:
+                found.problems.append(e)
+                continue
+            if stamp is None or stamp != _stamp(path) or time.time_ns() - stamp[1] <= _RACY_NS:
+                stamp = None  # changing now: not cached
         if spec.is_task:
             found.specs.append(spec)
-        if stamp is not None and stamp == _stamp(path) and time.time_ns() - stamp[1] > _RACY_NS:
+        if stamp is not None:
             fresh[relpath] = (stamp, spec)
-    changed = fresh.keys() != cached.keys() or any(fresh[k] is not cached[k] for k in fresh)
-    if cache and changed:
+    for path in outside:
+        found.problems.append(OutsideFolderError(path.relative_to(root_path).as_posix(), str(within)))
+    if cache and save_cache and _changed(fresh, cached):
         _save_cache(cache_path, fresh)
     found.specs.sort(key=lambda s: s.name)
     return found
+
+
+def _changed(fresh: dict[str, tuple[_Stamp, NotebookSpec]], cached: dict[str, tuple[_Stamp, Any]]) -> bool:
+    if fresh.keys() != cached.keys():
+        return True
+    return any(fresh[k][0] != cached[k][0] or _spec_to_json(fresh[k][1]) != cached[k][1] for k in fresh)

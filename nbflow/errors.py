@@ -118,6 +118,22 @@ class DuplicateTaskError(ValidationProblem):
         )
 
 
+class OutsideFolderError(ValidationProblem):
+    """A notebook or folder reached through a symbolic link that leads outside the folder
+    nbflow may read here (a Jupyter server's root)."""
+
+    def __init__(self, path: str, folder: str) -> None:
+        self.path = path
+        self.folder = folder
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return (
+            f"{self.path} is a symbolic link leading outside {self.folder}, the folder this server serves; "
+            "it is not read here. Run the pipeline from a terminal, or serve a folder that holds its target."
+        )
+
+
 class UnknownTaskError(NbflowError):
     """A task name given on the command line or in code that the pipeline does not have."""
 
