@@ -173,6 +173,12 @@ SELECT_LAST_SUCCESSES = (
 )
 SELECT_LOG = "SELECT text FROM logs WHERE run_id = ? AND task = ? AND attempt = ?"
 
+#: the statements a write-ahead file may name, with the number of values each takes
+_WAL_STATEMENTS = {
+    sql: sql.count("?") for sql in (INSERT_RUN, INSERT_TASK, INSERT_ATTEMPT, INSERT_LOG, INSERT_NOTIFICATION)
+}
+_WAL_VALUE_TYPES = (str, int, float, bool, type(None), dict)  # dict: an encoded datetime, checked by _decode
+
 T = TypeVar("T")
 _unique = itertools.count()  # keys for rows that are only ever added, never replaced
 
@@ -214,7 +220,11 @@ def _encode(value: Any) -> Any:
 
 
 def _decode(value: Any) -> Any:
-    return datetime.fromisoformat(value["$dt"]) if isinstance(value, dict) and "$dt" in value else value
+    if isinstance(value, dict):  # only an encoded datetime is written as an object
+        if set(value) != {"$dt"} or not isinstance(value["$dt"], str):
+            raise ValueError("not a value nbflow writes")
+        return datetime.fromisoformat(value["$dt"])
+    return value
 
 
 #: rows written by one multi-row INSERT (one statement per row costs about a millisecond)
@@ -232,16 +242,6 @@ def _grouped(batch: Sequence[tuple[str, Sequence[Any]]]) -> list[tuple[str, list
     return list(groups.items())
 
 
-def _wal_entries(f: IO[str]) -> list[tuple[str, list[Any]]]:
-    """The writes in a write-ahead file, in order (a line cut short by a crash is skipped)."""
-    entries = []
-    for line in f.read().splitlines():
-        try:
-            item = json.loads(line)
-        except ValueError:
-            continue
-        entries.append((item["sql"], [_decode(v) for v in item["row"]]))
-    return entries
 #: errno values of a file system that has no room left
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
@@ -253,6 +253,57 @@ def _store_error(path: str, error: BaseException) -> StoreError:
     return DiskFullError(path, detail) if no_space else StoreError(path, detail)
 
 
+def _wal_entries(f: IO[str]) -> list[tuple[str, list[Any]]]:
+    """The writes in a write-ahead file, in order.
+
+    A write-ahead file is data from the folder: only lines naming one of nbflow's own
+    statements (by its exact text) with as many plain values as it takes are kept; a line
+    cut short by a crash, or anything else, is skipped. No SQL from the file is ever run.
+    """
+    entries = []
+    for line in f.read().splitlines():
+        try:
+            item = json.loads(line)
+            sql, row = item["sql"], item["row"]
+            if _WAL_STATEMENTS.get(sql) != len(row) or not all(isinstance(v, _WAL_VALUE_TYPES) for v in row):
+                continue
+            entries.append((sql, [_decode(v) for v in row]))
+        except (ValueError, TypeError, KeyError, RecursionError):
+            continue
+    return entries
+
+
+_TABLES = ("runs", "tasks", "attempts", "notifications", "logs")
+
+
+def _copy_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Today's schema in memory, filled from the attached file ``disk`` (older files lack columns)."""
+    tables = {
+        row[0] for row in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'disk'").fetchall()
+    }
+    next_id = 1
+    if "notifications" in tables:
+        row = con.execute("SELECT coalesce(max(id), 0) + 1 FROM disk.notifications").fetchone()
+        next_id = int(row[0]) if row else 1
+    con.execute(f"CREATE SEQUENCE notification_seq START WITH {next_id}")
+    con.execute(SCHEMA)
+    for table in _TABLES:
+        if table in tables:
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM disk.{table}")
+    con.execute("DETACH disk")
+
+
+def _apply_then(
+    con: duckdb.DuckDBPyConnection,
+    entries: Sequence[tuple[str, Sequence[Any]]],
+    work: Callable[[duckdb.DuckDBPyConnection], T],
+) -> T:
+    for sql, row in entries:  # nbflow's own statements only (see _wal_entries)
+        try:
+            con.execute(sql, list(row))
+        except duckdb.Error:
+            continue  # a record this schema cannot hold: shown without it
+    return work(con)
 
 
 class DuckDBRunStore(RunStore):
@@ -270,10 +321,16 @@ class DuckDBRunStore(RunStore):
         The database file; created (with its folder) on the first write.
     lock_timeout
         How long a read, a flush or a close waits for another process's lock.
+    read_only
+        A view's store: it never writes anything, not even what a reader does otherwise
+        (a folder, the file, an older file's schema upgrade, a dead writer's write-ahead
+        file applied). A missing file reads as empty; an older file, or writes a dead
+        process left, are read through an in-memory copy. Saving raises ``RuntimeError``.
     """
 
-    def __init__(self, path: str | Path, lock_timeout: float = 60.0) -> None:
+    def __init__(self, path: str | Path, lock_timeout: float = 60.0, *, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         #: this process's write-ahead file (made on the first write)
         self.wal_path = self.path.with_name(f"{self.path.name}.wal-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl")
         self._wal: IO[str] | None = None
@@ -291,9 +348,13 @@ class DuckDBRunStore(RunStore):
 
     def _connect(self, read_only: bool, deadline: float) -> duckdb.DuckDBPyConnection:
         delay = 0.002
+        # a view reads tables only: a file from elsewhere cannot make it read or write other files
+        config: dict[str, str | bool | int | float | list[str]] = (
+            {"enable_external_access": False} if self.read_only else {}
+        )
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                return duckdb.connect(str(self.path), read_only=read_only, config=config)
             except duckdb.Error as e:
                 if not _is_lock_error(e):
                     raise StoreError(str(self.path), str(e).splitlines()[0]) from e
@@ -355,10 +416,25 @@ class DuckDBRunStore(RunStore):
     # -- write-ahead files -------------------------------------------------------------
 
     def _orphans(self) -> list[Path]:
-        """Write-ahead files of other store instances (or the journal of older versions)."""
+        """Write-ahead files of other store instances (or the journal of older versions).
+
+        nbflow makes none as a symlink: one is not nbflow's, and is left alone.
+        """
         legacy = self.path.with_name(self.path.name + ".pending.jsonl")
         found = sorted(self.path.parent.glob(f"{self.path.name}.wal-*.jsonl"))
-        return [p for p in [legacy, *found] if p != self.wal_path and p.exists()]
+        return [p for p in [legacy, *found] if p != self.wal_path and p.exists() and not p.is_symlink()]
+
+    def _unheld_orphans(self) -> list[Path]:
+        """The write-ahead files no live process holds (a dead writer's), found without writing."""
+        found = []
+        for path in self._orphans():
+            try:
+                with open(path, encoding="utf-8") as f:  # closing it releases the lock
+                    if path.name.endswith(".pending.jsonl") or _try_lock(f):
+                        found.append(path)
+            except OSError:
+                continue
+        return found
 
     def _adopt_orphans(self, wait: float | None = None) -> None:
         """Apply the write-ahead files that no live process holds, then delete them."""
@@ -416,6 +492,8 @@ class DuckDBRunStore(RunStore):
         self.flush()
         if not self.path.exists():
             return [[] for _ in queries]
+        if self.read_only:
+            return self._read_only_many(queries)
         if self._orphans():
             try:
                 self._ensure_schema() if not self._schema_ready else self._adopt_orphans()
@@ -434,6 +512,63 @@ class DuckDBRunStore(RunStore):
             rows = self._with_connection(True, query)
         return rows or [[] for _ in queries]
 
+    def _read_only_many(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]:
+        """Read without writing: the file as it is, or an in-memory copy with a dead writer's
+        records laid over it (or, for a file from an older nbflow, its tables in today's shape)."""
+
+        def query(con: duckdb.DuckDBPyConnection) -> list[list[tuple[Any, ...]]] | None:
+            try:
+                return [con.execute(sql, list(params)).fetchall() for sql, params in queries]
+            except (duckdb.CatalogException, duckdb.BinderException):
+                return None
+
+        orphans = self._unheld_orphans()
+        if not orphans:
+            rows = self._with_connection(True, query)
+            if rows is not None:
+                return rows
+        entries: list[tuple[str, list[Any]]] = []
+        for path in orphans:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    entries.extend(_wal_entries(f))
+            except (OSError, UnicodeDecodeError):
+                continue
+        try:
+            rows = self._with_memory_copy(lambda con: _apply_then(con, entries, query))
+        except StoreError:
+            rows = None  # a file this version cannot copy (a newer nbflow's): read it as it is
+        if rows is None and orphans:
+            rows = self._with_connection(True, query)
+        return rows or [[] for _ in queries]
+
+    def _with_memory_copy(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """``work`` on an in-memory database holding the file's tables (attached read-only)."""
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.002
+        quoted = str(self.path).replace("'", "''")
+        while True:
+            con = duckdb.connect(":memory:")
+            try:
+                con.execute(f"ATTACH '{quoted}' AS disk (READ_ONLY)")
+                break
+            except duckdb.Error as e:
+                con.close()
+                if not _is_lock_error(e):
+                    raise StoreError(str(self.path), str(e).splitlines()[0]) from e
+                if time.monotonic() > deadline:
+                    raise StoreLockedError(str(self.path), self.lock_timeout, str(e).splitlines()[0]) from e
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        try:
+            _copy_tables(con)
+            con.execute("SET enable_external_access = false")
+            return work(con)
+        except duckdb.Error as e:
+            raise StoreError(str(self.path), str(e).splitlines()[0]) from e
+        finally:
+            con.close()
+
     def runs_and_tasks(
         self, run_id: str | None = None, limit: int | None = None
     ) -> tuple[list[RunRecord], dict[str, TaskRecord]]:
@@ -445,6 +580,8 @@ class DuckDBRunStore(RunStore):
     # -- write-behind ------------------------------------------------------------------
 
     def _enqueue(self, key: tuple[Any, ...], sql: str, row: Sequence[Any]) -> None:
+        if self.read_only:
+            raise RuntimeError("the state store was opened read-only (to be shown): nothing is written to it")
         with self._cond:
             if self._closing:
                 raise RuntimeError("the state store is closed")
@@ -684,6 +821,8 @@ class DuckDBRunStore(RunStore):
         runs: dict[str, RunRecord] = {}
         tasks: dict[tuple[str, str], TaskRecord] = {}
         for path in sorted(self.path.parent.glob(f"{self.path.name}.wal-*.jsonl")):
+            if path.is_symlink():  # not one nbflow made
+                continue
             try:
                 with open(path, encoding="utf-8") as f:
                     entries = _wal_entries(f)

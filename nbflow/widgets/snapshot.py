@@ -39,11 +39,11 @@ def db_stamp(path: Path) -> DbStamp:
 
 
 class StoreReader:
-    """Snapshots of the store at ``path`` (a DuckDB file); never writes run records."""
+    """Snapshots of the store at ``path`` (a DuckDB file); never writes anything (a read-only store)."""
 
     def __init__(self, path: Path, history_limit: int = 50) -> None:
         self.path = path
-        self.store = DuckDBRunStore(path, lock_timeout=10.0)
+        self.store = DuckDBRunStore(path, lock_timeout=10.0, read_only=True)
         self.history_limit = history_limit
         self._stamp: DbStamp | None = None
         self._runs: list[RunRecord] = []
