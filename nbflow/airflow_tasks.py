@@ -91,7 +91,7 @@ def run_task(pipeline: str, name: str, context: Mapping[str, Any], output_dir: s
 
     ti = context["ti"]
     dag_id = context["dag"].dag_id
-    project = Pipeline.from_dir(pipeline)
+    project = Pipeline.from_dir(pipeline, load_code=True)  # running a task: nbflow_tasks.py runs
     params = {k: v for k, v in dict(context.get("params") or {}).items() if v is not None}
     base = Path(output_dir) if output_dir else project.root / "_nbflow" / "airflow"
     request, outcome = run_one(
@@ -138,7 +138,7 @@ class NbflowRetryPolicy(RetryPolicy):  # type: ignore[misc,valid-type]
 
         if not isinstance(exception, NbflowTaskFailed):
             return RetryDecision()
-        settings = Pipeline.from_dir(self.pipeline).settings[self.task]
+        settings = Pipeline.from_dir(self.pipeline, load_code=True).settings[self.task]
         rule = matching_rule(settings, exception.ename, exception.error)
         if rule is not None and rule.action == "fail":
             return RetryDecision.fail(f"an nbflow retry rule says {exception.ename} fails at once")

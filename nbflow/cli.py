@@ -183,7 +183,7 @@ def run(
     from nbflow.render import run_to_json
 
     _sigterm_as_interrupt()
-    pipeline = Pipeline.from_dir(path)
+    pipeline = Pipeline.from_dir(path, load_code=True)  # running: nbflow_tasks.py runs
     overrides = parse_assignments(params)
     if dry_run:
         decisions = pipeline.plan(overrides, list(only) or None, force, force_tasks)
@@ -269,7 +269,7 @@ def resume(
     from nbflow.render import run_to_json
 
     _sigterm_as_interrupt()
-    pipeline = Pipeline.from_dir(path)
+    pipeline = Pipeline.from_dir(path, load_code=True)
     executor = _make_executor(pipeline, executor_kind, scheduler, worker_root, workers)
     try:
         result = pipeline.resume(run_id=run_id, workers=workers, listeners=[_progress(progress)], executor=executor)
@@ -300,7 +300,7 @@ def rerun(run_id: str, path: str, workers: int | None, as_json: bool, progress: 
     from nbflow.render import run_to_json
 
     _sigterm_as_interrupt()
-    pipeline = Pipeline.from_dir(path)
+    pipeline = Pipeline.from_dir(path, load_code=True)
     with open_store(pipeline.root) as store:
         earlier, _tasks = load_run(store, run_id)
     changes = changes_since(pipeline, earlier)
@@ -371,19 +371,47 @@ def _progress(progress: bool | None) -> Any:
 @cli.command()
 @click.argument("path", default=".", type=click.Path(file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "dot"]), default="text", show_default=True)
+@click.option(
+    "--load-code",
+    is_flag=True,
+    help="Run the folder's nbflow_tasks.py to list its tasks (by default it is read, not run).",
+)
 @handle_errors
-def dag(path: str, fmt: str) -> None:
-    """Validate the pipeline in PATH and print its graph."""
+def dag(path: str, fmt: str, load_code: bool) -> None:
+    """Validate the pipeline in PATH and print its graph.
+
+    Looking runs nothing and writes nothing: the tasks of nbflow_tasks.py are read from its
+    source (without running it) unless --load-code.
+    """
     from nbflow.pipeline import Pipeline
     from nbflow.render import dag_to_dot, dag_to_json, dag_to_text
 
-    graph = Pipeline.from_dir(path).dag
+    pipeline = Pipeline.from_dir(path, load_code=load_code, save_cache=False)
+    graph = pipeline.dag
     if fmt == "json":
-        _print_json(dag_to_json(graph))
+        _print_json({**dag_to_json(graph), **_code_json(pipeline)})
     elif fmt == "dot":
         click.echo(dag_to_dot(graph), nl=False)
     else:
         click.echo(dag_to_text(graph), nl=False)
+        if pipeline.code_note:
+            click.echo(f"\n{pipeline.code_note} (nbflow dag --load-code runs it.)")
+
+
+def _code_json(pipeline: Any) -> dict[str, Any]:
+    """``{"code": ...}``, the tasks of the folder's nbflow_tasks.py, when it has one."""
+    from nbflow.pipeline import TASKS_FILE
+
+    if not (pipeline.root / TASKS_FILE).is_file():
+        return {}
+    return {
+        "code": {
+            "file": TASKS_FILE,
+            "loaded": pipeline.code_loaded,
+            "not_loaded": sorted(pipeline.not_loaded),
+            "unread": list(pipeline.code_unread),
+        }
+    }
 
 
 @cli.command()
@@ -494,7 +522,7 @@ def backfill(path: str, start: str, end: str, workers: int | None, progress: boo
     from nbflow.schedule import backfill_dates, logical_date_text
 
     _sigterm_as_interrupt()
-    pipeline = Pipeline.from_dir(path)
+    pipeline = Pipeline.from_dir(path, load_code=True)
     if not pipeline.project.schedule:
         raise NbflowError(f'{path} has no schedule: set schedule = "@daily" (or a cron line) in its nbflow.toml.')
     first, last = datetime.fromisoformat(_iso_date(start)), datetime.fromisoformat(_iso_date(end))
@@ -553,7 +581,7 @@ def export_airflow(path: str, dags_dir: str, dag_id: str | None, notebooks_dir: 
     from nbflow.airflow_export import export as write_dag
     from nbflow.pipeline import Pipeline
 
-    pipeline = Pipeline.from_dir(path)
+    pipeline = Pipeline.from_dir(path, load_code=True)  # the DAG file runs every task, code ones too
     out = write_dag(
         pipeline, dags_dir, dag_id=dag_id, output_dir=str(Path(notebooks_dir).resolve()) if notebooks_dir else None
     )

@@ -10,15 +10,18 @@ from nbflow.runner import STATE_FILE_NAME, state_dir
 from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
 
 
-def open_store(path: str | Path) -> RunStore:
-    """The state store of the pipeline at ``path`` (no notebook is read)."""
+def open_store(path: str | Path, read_only: bool = False) -> RunStore:
+    """The state store of the pipeline at ``path`` (no notebook is read); ``read_only``: a view's,
+    which writes nothing (see :class:`~nbflow.store.duckdb.DuckDBRunStore`)."""
     from nbflow.store.duckdb import DuckDBRunStore
 
-    return DuckDBRunStore(state_dir(Path(path).resolve()) / STATE_FILE_NAME)
+    return DuckDBRunStore(state_dir(Path(path).resolve()) / STATE_FILE_NAME, read_only=read_only)
 
 
 def load_run(store: RunStore, run_id: str | None) -> tuple[RunRecord, dict[str, TaskRecord]]:
     """A run (the latest when ``run_id`` is None) and its tasks.
+
+    A run whose process died is first recorded ``interrupted``, unless the store is read-only.
 
     Raises
     ------
@@ -30,13 +33,18 @@ def load_run(store: RunStore, run_id: str | None) -> tuple[RunRecord, dict[str, 
     run = store.get_run(run_id) if run_id else store.latest_run()
     if run is None:
         raise RunNotFoundError(str(getattr(store, "path", "the state store")), run_id)
-    if run.state == "running" and reap_stale_runs(store):
+    if run.state == "running" and not getattr(store, "read_only", False) and reap_stale_runs(store):
         run = store.get_run(run.run_id) or run
     return run, store.get_tasks(run.run_id)
 
 
-def task_log(store: RunStore, task: str, run_id: str | None, attempt: int | None) -> tuple[AttemptRecord, str]:
+def task_log(
+    store: RunStore, task: str, run_id: str | None, attempt: int | None, within: Path | None = None
+) -> tuple[AttemptRecord, str]:
     """The captured output of a task's attempt (the last one by default), with its traceback.
+
+    A running attempt's output is read from its log file; with ``within`` (a server's
+    root), only from a file whose real path is inside it. A read-only store is not reaped.
 
     Raises
     ------
@@ -54,10 +62,13 @@ def task_log(store: RunStore, task: str, run_id: str | None, attempt: int | None
     if chosen is None:
         raise UnknownTaskError(str(attempt), [str(a.attempt) for a in attempts], what=f"attempt of {task}")
     text = store.get_log(run.run_id, task, chosen.attempt)
-    if text is None and chosen.log_path and Path(chosen.log_path).exists():
+    log_path = Path(chosen.log_path) if chosen.log_path else None
+    if text is None and log_path is not None and log_path.is_file():
+        from nbflow.discovery import is_inside
         from nbflow.execution.logs import read_log_tail
 
-        text = read_log_tail(Path(chosen.log_path))  # a running attempt: read its file
+        if within is None or is_inside(log_path, within):  # the path is the store's word: not trusted
+            text = read_log_tail(log_path)  # a running attempt: read its file
     return chosen, text or ""
 
 
@@ -85,8 +96,8 @@ def write_report(path: str | Path, run_id: str | None, out: str | Path) -> RunRe
     from nbflow.pipeline import Pipeline
     from nbflow.widgets.layout import layout
 
-    pipeline = Pipeline.from_dir(path)
-    with open_store(pipeline.root) as store:
+    pipeline = Pipeline.from_dir(path, save_cache=False)  # looking: nbflow_tasks.py is read, not run
+    with open_store(pipeline.root, read_only=True) as store:
         run, tasks = load_run(store, run_id)
         attempts, logs = _attempts_and_logs(store, run)
     dag = pipeline.dag.subset([n for n in tasks if n in pipeline.specs]) if tasks else pipeline.dag

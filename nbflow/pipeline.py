@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from nbflow.discovery import discover
+from nbflow.codetasks import CodeDeclarations, DeclaredTask, read_declarations
+from nbflow.discovery import discover, is_inside
 from nbflow.errors import CycleError, DuplicateTaskError, NbflowError, PipelineValidationError, UnknownTaskError
 from nbflow.graph import DAG, build_dag, find_cycle
 from nbflow.notebook import RESERVED_NAMES, NotebookSpec, Product
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 TaskRefs = Union["Task", Sequence["Task"]]
 #: a pipeline folder's file of tasks defined in code (functions, HTTP requests)
 TASKS_FILE = "nbflow_tasks.py"
+#: a tasks file larger than this is not read by views (only run)
+_TASKS_FILE_MAX_BYTES = 4 * 1024 * 1024
 
 
 class Task:
@@ -116,6 +119,40 @@ def _reused_task(earlier: AttemptRecord) -> TaskRecord:
     )
 
 
+def _read_tasks_file(hook: Path, within: Path | None) -> CodeDeclarations:
+    """What ``nbflow_tasks.py`` declares, read as text (never run)."""
+    if within is not None and not is_inside(hook, within):
+        return CodeDeclarations(
+            unread=[f"{TASKS_FILE} is a symbolic link leading outside {within}; it is not read here"]
+        )
+    try:
+        if hook.stat().st_size > _TASKS_FILE_MAX_BYTES:
+            return CodeDeclarations(unread=[f"{TASKS_FILE} is too large to read without running it"])
+        source = hook.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        return CodeDeclarations(unread=[f"{TASKS_FILE} cannot be read ({e.strerror})"])
+    return read_declarations(source)
+
+
+def _placeholder(root: Path, task: DeclaredTask, upstream: Sequence[str]) -> NotebookSpec:
+    """The spec of a task read from ``nbflow_tasks.py``: no target (nothing of it has run)."""
+    from nbflow.notebook import ParametersDecl
+
+    return NotebookSpec(
+        name=task.name,
+        path=root / TASKS_FILE,
+        relpath=f"<{task.kind} task {task.name}>",
+        kernel_name="-",
+        language=task.kind,
+        params=ParametersDecl(dict(task.defaults), tuple(upstream), True, task.product, task.product is not None),
+        parameters_cell=None,
+        source_hash="",
+        settings={},
+        kind=task.kind,
+        target=None,
+    )
+
+
 def _close_quietly(store: RunStore) -> None:
     """Close a store at the end of a run: a problem is a warning, not the run's failure."""
     import sys
@@ -136,6 +173,10 @@ class Pipeline:
         The pipeline folder (state and executed notebooks go in its ``_nbflow/``).
     specs
         The notebooks; their declared upstreams must name tasks of this pipeline.
+    code
+        What the folder's ``nbflow_tasks.py`` declares, read without running it: its tasks
+        are listed (in :attr:`not_loaded`) until :meth:`load_code` runs the file, which a
+        run does first.
 
     Raises
     ------
@@ -144,7 +185,12 @@ class Pipeline:
     """
 
     def __init__(
-        self, root: str | os.PathLike[str], specs: Iterable[NotebookSpec], problems: Sequence[NbflowError] = ()
+        self,
+        root: str | os.PathLike[str],
+        specs: Iterable[NotebookSpec],
+        problems: Sequence[NbflowError] = (),
+        *,
+        code: CodeDeclarations | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         found: list[NbflowError] = list(problems)
@@ -155,14 +201,23 @@ class Pipeline:
             else:
                 self.specs[spec.name] = spec
         found.extend(self._check_products())
-        self.settings = self._load_settings(found)
+        #: the folder's nbflow_tasks.py while it has not been run (None once loaded, or without one)
+        self.tasks_file: Path | None = self.root / TASKS_FILE if code is not None else None
+        #: tasks listed from reading nbflow_tasks.py, not loaded: their code has not run
+        self.not_loaded: set[str] = set()
+        #: what reading nbflow_tasks.py could not tell without running it
+        self.code_unread: list[str] = list(code.unread) if code is not None else []
+        self.settings = self._load_settings(found, code)
         self._extra_edges: list[tuple[str, str]] = []
+        self._declared_edges: list[tuple[str, str]] = []  # read from nbflow_tasks.py, not loaded
         self.dag: DAG = build_dag(
             self.specs.values(), problems=found, paths={n: s.relpath for n, s in self.specs.items()}
         )
         self.tasks = {name: Task(self, spec) for name, spec in self.specs.items()}
+        if code is not None:
+            self._declare(code)
 
-    def _load_settings(self, problems: list[NbflowError]) -> dict[str, TaskSettings]:
+    def _load_settings(self, problems: list[NbflowError], code: CodeDeclarations | None) -> dict[str, TaskSettings]:
         """Each task's settings: the project's, then the notebook's own (problems are gathered)."""
         from nbflow.errors import InvalidSettingsError
         from nbflow.settings import ProjectSettings, load_project
@@ -178,12 +233,19 @@ class Pipeline:
                 settings[name] = self.project.for_task(name, spec.settings, spec.relpath)
             except InvalidSettingsError as e:
                 problems.append(e)
-        unknown = sorted(set(self.project.tasks) - set(self.specs))
+        unknown = self._unknown_project_tasks(code)
         if unknown:
             problems.append(
                 InvalidSettingsError(str(self.project.source), f"tasks.{unknown[0]}", "names no task of this pipeline")
             )
         return settings
+
+    def _unknown_project_tasks(self, code: CodeDeclarations | None = None) -> list[str]:
+        """``[tasks.x]`` tables naming no task (unknowable while code that was not read may define x)."""
+        if code is not None and not code.complete:
+            return []
+        declared = {t.name for t in code.tasks} if code is not None else set()
+        return sorted(set(self.project.tasks) - set(self.specs) - declared)
 
     def _notifiers(self, store: RunStore) -> list[Any]:
         """The alert sender for the project's channels, if it has any."""
@@ -214,45 +276,187 @@ class Pipeline:
         return problems
 
     @classmethod
-    def from_dir(cls, path: str | os.PathLike[str] = ".") -> Pipeline:
+    def from_dir(
+        cls,
+        path: str | os.PathLike[str] = ".",
+        *,
+        load_code: bool = False,
+        save_cache: bool = True,
+        within: Path | None = None,
+    ) -> Pipeline:
         """Discover and validate every notebook below ``path``.
+
+        The folder's ``nbflow_tasks.py`` is user code: it is read (with ``ast``), not run,
+        unless ``load_code``; its tasks are listed in :attr:`not_loaded` meanwhile. A run
+        (:meth:`run`, :meth:`resume`, :meth:`plan`) loads it first. ``save_cache=False``
+        writes nothing into the folder (views); ``within`` (a server's root) leaves out
+        notebooks reached through symlinks leading outside it, as problems.
 
         Raises
         ------
         PipelineNotFoundError
             ``path`` is not a folder.
         PipelineValidationError
-            Every malformed notebook and bad declaration, at once.
+            Every malformed notebook and bad declaration, at once (with ``load_code``: also
+            an error raised by ``nbflow_tasks.py``).
         """
-        found = discover(path)
+        found = discover(path, save_cache=save_cache, within=within)
         hook = found.root / TASKS_FILE
         if not found.specs and not found.problems and not hook.is_file():
             from nbflow.errors import PipelineNotFoundError
 
             raise PipelineNotFoundError(str(path), "holds no notebooks (*.ipynb) and no SQL tasks (*.sql)")
-        pipeline = cls(found.root, found.specs, found.problems)
-        if hook.is_file():
-            pipeline._load_tasks_file(hook)
+        code = _read_tasks_file(hook, within) if hook.is_file() else None
+        pipeline = cls(found.root, found.specs, found.problems, code=code)
+        if load_code:
+            pipeline.load_code()
         return pipeline
+
+    @property
+    def code_note(self) -> str | None:
+        """What a view says of the tasks defined in code while they are not loaded (None once they are)."""
+        if self.tasks_file is None:
+            return None
+        text = f"{TASKS_FILE} defines tasks in code; nbflow has not run it (it runs when the pipeline runs)."
+        if self.not_loaded:
+            names = sorted(self.not_loaded)
+            text += f" Listed from reading it, not loaded: {', '.join(names)}."
+        if self.code_unread:
+            more = len(self.code_unread) - 3
+            text += " Not read without running it: " + "; ".join(self.code_unread[:3])
+            text += f"; and {more} more." if more > 0 else "."
+        return text
+
+    @property
+    def code_loaded(self) -> bool:
+        """Whether every task is loaded: the folder has no ``nbflow_tasks.py``, or it has run."""
+        return self.tasks_file is None
+
+    def load_code(self) -> None:
+        """Run the folder's ``nbflow_tasks.py`` (once): its ``setup(pipeline)`` adds the tasks
+        defined in code, replacing those listed from reading it. A run calls this first.
+
+        Raises
+        ------
+        PipelineValidationError
+            The file raised, has no ``setup``, or defines an invalid task (the pipeline is
+            left as it was).
+        """
+        hook = self.tasks_file
+        if hook is None:
+            return
+        saved = (
+            dict(self.specs),
+            dict(self.settings),
+            dict(self.tasks),
+            self.dag,
+            list(self._extra_edges),
+            list(self._declared_edges),
+            set(self.not_loaded),
+        )
+        try:
+            self._load_tasks_file(hook)
+        except BaseException:
+            (
+                self.specs,
+                self.settings,
+                self.tasks,
+                self.dag,
+                self._extra_edges,
+                self._declared_edges,
+                self.not_loaded,
+            ) = saved
+            self.tasks_file = hook
+            raise
 
     def _load_tasks_file(self, hook: Path) -> None:
         """Run the folder's ``nbflow_tasks.py``: its ``setup(pipeline)`` adds tasks defined in code."""
         import runpy
 
-        from nbflow.errors import MalformedNotebookError
+        from nbflow.errors import InvalidSettingsError, MalformedNotebookError
 
+        for name in self.not_loaded:  # what was read is replaced by what the code adds
+            del self.specs[name], self.settings[name], self.tasks[name]
+        stashed = [e for e in self._extra_edges if not self.not_loaded.isdisjoint(e)]
+        self._extra_edges = [e for e in self._extra_edges if e not in stashed]
+        self._declared_edges, self.not_loaded, self.tasks_file = [], set(), None
+        self.dag = build_dag(self.specs.values(), self._extra_edges)
         try:
             namespace = runpy.run_path(str(hook), run_name="nbflow_tasks")
             setup = namespace.get("setup")
             if not callable(setup):
                 raise MalformedNotebookError(TASKS_FILE, "it defines no setup(pipeline) function")
             setup(self)
+            for up, down in stashed:  # edges added (in code) to tasks listed before loading
+                self.add_edge(up, down)
         except NbflowError:
             raise
         except Exception as e:  # the user's code: name the file and the error
             raise PipelineValidationError(
                 [MalformedNotebookError(TASKS_FILE, f"it raised {type(e).__name__}: {e}")]
             ) from e
+        unknown = self._unknown_project_tasks()
+        if unknown:
+            raise PipelineValidationError(
+                [
+                    InvalidSettingsError(
+                        str(self.project.source), f"tasks.{unknown[0]}", "names no task of this pipeline"
+                    )
+                ]
+            )
+
+    def _declare(self, code: CodeDeclarations) -> None:
+        """List the tasks and edges read from ``nbflow_tasks.py`` (not loaded); what cannot be
+        added (a duplicate name, an unknown upstream, a cycle) is noted, never raised: only
+        running the file can tell for sure."""
+        for task in code.tasks:
+            problem = self._add_placeholder(
+                _placeholder(self.root, task, [u for u in task.upstream if u in self.specs])
+            )
+            if problem:
+                self.code_unread.append(f"line {task.line}: {task.name}: {problem}")
+        for task in code.tasks:  # upstreams among the code's own tasks, once all are listed
+            if task.name not in self.not_loaded:
+                continue
+            for up in task.upstream:
+                if up not in self.specs:
+                    self.code_unread.append(f"line {task.line}: {task.name}'s upstream {up!r} is not a task")
+                else:
+                    self._add_declared_edge(up, task.name)
+        for up, down in code.edges:
+            if up in self.specs and down in self.specs:
+                self._add_declared_edge(up, down)
+            else:
+                self.code_unread.append(f"the edge {up} -> {down} names a task that is not listed")
+
+    def _add_placeholder(self, spec: NotebookSpec) -> str | None:
+        if spec.name.casefold() in {n.casefold() for n in self.specs}:
+            return "another task has this name"
+        self.specs[spec.name] = spec
+        try:
+            self.settings[spec.name] = self.project.for_task(spec.name, {}, spec.relpath)
+            self.dag = build_dag(self.specs.values(), self._edges(), problems=self._check_products())
+        except NbflowError as e:
+            del self.specs[spec.name]
+            self.settings.pop(spec.name, None)
+            return str(e)
+        self.tasks[spec.name] = Task(self, spec)
+        self.not_loaded.add(spec.name)
+        return None
+
+    def _add_declared_edge(self, up: str, down: str) -> None:
+        if up in self.dag.upstreams[down]:
+            return
+        candidate = {n: list(u) for n, u in self.dag.upstreams.items()}
+        candidate[down].append(up)
+        if find_cycle(candidate):
+            self.code_unread.append(f"the edge {up} -> {down} would close a cycle")
+            return
+        self._declared_edges.append((up, down))
+        self.dag = build_dag(self.specs.values(), self._edges())
+
+    def _edges(self) -> list[tuple[str, str]]:
+        return [*self._declared_edges, *self._extra_edges]
 
     # -- tasks defined in code ------------------------------------------------------------
 
@@ -353,7 +557,7 @@ class Pipeline:
         self.specs[name] = spec
         try:
             task_settings = self.project.for_task(name, spec.settings, spec.relpath)
-            dag = build_dag(self.specs.values(), self._extra_edges, problems=self._check_products())
+            dag = build_dag(self.specs.values(), self._edges(), problems=self._check_products())
         except NbflowError as e:
             del self.specs[name]  # nothing else was changed yet
             raise e if isinstance(e, PipelineValidationError) else PipelineValidationError([e]) from None
@@ -402,7 +606,7 @@ class Pipeline:
         if cycle:
             raise CycleError(cycle)
         self._extra_edges.append((up, down))
-        self.dag = build_dag(self.specs.values(), self._extra_edges)
+        self.dag = build_dag(self.specs.values(), self._edges())
 
     def validate_params(self, params: Mapping[str, Any] | None) -> Overrides:
         """Parse and check overrides (``{"name": v, "task.name": v}``) against the notebooks."""
@@ -515,6 +719,7 @@ class Pipeline:
 
         A task is reused (recorded ``up_to_date``) when it succeeded in that run, its notebook's
         code is unchanged, its declared products still exist, and every upstream is reused too.
+        The folder's ``nbflow_tasks.py`` is loaded first (see :meth:`load_code`).
 
         Raises
         ------
@@ -524,6 +729,8 @@ class Pipeline:
             The run is still going on.
         """
         from nbflow.commands import load_run
+
+        self.load_code()
 
         own_store = store is None
         store = store or self.open_store()
@@ -592,7 +799,8 @@ class Pipeline:
         """Run the pipeline (or the ``only`` tasks and what they need) and wait for it.
 
         Tasks that are up to date (see :meth:`plan`) are not run again: they are recorded
-        ``up_to_date``, with the reason.
+        ``up_to_date``, with the reason. The folder's ``nbflow_tasks.py`` is loaded first
+        (see :meth:`load_code`).
 
         Parameters
         ----------
@@ -622,6 +830,7 @@ class Pipeline:
         PipelineValidationError
             A bad override; nothing runs.
         """
+        self.load_code()
         params = self._with_logical_date(params, logical_date)
         own_store = store is None
         store = store or self.open_store()
@@ -666,6 +875,9 @@ class Pipeline:
     ) -> dict[str, Any]:
         """What a run would do: for each task, whether it runs and why (``nbflow run --dry-run``).
 
+        Like a run, it loads the folder's ``nbflow_tasks.py`` first (its tasks' code is part
+        of their fingerprints).
+
         Raises
         ------
         PipelineValidationError
@@ -675,6 +887,7 @@ class Pipeline:
         from nbflow.incremental import plan as make_plan
         from nbflow.runner import product_paths, resolve_product
 
+        self.load_code()
         for name in force_tasks:
             if name not in self.specs:
                 raise UnknownTaskError(name, list(self.specs), context="--force-task")

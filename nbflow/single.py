@@ -40,6 +40,7 @@ def run_one(
     from nbflow.errors import UnknownTaskError
     from nbflow.runner import task_request
 
+    pipeline.load_code()  # running: the folder's nbflow_tasks.py runs
     if name not in pipeline.specs:
         raise UnknownTaskError(name, list(pipeline.specs))
     overrides = pipeline.validate_params(pipeline._with_logical_date(params, logical_date))

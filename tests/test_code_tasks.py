@@ -128,13 +128,155 @@ def test_a_folders_tasks_file_adds_code_tasks_for_the_cli(tmp_path: Path) -> Non
         "        open(product, 'w').write(str(2 * int(open(upstream['load']).read())))\n"
     )
     dag = json.loads(nbflow_process("dag", str(tmp_path), "--format", "json").stdout)
-    assert dag == {"nodes": ["load", "double"], "edges": [["load", "double"]]}
+    code = {"file": "nbflow_tasks.py", "loaded": False, "not_loaded": ["double"], "unread": []}
+    assert dag == {"nodes": ["load", "double"], "edges": [["load", "double"]], "code": code}, "read, not run"
+    loaded = json.loads(nbflow_process("dag", str(tmp_path), "--format", "json", "--load-code").stdout)
+    assert loaded["nodes"] == ["load", "double"] and loaded["code"] == {**code, "loaded": True, "not_loaded": []}
     run = nbflow_process("run", str(tmp_path), "--json")
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["tasks"]["double"]["state"] == "success"
     assert (tmp_path / "double.txt").read_text() == "84"
     (tmp_path / "nbflow_tasks.py").write_text("def setup(pipeline):\n    raise RuntimeError('oops')\n")
-    bad = nbflow_process("dag", str(tmp_path))
+    looked = nbflow_process("dag", str(tmp_path))
+    assert looked.returncode == 0 and looked.stdout.startswith("load\n"), looked.stderr
+    assert "nbflow_tasks.py defines tasks in code; nbflow has not run it" in looked.stdout
+    bad = nbflow_process("run", str(tmp_path))
     assert (
         bad.returncode == 2 and "nbflow_tasks.py is not a valid tasks file: it raised RuntimeError: oops" in bad.stderr
     )
+
+
+# -- nbflow_tasks.py is user code: read by views, run only by runs ------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "tasks", "edges", "unread"),
+    [
+        (
+            "    @pipeline.task(upstream=['load'], product='d.txt', retries=1)\n"
+            "    def double(upstream, product, factor=2, *, label='x'):\n        pass\n",
+            {"double": ("python", ("load",), "d.txt", {"factor": "2", "label": "'x'"})},
+            [],
+            [],
+        ),
+        (
+            "    @pipeline.task\n    def bare():\n        pass\n"
+            "    pipeline.task(name='named', upstream=('bare',))(helper)\n"
+            "    pipeline.task(other)\n",
+            {
+                "bare": ("python", (), None, {}),
+                "named": ("python", ("bare",), None, {}),
+                "other": ("python", (), None, {}),
+            },
+            [],
+            [],
+        ),
+        (
+            "    rates = pipeline.http_task('rates', URL, params={'currency': 'EUR'}, product={'body': 'r.json'})\n",
+            {"rates": ("http", (), {"body": "r.json"}, {"currency": "'EUR'"})},
+            [],
+            [],
+        ),
+        (
+            "    pipeline['a'] >> pipeline['b'] >> [pipeline['c'], pipeline['d']]\n"
+            "    pipeline['e'] << pipeline['a']\n"
+            "    pipeline.add_edge('b', 'e')\n"
+            "    pipeline['d'].set_upstream(pipeline['e'])\n"
+            "    pipeline.http_task('h', URL) >> pipeline['a']\n",
+            {"h": ("http", (), None, {})},
+            [("a", "b"), ("b", "c"), ("b", "d"), ("a", "e"), ("b", "e"), ("e", "d"), ("h", "a")],
+            [],
+        ),
+        (
+            "    for name in NAMES:\n        pipeline.http_task(name, URL)\n"
+            "    @pipeline.task(name=PREFIX + 'x', upstream=UPSTREAM)\n    def f():\n        pass\n"
+            "    @pipeline.task(upstream=UPSTREAM, product=PRODUCT)\n    def g():\n        pass\n"
+            "    register_more(pipeline)\n"
+            "    t = pipeline['g']\n"
+            "    t >> pipeline['f']\n",
+            {"g": ("python", (), None, {})},
+            [],
+            [
+                "an HTTP task whose name is not a literal",
+                "a task whose name is not a literal",
+                "register_more(pipeline)",
+                "t = pipeline['g']",
+                "an edge between tasks that are not named literally",
+            ],
+        ),
+    ],
+    ids=["decorator", "other-forms", "http", "edges", "not-literal"],
+)
+def test_the_tasks_file_is_read_without_running_it(body: str, tasks: dict, edges: list, unread: list) -> None:
+    from nbflow.codetasks import read_declarations
+
+    found = read_declarations(f"import os\nos.system('never run')\n\ndef setup(pipeline):\n{body}")
+    assert {t.name: (t.kind, t.upstream, t.product, t.defaults) for t in found.tasks} == tasks
+    assert found.edges == edges
+    assert len(found.unread) == len(unread) and all(
+        any(fragment in line for line in found.unread) for fragment in unread
+    ), found.unread
+    if "UPSTREAM" in body:
+        assert next(t for t in found.tasks if t.name == "g").unread == ("upstream", "product")
+
+
+@pytest.mark.parametrize(
+    ("source", "why"),
+    [
+        ("def setup(pipeline:\n", "not valid Python"),
+        ("import os\n", "no setup(pipeline) function"),
+        ("def setup():\n    pass\n", "takes no pipeline argument"),
+        ("setup = make_setup()\n", "no setup(pipeline) function"),
+    ],
+)
+def test_a_tasks_file_that_cannot_be_read_is_shown_as_code_not_loaded(tmp_path: Path, source: str, why: str) -> None:
+    write_notebook(tmp_path, "load", "upstream = None")
+    (tmp_path / "nbflow_tasks.py").write_text(source)
+    pipeline = Pipeline.from_dir(tmp_path)
+    assert list(pipeline.specs) == ["load"] and not pipeline.code_loaded and pipeline.not_loaded == set()
+    assert why in pipeline.code_note and "nbflow has not run it" in pipeline.code_note
+
+
+def test_looking_lists_code_tasks_and_running_runs_them(tmp_path: Path) -> None:
+    from hostile_folders import code_folder, markers_made
+
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    folder = code_folder(tmp_path / "pipe", markers / "imported")
+    write_notebook(folder, "report", "upstream = None", "print(open('double.txt').read())")
+    (folder / "nbflow.toml").write_text("[tasks.double]\nretries = 2\n")  # settings for a code task
+
+    pipeline = Pipeline.from_dir(folder)
+    assert markers_made(markers) == [], "listing the tasks ran nothing"
+    assert pipeline.not_loaded == {"double"} and not pipeline.code_loaded
+    assert pipeline.dag.upstreams["double"] == ("load",) and pipeline.specs["double"].target is None
+    assert pipeline.specs["double"].params.defaults == {"factor": "2"}
+    assert pipeline.settings["double"].retries == 2
+    pipeline["double"] >> pipeline["report"]  # an edge added in code to a task not loaded yet
+
+    result = pipeline.run(workers=2)  # a run loads the code first
+    assert markers_made(markers) == ["imported", "imported.setup"]
+    assert result.ok, result.tasks
+    assert pipeline.code_loaded and pipeline.not_loaded == set() and callable(pipeline.specs["double"].target)
+    assert pipeline.dag.upstreams["report"] == ("double",) and (folder / "double.txt").read_text() == "42"
+
+    looked = Pipeline.from_dir(folder)  # states and history stay visible for code tasks
+    with looked.open_store() as store:
+        assert store.get_tasks(result.run_id)["double"].state == "success"
+    assert looked.not_loaded == {"double"}
+
+
+def test_a_tasks_file_that_fails_to_load_leaves_the_pipeline_as_it_was(tmp_path: Path) -> None:
+    write_notebook(tmp_path, "load", "upstream = None")
+    (tmp_path / "nbflow_tasks.py").write_text(
+        "def setup(pipeline):\n"
+        "    pipeline.http_task('ping', 'http://127.0.0.1:9/', upstream=['load'])\n"
+        "    raise RuntimeError('oops')\n"
+    )
+    pipeline = Pipeline.from_dir(tmp_path)
+    before = (dict(pipeline.specs), pipeline.dag.upstreams)
+    with pytest.raises(PipelineValidationError, match="it raised RuntimeError: oops"):
+        pipeline.load_code()
+    assert (dict(pipeline.specs), pipeline.dag.upstreams) == before and pipeline.not_loaded == {"ping"}
+    with pytest.raises(PipelineValidationError, match="it raised RuntimeError: oops"):
+        pipeline.run()  # and a run still tries, and says why it cannot

@@ -19,6 +19,9 @@ def show(path: str | os.PathLike[str] = ".", *, poll_interval: float = 0.2, use_
     any other process (``nbflow run`` in a terminal, CI, the scheduler). The notebooks
     are read again before each run started from the dashboard.
 
+    Showing runs nothing and writes nothing: the folder's ``nbflow_tasks.py`` is read (its
+    tasks are listed as not loaded) and runs only when the dashboard's Run starts a run.
+
     Raises
     ------
     PipelineNotFoundError
@@ -29,7 +32,7 @@ def show(path: str | os.PathLike[str] = ".", *, poll_interval: float = 0.2, use_
     from nbflow.pipeline import Pipeline
 
     def reload() -> Pipeline:
-        return Pipeline.from_dir(path)
+        return Pipeline.from_dir(path, save_cache=False)
 
     dashboard = Dashboard(reload(), reload=reload, poll_interval=poll_interval, use_dot=use_dot)
     _display(dashboard)

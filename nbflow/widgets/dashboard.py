@@ -189,6 +189,8 @@ class Dashboard(widgets.VBox):
                 widgets.HTML("<i>No notebook declares parameters.</i>")
             ]
         self._declared = declared
+        if pipeline.code_note:  # tasks defined in code are listed, not loaded, until a run
+            self._say(pipeline.code_note)
 
     def _draw(self, drawing: GraphLayout) -> None:
         self.layout_engine = drawing.engine
@@ -372,8 +374,9 @@ class Dashboard(widgets.VBox):
                 self._say("A run started here is still going on.", error=True)
                 return None
             try:
-                if self._reload is not None:
-                    self._use_pipeline(self._reload())
+                pipeline = self._reload() if self._reload is not None else self.pipeline
+                pipeline.load_code()  # the user runs it: the folder's nbflow_tasks.py runs now, not when shown
+                self._use_pipeline(pipeline)
                 self.pipeline.validate_params(params)
             except NbflowError as e:
                 self._say(str(e), error=True)
