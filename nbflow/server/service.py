@@ -1,9 +1,15 @@
 """What the JupyterLab panel asks of nbflow, apart from HTTP: one object per server.
 
 Every path comes from the browser, relative to the server's root directory, and is
-resolved (symlinks too) and refused unless it stays inside that root. Runs go to a
-separate ``nbflow run`` process, so the server stays responsive and a server restart
-loses nothing: the run records itself in the pipeline's state store as from a terminal.
+resolved (symlinks too) and refused unless it stays inside that root; so is every file
+nbflow reads or writes for it (the folder's settings and tasks file, its ``_nbflow/``
+state, the notebooks, a log file the store names). Runs go to a separate ``nbflow run``
+process, so the server stays responsive and a server restart loses nothing: the run
+records itself in the pipeline's state store as from a terminal.
+
+Looking is never running: the GET routes (``dag``, ``status``, ``log``, ``info``) run no
+code of the folder (``nbflow_tasks.py`` is read with ``ast``, never imported; nothing is
+unpickled) and write nothing into it (no cache, no state folder, a read-only store).
 """
 
 from __future__ import annotations
@@ -22,8 +28,29 @@ from pathlib import Path
 from typing import Any
 
 from nbflow import __version__, states
-from nbflow.errors import NbflowError, PipelineValidationError, RunNotFoundError, UnknownTaskError, ValidationProblem
+from nbflow.discovery import STATE_DIR_NAME, is_inside
+from nbflow.errors import (
+    NbflowError,
+    OutsideFolderError,
+    PipelineValidationError,
+    RunNotFoundError,
+    UnknownTaskError,
+    ValidationProblem,
+)
 from nbflow.render import format_duration
+
+#: what nbflow reads or writes in a pipeline folder, besides its notebooks: each must stay inside the root
+OWN_PATHS = (
+    "nbflow.toml",
+    "pyproject.toml",
+    "nbflow_tasks.py",
+    STATE_DIR_NAME,
+    f"{STATE_DIR_NAME}/state.duckdb",
+    f"{STATE_DIR_NAME}/run.lock",
+    f"{STATE_DIR_NAME}/runs",
+    f"{STATE_DIR_NAME}/panel-runs",
+    f"{STATE_DIR_NAME}/discovery.json",
+)
 
 
 class PathOutsideRootError(NbflowError):
@@ -75,6 +102,21 @@ class NbflowService:
             raise NotAPipelineFolderError(path)
         return full
 
+    def pipeline_folder(self, path: str) -> Path:
+        """:meth:`resolve` a pipeline folder, and refuse it if a file nbflow reads or writes
+        there (settings, ``nbflow_tasks.py``, ``_nbflow/`` and its store) leads outside the root.
+
+        Raises
+        ------
+        PathOutsideRootError, NotAPipelineFolderError
+        """
+        folder = self.resolve(path)
+        for name in OWN_PATHS:
+            own = folder / name
+            if own.is_symlink() and not is_inside(own, self.root):
+                raise PathOutsideRootError(f"{path.rstrip('/')}/{name}" if path.strip("/") else name)
+        return folder
+
     def relative(self, path: str | os.PathLike[str] | None) -> str | None:
         """A path as the browser knows it (relative to the root), or None outside the root."""
         if not path:
@@ -97,9 +139,9 @@ class NbflowService:
         from nbflow.widgets.layout import layout
         from nbflow.widgets.model import declared_parameters
 
-        folder = self.resolve(path)
-        try:
-            pipeline = Pipeline.from_dir(folder)
+        folder = self.pipeline_folder(path)
+        try:  # looking: nbflow_tasks.py is read, not run; nothing is written
+            pipeline = Pipeline.from_dir(folder, save_cache=False, within=self.root)
         except PipelineValidationError as e:
             return {"path": path, "ok": False, "problems": [self._problem(p, folder) for p in e.problems]}
         drawing = layout(pipeline.dag, rankdir=direction)
@@ -113,14 +155,29 @@ class NbflowService:
                     "path": self.relative(spec.path),
                     "kind": spec.kind,
                     "upstream": list(pipeline.dag.upstreams[name]),
+                    "loaded": name not in pipeline.not_loaded,
                 }
                 for name, spec in ((n, pipeline.specs[n]) for n in pipeline.dag.order)
             ],
+            "code": self._code(pipeline),
             "edges": [list(e) for e in pipeline.dag.edges],
             "svg": drawing.svg,
             "layout": drawing.engine,
             "note": drawing.note,
             "parameters": declared_parameters(pipeline.specs),
+        }
+
+    def _code(self, pipeline: Any) -> dict[str, Any] | None:
+        """The folder's tasks defined in code, as a view knows them: read, not loaded."""
+        from nbflow.pipeline import TASKS_FILE
+
+        if not (pipeline.root / TASKS_FILE).is_file():
+            return None
+        return {
+            "file": self.relative(pipeline.root / TASKS_FILE),
+            "loaded": pipeline.code_loaded,
+            "complete": not pipeline.code_unread,
+            "note": pipeline.code_note,
         }
 
     def _problem(self, problem: NbflowError, folder: Path) -> dict[str, Any]:
@@ -139,7 +196,7 @@ class NbflowService:
         from nbflow.widgets.snapshot import StoreReader
         from nbflow.widgets.watch import store_stamp
 
-        folder = self.resolve(path)
+        folder = self.pipeline_folder(path)
         state_path = folder / "_nbflow" / "state.duckdb"
         token = hashlib.sha256(json.dumps([store_stamp(state_path), run_id]).encode()).hexdigest()[:16]
         if since is not None and since == token:
@@ -172,10 +229,10 @@ class NbflowService:
         """A task's output, error and traceback in a run (the latest), and its executed notebook."""
         from nbflow.commands import open_store, task_log
 
-        folder = self.resolve(path)
-        store = open_store(folder)
+        folder = self.pipeline_folder(path)
+        store = open_store(folder, read_only=True)
         try:
-            record, text = task_log(store, task, run_id, attempt)
+            record, text = task_log(store, task, run_id, attempt, within=self.root)
         finally:
             store.close()
         return {
@@ -209,7 +266,7 @@ class NbflowService:
         """
         from nbflow.runlock import RunLock
 
-        folder = self.resolve(path)
+        folder = self.pipeline_folder(path)
         params = dict(params or {})
         if not all(isinstance(k, str) and k for k in params):
             raise NbflowError("'params' must map parameter names to values.")
@@ -265,7 +322,7 @@ class NbflowService:
         from nbflow.runner import pid_alive
         from nbflow.widgets.snapshot import StoreReader
 
-        folder = self.resolve(path)
+        folder = self.pipeline_folder(path)
         run = StoreReader(folder / "_nbflow" / "state.duckdb").read(run_id).run  # written ahead counts too
         if run is None:
             raise RunNotFoundError(str(folder / "_nbflow" / "state.duckdb"), run_id)
@@ -286,16 +343,23 @@ class NbflowService:
         UnknownTaskError, UnknownUpstreamError, CycleError
             Nothing is written.
         """
-        from nbflow.discovery import discover
+        from nbflow.discovery import discover, task_name
         from nbflow.edit import changed_upstream, check_upstream_change, write_upstream
 
-        folder = self.resolve(path)
+        folder = self.pipeline_folder(path)
         if add is None and remove is None:
             raise NbflowError("Say which upstream to 'add' or 'remove'.")
-        specs = {s.name: s for s in discover(folder).specs}
+        found = discover(folder, within=self.root)
+        for problem in found.problems:  # a notebook through a symlink leading outside: refused, never read
+            where = problem.path if isinstance(problem, OutsideFolderError) else None
+            if where and (task == task_name(folder, folder / where) or task.startswith(f"{where}/")):
+                raise PathOutsideRootError(f"{path.rstrip('/')}/{where}")
+        specs = {s.name: s for s in found.specs}
         if task not in specs:
             raise UnknownTaskError(task, sorted(specs))
         spec = specs[task]
+        if not is_inside(spec.path, self.root):
+            raise PathOutsideRootError(f"{path.rstrip('/')}/{spec.relpath}")
         if spec.kind != "notebook":
             raise NbflowError(f"{spec.relpath} is not a notebook; edit its upstream declaration in the file.")
         upstream = changed_upstream(spec.upstream, add, remove)
