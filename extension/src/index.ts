@@ -47,16 +47,22 @@ const plugin: JupyterFrontEndPlugin<void> = {
     notebooks: INotebookTracker,
     palette: ICommandPalette | null
   ) => {
-    void checkVersion();
     const model = new PipelineModel(serverApi);
     const panel = new PipelinePanel(model, { open: path => void app.commands.execute('docmanager:open', { path }) });
     panel.title.icon = treeViewIcon;
     shell.add(panel, 'left', { rank: 400 });
 
-    const follow = () => void model.setPath(browser.model.path);
+    // nbflow is asked nothing until the panel is shown: browsing folders with it closed sends no request
+    let versionChecked = false;
+    model.activeChanged.connect((_, active) => {
+      if (active && !versionChecked) {
+        versionChecked = true;
+        void checkVersion();
+      }
+    });
+    const follow = () => void model.follow(browser.model.path);
     browser.model.pathChanged.connect(follow);
     follow();
-    model.start();
 
     app.commands.addCommand(CommandIDs.openPanel, {
       label: 'Show the nbflow pipeline panel',
@@ -80,9 +86,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
         if (!current) {
           return;
         }
-        const { folder, task } = taskOf(model.path ?? '', current.context.path);
+        const { folder, task } = taskOf(model.path ?? browser.model.path, current.context.path);
+        shell.activateById(panel.id); // shown first: then the model asks about this folder
         await model.setPath(folder);
-        shell.activateById(panel.id);
         await model.runPipeline(panel.formParams(), [task]);
       }
     });

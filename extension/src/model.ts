@@ -1,5 +1,7 @@
 // The panel's state: the folder's DAG, the run shown and its tasks' states, kept fresh by
 // polling the server with a "changed since" token (an unchanged store costs a few stat calls).
+// Only while the panel is shown (active) does it follow the file browser's folder and ask the
+// server anything: browsing folders with the panel closed sends nbflow no request.
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { IApi, NbflowResponseError, Wire } from './tokens';
@@ -22,6 +24,53 @@ export class PipelineModel {
 
   get changed(): ISignal<this, void> {
     return this._changed;
+  }
+
+  /** Emits true when the panel is shown (the model starts asking the server), false when hidden. */
+  get activeChanged(): ISignal<this, boolean> {
+    return this._activeChanged;
+  }
+
+  /** Whether the panel is shown: only then does the model follow the file browser and poll. */
+  get active(): boolean {
+    return this._active;
+  }
+
+  /** The file browser's folder changed: shown at once while active, else when the panel is shown. */
+  async follow(path: string): Promise<void> {
+    this._followed = path;
+    if (this._active) {
+      await this.setPath(path);
+    }
+  }
+
+  /** The panel is shown: show the folder the file browser is in (asked afresh), and poll. */
+  async activate(): Promise<void> {
+    if (this._active) {
+      return;
+    }
+    this._active = true;
+    this._activeChanged.emit(true);
+    this.start();
+    const path = this._followed ?? this.path;
+    if (path === null) {
+      return;
+    }
+    if (path === this.path) {
+      await this.refresh();
+    } else {
+      await this.setPath(path);
+    }
+  }
+
+  /** The panel is hidden: stop polling; nothing is asked until it is shown again. */
+  deactivate(): void {
+    if (!this._active) {
+      return;
+    }
+    this._active = false;
+    this.dispose();
+    this._activeChanged.emit(false);
   }
 
   get tasks(): Wire.ITask[] {
@@ -66,24 +115,30 @@ export class PipelineModel {
   }
 
   async refresh(): Promise<void> {
-    if (this.path === null) {
+    const path = this.path;
+    if (path === null) {
       return;
     }
     await this.guard(async () => {
-      this.dag = await this.api.dag(this.path!);
+      const dag = await this.api.dag(path);
+      if (path !== this.path) {
+        return; // another folder was chosen meanwhile: this answer is not its
+      }
+      this.dag = dag;
       this.status = null;
       await this.poll();
     });
     this._changed.emit();
   }
 
-  /** Ask for the state of the run shown; returns whether anything changed. */
+  /** Ask for the state of the run shown (only while active); returns whether anything changed. */
   async poll(): Promise<boolean> {
-    if (this.path === null || !this.dag?.ok) {
+    const path = this.path;
+    if (!this._active || path === null || !this.dag?.ok) {
       return false;
     }
-    const answer = await this.api.status(this.path, this.shownRun, this.status?.token);
-    if (!answer.changed) {
+    const answer = await this.api.status(path, this.shownRun, this.status?.token);
+    if (!answer.changed || path !== this.path) {
       return false;
     }
     this.status = answer;
@@ -91,16 +146,17 @@ export class PipelineModel {
     return true;
   }
 
-  /** Poll until disposed: every ``pollMs``, or four times as often while a run goes on. */
+  /** Poll until disposed (or hidden): every ``pollMs``, or four times as often while a run goes on. */
   start(): void {
     if (this._timer !== null) {
       return;
     }
+    const round = ++this._round; // a poll still going on when polling stopped starts no other
     const tick = () => {
       this.poll()
         .catch(() => undefined)
         .finally(() => {
-          if (this._timer !== null) {
+          if (this._timer !== null && round === this._round) {
             this._timer = setTimeout(tick, this.running ? this.pollMs / 4 : this.pollMs);
           }
         });
@@ -109,6 +165,7 @@ export class PipelineModel {
   }
 
   dispose(): void {
+    this._round++;
     if (this._timer !== null) {
       clearTimeout(this._timer);
       this._timer = null;
@@ -155,7 +212,7 @@ export class PipelineModel {
   }
 
   async log(task: string): Promise<Wire.ILog | null> {
-    if (this.path === null) {
+    if (this.path === null || !this._active) {
       return null;
     }
     let result: Wire.ILog | null = null;
@@ -205,5 +262,9 @@ export class PipelineModel {
   }
 
   private _changed = new Signal<this, void>(this);
+  private _activeChanged = new Signal<this, boolean>(this);
+  private _active = false;
+  private _followed: string | null = null;
   private _timer: ReturnType<typeof setTimeout> | null = null;
+  private _round = 0;
 }

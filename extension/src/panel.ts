@@ -1,5 +1,6 @@
 // The Pipeline panel: the DAG with live states, run controls, the chosen task, the history.
 // Plain DOM over the model; every action goes through the model (and so the server).
+import type { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { PipelineModel } from './model';
@@ -96,7 +97,9 @@ export class PipelinePanel extends Widget {
 
   private renderProblems(dag: Wire.IDag | null): void {
     const problems = dag && !dag.ok ? dag.problems : [];
+    const note = dag?.ok ? dag.code?.note : null; // tasks in code: listed, not run, until a run
     this._problems.replaceChildren(
+      ...(note ? [el('div', { class: 'nbflow-code-note', text: note })] : []),
       ...problems.map(p =>
         el(
           'div',
@@ -179,6 +182,7 @@ export class PipelinePanel extends Widget {
     this._task.replaceChildren(
       el('div', { class: 'nbflow-task-name', text: name }),
       el('div', { class: 'nbflow-task-state', text: state ? `${state.state}${state.note ? ' · ' + state.note : ''} · attempts ${state.attempts}` : 'not in this run' }),
+      ...(task.loaded === false ? [el('div', { class: 'nbflow-not-loaded', text: 'Defined in code, not loaded: it runs when the pipeline runs.' })] : []),
       ...(state?.error ? [el('div', { class: 'nbflow-error', text: state.error })] : []),
       el(
         'div',
@@ -198,6 +202,30 @@ export class PipelinePanel extends Widget {
   dispose(): void {
     clearInterval(this._logTimer);
     super.dispose();
+  }
+
+  // The model asks the server anything only while the panel is shown (a sidebar tab that is
+  // open); closing the sidebar or choosing another tab hides it.
+  protected onAfterAttach(msg: Message): void {
+    super.onAfterAttach(msg);
+    if (this.isVisible) {
+      void this.model.activate();
+    }
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    void this.model.activate();
+  }
+
+  protected onBeforeHide(msg: Message): void {
+    this.model.deactivate();
+    super.onBeforeHide(msg);
+  }
+
+  protected onBeforeDetach(msg: Message): void {
+    this.model.deactivate();
+    super.onBeforeDetach(msg);
   }
 
   private async showLog(name: string): Promise<void> {

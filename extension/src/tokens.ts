@@ -17,6 +17,15 @@ export namespace Wire {
     path: string | null;
     kind: string;
     upstream: string[];
+    /** false: a task of nbflow_tasks.py listed from reading it; its code runs only when the pipeline runs */
+    loaded?: boolean;
+  }
+  /** The folder's nbflow_tasks.py as the server saw it: read, never run, by a view. */
+  export interface ICode {
+    file: string | null;
+    loaded: boolean;
+    complete: boolean;
+    note: string | null;
   }
   export interface IProblem {
     message: string;
@@ -32,6 +41,7 @@ export namespace Wire {
     layout?: string;
     note?: string;
     parameters?: { [name: string]: string };
+    code?: ICode | null;
   }
   export interface IRun {
     run_id: string;

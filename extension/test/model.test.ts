@@ -1,6 +1,6 @@
 // The panel's model against a recording fake of the server API (handler.ts is what it stands for).
 import { strict as assert } from 'node:assert';
-import { test } from 'node:test';
+import { test, TestContext } from 'node:test';
 
 import { PipelineModel } from '../src/model';
 import { IApi, NbflowResponseError, Wire } from '../src/tokens';
@@ -72,9 +72,17 @@ class FakeServer implements IApi {
   }
 }
 
-test('a folder loads its DAG and the latest run, then polls cheaply', async () => {
+/** A model whose panel is shown (so it asks the server), hidden again when the test ends. */
+async function shown(t: TestContext, api: IApi): Promise<PipelineModel> {
+  const model = new PipelineModel(api, 60_000);
+  await model.activate();
+  t.after(() => model.deactivate());
+  return model;
+}
+
+test('a folder loads its DAG and the latest run, then polls cheaply', async t => {
   const api = new FakeServer();
-  const model = new PipelineModel(api);
+  const model = await shown(t, api);
   let changes = 0;
   model.changed.connect(() => changes++);
   api.states = { load: 'running' };
@@ -91,9 +99,9 @@ test('a folder loads its DAG and the latest run, then polls cheaply', async () =
   assert.ok(changes >= 2);
 });
 
-test('run, run a task with its upstreams, stop: what reaches the server', async () => {
+test('run, run a task with its upstreams, stop: what reaches the server', async t => {
   const api = new FakeServer();
-  const model = new PipelineModel(api);
+  const model = await shown(t, api);
   await model.setPath('pipe');
   await model.runPipeline({ rows: 5 }, undefined, true);
   await model.runPipeline({}, ['clean']);
@@ -105,9 +113,9 @@ test('run, run a task with its upstreams, stop: what reaches the server', async 
   assert.match(model.message!.text, /Stopping run r1/);
 });
 
-test('a server error becomes the panel message, never an exception', async () => {
+test('a server error becomes the panel message, never an exception', async t => {
   const api = new FakeServer();
-  const model = new PipelineModel(api);
+  const model = await shown(t, api);
   await model.setPath('pipe');
   api.failNext = new NbflowResponseError(409, 'Another nbflow run is running the pipeline');
   assert.equal(await model.runPipeline(), null);
@@ -118,9 +126,9 @@ test('a server error becomes the panel message, never an exception', async () =>
   assert.deepEqual(model.task('load')!.upstream, [], 'the DAG is unchanged');
 });
 
-test('adding and removing an upstream updates the DAG from the answer', async () => {
+test('adding and removing an upstream updates the DAG from the answer', async t => {
   const api = new FakeServer();
-  const model = new PipelineModel(api);
+  const model = await shown(t, api);
   await model.setPath('pipe');
   assert.equal(await model.addUpstream('clean', 'extra'), true);
   assert.deepEqual(model.task('clean')!.upstream, ['load', 'extra']);
@@ -129,11 +137,63 @@ test('adding and removing an upstream updates the DAG from the answer', async ()
   assert.deepEqual(api.calls.filter(c => c.startsWith('edit')), ['edit pipe clean {"add":"extra"}', 'edit pipe clean {"remove":"load"}']);
 });
 
-test('choosing a past run asks for that run', async () => {
+test('choosing a past run asks for that run', async t => {
   const api = new FakeServer();
-  const model = new PipelineModel(api);
+  const model = await shown(t, api);
   await model.setPath('pipe');
   await model.showRun('r0');
   assert.equal(model.shownRun, 'r0');
   assert.match(api.calls[api.calls.length - 1], /^status pipe r0 -$/);
+});
+
+test('with the panel hidden, following folders asks the server nothing', async t => {
+  const api = new FakeServer();
+  const model = new PipelineModel(api, 60_000);
+  t.after(() => model.deactivate());
+  await model.follow('a');
+  await model.follow('pipe');
+  assert.deepEqual(api.calls, [], 'browsing with the panel closed sends no request');
+  assert.equal(model.path, null);
+  assert.equal(await model.poll(), false);
+  assert.equal(await model.log('load'), null);
+  assert.deepEqual(api.calls, []);
+
+  await model.activate(); // the panel is shown: the folder the file browser is in
+  assert.deepEqual(api.calls, ['dag pipe', 'status pipe - -']);
+  assert.equal(model.path, 'pipe');
+  await model.follow('other');
+  assert.deepEqual(api.calls.slice(2), ['dag other', 'status other - -'], 'shown: it follows at once');
+
+  model.deactivate();
+  const before = api.calls.length;
+  await model.follow('third');
+  assert.equal(await model.poll(), false);
+  assert.equal(api.calls.length, before, 'hidden again: nothing asked');
+  await model.activate();
+  assert.deepEqual(api.calls.slice(before), ['dag third', 'status third - -']);
+  model.deactivate();
+  await model.activate(); // shown again on the same folder: asked afresh
+  assert.deepEqual(api.calls.slice(before + 2), ['dag third', 'status third - -']);
+});
+
+test('an answer about a folder left meanwhile is dropped', async t => {
+  class SlowServer extends FakeServer {
+    release: () => void = () => undefined;
+    async dag(path: string) {
+      if (path === 'slow') {
+        await new Promise<void>(resolve => (this.release = resolve));
+        this.calls.push('dag slow');
+        return { ...dag({ stale: [] }), path: 'slow' };
+      }
+      return super.dag(path);
+    }
+  }
+  const api = new SlowServer();
+  const model = await shown(t, api);
+  const first = model.setPath('slow');
+  await model.setPath('pipe');
+  api.release();
+  await first;
+  assert.equal(model.path, 'pipe');
+  assert.deepEqual(model.tasks.map(task => task.name), ['load', 'clean'], "the slow folder's DAG is not shown");
 });
