@@ -15,10 +15,11 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from datetime import timezone
 from pathlib import Path
+from urllib.parse import quote
 
 from nbflow import __version__, states
 from nbflow.notebook import RESERVED_NAMES
-from nbflow.render import format_duration
+from nbflow.render import TASK_KEY_ATTR, format_duration, task_of_svg_key
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -46,8 +47,10 @@ def paint_svg(svg: str, tasks: Mapping[str, TaskRecord]) -> str:
     for g in root.iter(f"{{{SVG_NS}}}g"):
         if g.get("class") != "node":
             continue
-        title = g.find(f"{{{SVG_NS}}}title")
-        name = title.text if title is not None and title.text else ""
+        key = g.get(TASK_KEY_ATTR)
+        if key is None:
+            continue
+        name = task_of_svg_key(key)
         task = tasks.get(name)
         colour = states.COLOURS.get(task.state, states.NO_STATE_COLOUR) if task else states.NO_STATE_COLOUR
         shapes = [el for el in g if el.tag.split("}")[-1] in ("path", "polygon", "rect", "ellipse")]
@@ -61,14 +64,20 @@ def paint_svg(svg: str, tasks: Mapping[str, TaskRecord]) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
+def _relative_url(posix_path: str) -> str:
+    """A relative link to a file, percent-encoded: a ``#``, ``%`` or ``?`` in a name is part of the
+    path, and a ``:`` is too (``javascript:x`` is the file ``javascript%3Ax``, never a scheme)."""
+    return quote(posix_path, errors="surrogateescape")
+
+
 def _link(path: str | None, base: Path | None) -> str:
     if not path:
         return ""
     target = Path(path)
-    href = target.as_uri() if target.is_absolute() else path
+    href = target.as_uri() if target.is_absolute() else _relative_url(target.as_posix())
     if base is not None:
         with contextlib.suppress(ValueError):  # another drive: keep the absolute link
-            href = Path(os.path.relpath(target, base)).as_posix()
+            href = _relative_url(Path(os.path.relpath(target, base)).as_posix())
     return f"<a href='{html.escape(href)}'>{html.escape(target.name)}</a> <code>{html.escape(path)}</code>"
 
 
@@ -95,7 +104,9 @@ def _task_section(
     if notebook:
         rows.append(("executed notebook", _link(notebook, base)))
     body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
-    parts = [f"<section class='task' id='task-{esc(name)}'><h3>{esc(name)}</h3><table>{body}</table>"]
+    parts = [
+        f"<section class='task' id='task-{esc(name)}' data-task='{esc(name)}'><h3>{esc(name)}</h3><table>{body}</table>"
+    ]
     if task.error:
         parts.append(f"<p class='error'><b>error:</b> {esc(task.error)}</p>")
     if latest is not None and latest.traceback:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote, unquote
 
 from nbflow import states
 from nbflow.graph import DAG
@@ -26,22 +28,72 @@ def dag_to_json(dag: DAG) -> dict[str, Any]:
 
 
 def dot_quote(text: str) -> str:
-    """A double-quoted DOT string: JSON's escapes, but non-ASCII as it is (DOT has no ``\\uXXXX``)."""
-    return json.dumps(text, ensure_ascii=False)
+    """A double-quoted DOT identifier.
+
+    DOT's only escape in a quoted string is ``\\"``; a ``\\`` stays two characters, so backslashes
+    are doubled (an unambiguous identifier; :func:`dot_label` shows the name as it is).
+    """
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def dot_label(text: str) -> str:
+    """A DOT label (or tooltip) that Graphviz shows as ``text``, character for character.
+
+    Graphviz reads ``\\n``, ``\\l``, ``\\N``, ``\\G``... in labels as escapes, and ``&name;`` as
+    an entity, so ``\\`` is written ``\\\\`` and ``&`` as ``&amp;``.
+    """
+    return dot_quote(text.replace("&", "&amp;"))
+
+
+def _needs_label(name: str) -> bool:
+    """Whether Graphviz's default label (the node's identifier) would not show ``name`` as it is."""
+    return "\\" in name or "&" in name
 
 
 def dag_to_dot(dag: DAG, task_states: Mapping[str, str] | None = None) -> str:
     """Graphviz source for the DAG, left to right; nodes coloured by state when given."""
     lines = ["digraph pipeline {", "  rankdir=LR;", '  node [shape=box, style="rounded,filled", fillcolor="#ffffff"];']
     for name in dag.order:
-        attrs = ""
+        attrs = [f"label={dot_label(name)}"] if _needs_label(name) else []
         if task_states and name in task_states:
-            attrs = f' [fillcolor="{states.COLOURS.get(task_states[name], states.NO_STATE_COLOUR)}", tooltip={dot_quote(task_states[name])}]'
-        lines.append(f"  {dot_quote(name)}{attrs};")
+            colour = states.COLOURS.get(task_states[name], states.NO_STATE_COLOUR)
+            attrs += [f'fillcolor="{colour}"', f"tooltip={dot_label(task_states[name])}"]
+        lines.append(f"  {dot_quote(name)}{' [' + ', '.join(attrs) + ']' if attrs else ''};")
     for a, b in dag.edges:
         lines.append(f"  {dot_quote(a)} -> {dot_quote(b)};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+#: the attribute of a drawn task's ``<g class="node">`` that names it (see :func:`svg_task_key`)
+TASK_KEY_ATTR = "data-task-key"
+#: what cannot be drawn as it is: control characters, and what is not Unicode text (an undecodable
+#: file name's surrogates, the noncharacters XML forbids)
+_UNDRAWABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def _drawable(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x20:
+        return chr(0x2400 + code)  # the control character's picture: a newline shows as U+240A
+    return "\u2421" if code == 0x7F else "\ufffd"
+
+
+def shown_name(name: str) -> str:
+    """A task name as a drawing shows it: as it is, but with control characters as their visible
+    symbols and non-text as U+FFFD, so it is one line of well-formed XML."""
+    return _UNDRAWABLE.sub(_drawable, name)
+
+
+def svg_task_key(name: str) -> str:
+    """The task of a drawn node, percent-encoded: ASCII, so it survives any markup and parser unchanged,
+    and read back exactly (``decodeURIComponent`` in the browser, :func:`task_of_svg_key` here)."""
+    return quote(name, safe="", errors="surrogateescape")
+
+
+def task_of_svg_key(key: str) -> str:
+    """The task name :func:`svg_task_key` encoded."""
+    return unquote(key, errors="surrogateescape")
 
 
 def dag_to_text(dag: DAG) -> str:

@@ -28,6 +28,19 @@ function el<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
+/**
+ * A graph node's task: its `data-task-key`, the name percent-encoded, so any name is read back
+ * exactly (the title shows it, but parsing HTML may change its text); null if it cannot be read.
+ */
+function taskOf(g: Element): string | null {
+  const key = g.getAttribute('data-task-key');
+  try {
+    return key === null ? null : decodeURIComponent(key);
+  } catch {
+    return null; // not UTF-8: a file name that is not text, which the store cannot hold either
+  }
+}
+
 function button(label: string, cls: string, onClick: () => void): HTMLButtonElement {
   const b = el('button', { class: `jp-Button nbflow-button ${cls}`, text: label });
   b.addEventListener('click', onClick);
@@ -133,7 +146,10 @@ export class PipelinePanel extends Widget {
       this._graph.innerHTML = svg;
       this._nodes = new Map();
       for (const g of Array.from(this._graph.querySelectorAll('g.node'))) {
-        const name = g.querySelector('title')?.textContent ?? '';
+        const name = taskOf(g);
+        if (name === null) {
+          continue;
+        }
         const texts = g.querySelectorAll('text');
         this._nodes.set(name, {
           g: g as SVGGElement,

@@ -1,14 +1,28 @@
 // The pipeline graph: the SVG layout (sent once per structure) painted with each task's
 // state (sent on every change). Painting touches only attributes, so 300 tasks stay cheap.
 
+// A node's task is its data-task-key, the name percent-encoded: exact whatever the name holds
+// (the title shows the name, and parsing HTML may change its text). Null if it cannot be read.
+function taskOf(g) {
+  const key = g.getAttribute("data-task-key");
+  try {
+    return key === null ? null : decodeURIComponent(key);
+  } catch {
+    return null; // not UTF-8: a file name that is not text, which the store cannot hold either
+  }
+}
+
 function nodesOf(root) {
   const nodes = new Map();
   for (const g of root.querySelectorAll("g.node")) {
-    const title = g.querySelector("title");
-    if (!title) continue;
+    const name = taskOf(g);
+    if (name === null) continue;
     const shape = g.querySelector("path, polygon, rect, ellipse");
     const texts = g.querySelectorAll("text");
-    nodes.set(title.textContent, { g, shape, note: texts.length > 1 ? texts[texts.length - 1] : null, title });
+    const title = g.querySelector("title");
+    const note = texts.length > 1 ? texts[texts.length - 1] : null;
+    // shown: the name as drawn (a control character as its symbol), for the tooltip
+    nodes.set(name, { g, shape, note, title, shown: title ? title.textContent : name });
   }
   return nodes;
 }
@@ -53,8 +67,9 @@ function render({ model, el }) {
       node.g.dataset.state = state;
       node.g.dataset.task = name;
       if (node.note) node.note.textContent = note || "\u2007";
-      node.title.textContent = state ? `${name}: ${state}${note ? " (" + note + ")" : ""}` : name;
-      node.title.dataset.name = name;
+      if (node.title) {
+        node.title.textContent = state ? `${node.shown}: ${state}${note ? " (" + note + ")" : ""}` : node.shown;
+      }
       if (state) seen.set(state, colour);
     }
     legend.replaceChildren(

@@ -2,20 +2,29 @@
 
 The layout depends only on the DAG, so it is made once per structure and cached; live
 states are painted over it in the browser (``graph.js``) without laying it out again.
-Every node is an SVG ``<g class="node">`` whose ``<title>`` is the task name, and whose
-second ``<text>`` is a blank line where the browser writes the task's duration.
+Every node is an SVG ``<g class="node">`` whose ``data-task-key`` is the task's name,
+percent-encoded (:func:`~nbflow.render.svg_task_key`), whose ``<title>`` and first ``<text>``
+show the name, and whose second ``<text>`` is a blank line where the browser writes the
+task's duration.
+
+No task name reaches Graphviz: it reads escapes (``\\N``, ``\\l``) and entities (``&lt;``) in
+labels and writes entity-like text into its SVG unescaped. It lays out nodes named ``n0``,
+``n1``... labelled with a stand-in of each name's width; the names are then written into
+its SVG as text, escaped by the XML serializer. The SVG is well-formed XML whatever the names.
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
+import json
 import threading
+import xml.etree.ElementTree as ET
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from nbflow.graph import DAG
-from nbflow.render import dot_quote
+from nbflow.render import TASK_KEY_ATTR, shown_name, svg_task_key
 
 #: figure spaces: a blank second label line as wide as "12.3s", kept for the duration
 _NOTE_PLACEHOLDER = "\u2007" * 6
@@ -25,6 +34,10 @@ _CACHE_SIZE = 16
 BIG_GRAPH = 200
 _cache: OrderedDict[str, GraphLayout] = OrderedDict()
 _lock = threading.Lock()
+SVG_NS = "http://www.w3.org/2000/svg"
+_XLINK_NS = "http://www.w3.org/1999/xlink"
+#: what Graphviz measures instead of the characters it reads as escapes or entities (of about their width)
+_STAND_INS = str.maketrans({"\\": "/", "&": "A"})
 
 NO_DOT_NOTE = (
     "Graphviz's dot program was not found, so this is a simple layout. Install Graphviz for a better one "
@@ -56,18 +69,30 @@ def dag_dot_source(dag: DAG, rankdir: str = "LR") -> str:
         ' margin="0.12,0.04"];',
         '  edge [color="#80868b", arrowsize=0.7];',
     ]
+    ids = _node_ids(dag)
     for name in dag.order:
-        lines.append(f"  {dot_quote(name)} [label={dot_quote(name + chr(10) + _NOTE_PLACEHOLDER)}];")
+        lines.append(f'  {ids[name]} [label="{_stand_in(name)}\\n{_NOTE_PLACEHOLDER}"];')
     for a, b in dag.edges:
-        lines.append(f"  {dot_quote(a)} -> {dot_quote(b)};")
+        lines.append(f"  {ids[a]} -> {ids[b]};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _node_ids(dag: DAG) -> dict[str, str]:
+    """Graphviz's name of each task's node: ``n`` and its place in the order."""
+    return {name: f"n{i}" for i, name in enumerate(dag.order)}
+
+
+def _stand_in(name: str) -> str:
+    """What Graphviz measures for ``name``'s line: its shown text, minus ``\\`` and ``&``; the
+    result holds no backslash, so escaping the quotes is all a DOT string needs."""
+    return shown_name(name).translate(_STAND_INS).replace('"', '\\"')
 
 
 def cached(dag: DAG) -> GraphLayout | None:
     """The dot layout of this structure, if one was made already."""
     with _lock:
-        return _cache.get(_key(dag_dot_source(dag)))
+        return _cache.get(_key(dag, dag_dot_source(dag)))
 
 
 def is_big(dag: DAG) -> bool:
@@ -75,8 +100,10 @@ def is_big(dag: DAG) -> bool:
     return len(dag.order) + len(dag.edges) > BIG_GRAPH
 
 
-def _key(source: str) -> str:
-    return hashlib.sha256(source.encode()).hexdigest()
+def _key(dag: DAG, source: str) -> str:
+    """The cache key: the source (the structure and the stand-ins' widths), and the names it stands for."""
+    names = json.dumps(dag.order)  # ASCII: an undecodable file name's surrogates are escaped too
+    return hashlib.sha256(f"{source}\0{names}".encode()).hexdigest()
 
 
 def layout(dag: DAG, use_dot: bool = True, rankdir: str = "LR") -> GraphLayout:
@@ -88,12 +115,12 @@ def layout(dag: DAG, use_dot: bool = True, rankdir: str = "LR") -> GraphLayout:
     if not use_dot:
         return GraphLayout(layered_svg(dag), "fallback")
     source = dag_dot_source(dag, rankdir)
-    key = _key(source)
+    key = _key(dag, source)
     with _lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    result = _dot_layout(source)
+    result = _dot_layout(source, dag)
     if not result.svg:  # not cached: once Graphviz is installed, dot is used
         return GraphLayout(layered_svg(dag), "fallback", result.note)
     with _lock:
@@ -103,7 +130,7 @@ def layout(dag: DAG, use_dot: bool = True, rankdir: str = "LR") -> GraphLayout:
     return result
 
 
-def _dot_layout(source: str) -> GraphLayout:
+def _dot_layout(source: str, dag: DAG) -> GraphLayout:
     import graphviz
 
     try:
@@ -113,8 +140,35 @@ def _dot_layout(source: str) -> GraphLayout:
     except graphviz.CalledProcessError as e:  # a dot that crashes on this graph: still show something
         stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else str(e.stderr or "")
         return GraphLayout("", "fallback", f"Graphviz's dot failed ({stderr.strip()[:200]}); showing a simple layout.")
-    start = svg.find("<svg")  # drop the XML prologue and doctype: the SVG goes inside HTML
-    return GraphLayout(svg[start:] if start >= 0 else svg, "dot")
+    try:
+        return GraphLayout(_named(svg, dag), "dot")
+    except (ET.ParseError, KeyError, ValueError) as e:  # an unexpected dot output: still show something
+        return GraphLayout("", "fallback", f"Graphviz's drawing could not be read ({e}); showing a simple layout.")
+
+
+def _named(svg: str, dag: DAG) -> str:
+    """dot's SVG with the tasks' names written in: each node's title, label and ``data-task-key``,
+    each edge's title. Returns the ``<svg>`` element alone (no prologue): it goes inside HTML."""
+    ET.register_namespace("", SVG_NS)
+    ET.register_namespace("xlink", _XLINK_NS)
+    root = ET.fromstring(svg)
+    names = {node_id: name for name, node_id in _node_ids(dag).items()}
+    for g in root.iter(f"{{{SVG_NS}}}g"):
+        kind = g.get("class")
+        title = g.find(f"{{{SVG_NS}}}title")
+        if kind not in ("node", "edge") or title is None or not title.text:
+            continue
+        if kind == "edge":
+            a, b = title.text.split("->")
+            title.text = f"{shown_name(names[a])} \u2192 {shown_name(names[b])}"
+            continue
+        name = names[title.text]
+        title.text = shown_name(name)
+        g.set(TASK_KEY_ATTR, svg_task_key(name))
+        texts = g.findall(f"{{{SVG_NS}}}text")
+        if texts:
+            texts[0].text = shown_name(name)
+    return ET.tostring(root, encoding="unicode")
 
 
 def levels(dag: DAG) -> dict[str, int]:
@@ -155,9 +209,10 @@ def layered_svg(dag: DAG) -> str:
         )
     for name in dag.order:
         x, y = pos[name]
-        label = html.escape(name if len(name) <= 24 else name[:23] + "…")
+        shown = shown_name(name)
+        label = html.escape(shown if len(shown) <= 24 else shown[:23] + "…")
         parts.append(
-            f'<g class="node"><title>{html.escape(name)}</title>'
+            f'<g class="node" {TASK_KEY_ATTR}="{svg_task_key(name)}"><title>{html.escape(shown)}</title>'
             f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="6" fill="#ffffff" stroke="#000000"/>'
             f'<text x="{x + box_w / 2}" y="{y + 15}" text-anchor="middle" font-family="{_FONT}" '
             f'font-size="11">{label}</text>'
