@@ -194,7 +194,7 @@ class Dashboard(widgets.VBox):
 
     def _draw(self, drawing: GraphLayout) -> None:
         self.layout_engine = drawing.engine
-        self.note.value = f"<span style='color:#5f6368'>{drawing.note}</span>" if drawing.note else ""
+        self.note.value = model.note_html(drawing.note)
         if drawing.svg != self.graph.svg:
             self.graph.svg = drawing.svg
 
@@ -230,8 +230,7 @@ class Dashboard(widgets.VBox):
         paint = model.graph_paint(self.dag, tasks)
         if paint != self.graph.paint:
             self.graph.paint = paint
-        title = f"<b>nbflow pipeline</b> <code>{self.pipeline.root}</code> · {len(self.dag.order)} tasks"
-        self.header.value = f"{title}<br>{model.summary(run, tasks)}"
+        self.header.value = model.header_html(self.pipeline.root, len(self.dag.order), run, tasks)
         self._update_panel()
         self._update_buttons()
 

@@ -78,6 +78,20 @@ def summary(run: RunRecord | None, tasks: Mapping[str, TaskRecord]) -> str:
     return f"Run {run.run_id}: {run.state}{took} — {parts}"
 
 
+def header_html(root: Path | str, task_count: int, run: RunRecord | None, tasks: Mapping[str, TaskRecord]) -> str:
+    """The dashboard's first lines: the pipeline's folder and size, then the :func:`summary` of the run shown."""
+    esc = html.escape
+    return (
+        f"<b>nbflow pipeline</b> <code>{esc(str(root))}</code> · {task_count} tasks"
+        f"<br>{esc(summary(run, tasks))}"
+    )
+
+
+def note_html(note: str) -> str:
+    """A note about the graph (how it was laid out), greyed."""
+    return f"<span style='color:#5f6368'>{html.escape(note)}</span>" if note else ""
+
+
 def declared_parameters(specs: Mapping[str, NotebookSpec]) -> dict[str, str]:
     """Parameters a run may override: name -> default source text (``VARIES`` if notebooks differ)."""
     found: dict[str, str] = {}
