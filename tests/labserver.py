@@ -73,6 +73,10 @@ def jupyter_lab(root: Path, home: Path) -> Iterator[Lab]:
     news = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True, exist_ok=True)
     news.write_text('{"fetchNews": "false", "checkForUpdates": false}')  # no pop-up, nothing fetched
+    # a notebook's kernel starts without asking, even before JupyterLab has listed the kernels
+    tracker = home / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True, exist_ok=True)
+    tracker.write_text('{"autoStartDefaultKernel": true}')
     env = {
         **os.environ,
         "JUPYTER_CONFIG_DIR": str(home / "config"),
@@ -174,6 +178,11 @@ def browser_page(url: str, failure_shot: str, viewport: tuple[int, int] = (1400,
         console: list[str] = []
         page.on("console", lambda m: console.append(f"[{m.type}] {m.text}"))
         page.on("pageerror", lambda e: console.append(f"[pageerror] {e}"))
+        # should JupyterLab still ask for a kernel on a busy machine, the notebook's own is chosen: accept it
+        page.add_locator_handler(
+            page.locator(".jp-Dialog", has_text="Select Kernel"),
+            lambda dialog: dialog.locator(".jp-mod-accept").click(),
+        )
         try:
             page.goto(url)
             yield page

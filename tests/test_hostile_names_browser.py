@@ -81,10 +81,6 @@ def test_hostile_names_are_text_in_the_dashboard_the_panel_and_the_report(tmp_pa
     made = nbflow_process("report", str(root), "-o", str(report))
     assert made.returncode == 0, made.stderr
 
-    # the notebook's kernel starts without asking, even before JupyterLab has listed the kernels
-    tracker = tmp_path / "jupyter" / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
-    tracker.parent.mkdir(parents=True)
-    tracker.write_text('{"autoStartDefaultKernel": true}')
     fired: list[str] = []
     url_path = urllib.parse.quote(f"{FOLDER}/dashboard.ipynb")
     with (
@@ -93,12 +89,7 @@ def test_hostile_names_are_text_in_the_dashboard_the_panel_and_the_report(tmp_pa
     ):
         _watch(page, fired)
 
-        # the dashboard, in the notebook beside the pipeline. Should JupyterLab still ask for a
-        # kernel, the notebook's own is chosen already: accept it.
-        page.add_locator_handler(
-            page.locator(".jp-Dialog", has_text="Select Kernel"),
-            lambda dialog: dialog.locator(".jp-mod-accept").click(),
-        )
+        # the dashboard, in the notebook beside the pipeline (labserver starts its kernel without asking)
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
         _run_all_cells(page)
         _until(page, fired, PAINTED, [DASHBOARD, EXPECTED])
