@@ -21,7 +21,8 @@ def open_store(path: str | Path, read_only: bool = False) -> RunStore:
 def load_run(store: RunStore, run_id: str | None) -> tuple[RunRecord, dict[str, TaskRecord]]:
     """A run (the latest when ``run_id`` is None) and its tasks.
 
-    A run whose process died is first recorded ``interrupted``, unless the store is read-only.
+    A run whose process died is first recorded ``interrupted``; a read-only store (a view's)
+    is not written: the run is shown as it would be recorded.
 
     Raises
     ------
@@ -33,9 +34,31 @@ def load_run(store: RunStore, run_id: str | None) -> tuple[RunRecord, dict[str, 
     run = store.get_run(run_id) if run_id else store.latest_run()
     if run is None:
         raise RunNotFoundError(str(getattr(store, "path", "the state store")), run_id)
-    if run.state == "running" and not getattr(store, "read_only", False) and reap_stale_runs(store):
+    if run.state == "running" and getattr(store, "read_only", False):
+        return _as_reaped(run, store.get_tasks(run.run_id))
+    if run.state == "running" and reap_stale_runs(store):
         run = store.get_run(run.run_id) or run
     return run, store.get_tasks(run.run_id)
+
+
+def _as_reaped(run: RunRecord, tasks: dict[str, TaskRecord]) -> tuple[RunRecord, dict[str, TaskRecord]]:
+    """A run whose process on this machine died, as :func:`~nbflow.runner.reap_stale_runs` would
+    record it (``interrupted``), without writing; any other run as it is."""
+    import dataclasses
+    import socket
+
+    from nbflow import states
+    from nbflow.runner import pid_alive
+
+    if run.hostname != socket.gethostname() or pid_alive(run.pid):
+        return run, tasks
+    shown = {}
+    for name, task in tasks.items():
+        if task.state in (states.RUNNING, states.UP_FOR_RETRY):
+            error = task.error or "Interrupted: the nbflow process running this task died"
+            task = dataclasses.replace(task, state=states.INTERRUPTED, error=error)
+        shown[name] = task
+    return dataclasses.replace(run, state=states.INTERRUPTED), shown
 
 
 def task_log(

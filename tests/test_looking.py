@@ -124,3 +124,30 @@ def test_a_read_only_store_reads_an_older_file_without_upgrading_it(tmp_path: Pa
     store.close()
     assert snapshot(tmp_path) == before, "not upgraded, not written"
     assert duckdb.connect(str(path), read_only=True).execute("SELECT value FROM nbflow_meta").fetchone() == ("7",)
+
+
+def test_a_view_shows_a_dead_run_as_interrupted_without_recording_it(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    from datetime import datetime
+
+    from nbflow.commands import load_run, open_store
+    from nbflow.store.base import RunRecord, TaskRecord
+    from nbflow.store.duckdb import DuckDBRunStore
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process id that no longer runs: the run's process died
+    started = datetime(2026, 1, 1)
+    store = DuckDBRunStore(tmp_path / "_nbflow" / "state.duckdb")
+    store.save_run(RunRecord("r1", str(tmp_path), "running", started, pid=gone.pid, hostname=socket.gethostname()))
+    store.save_task(TaskRecord("r1", "load", "running", 1, started))
+    store.close()
+    before = snapshot(tmp_path)
+    with open_store(tmp_path, read_only=True) as view:
+        run, tasks = load_run(view, None)
+    assert run.state == states.INTERRUPTED and tasks["load"].state == states.INTERRUPTED
+    assert snapshot(tmp_path) == before, "shown as interrupted, not recorded"
+    with open_store(tmp_path) as writer:  # a command that may write records it
+        assert load_run(writer, None)[0].state == states.INTERRUPTED
+        assert writer.get_run("r1").state == states.INTERRUPTED
