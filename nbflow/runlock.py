@@ -60,3 +60,30 @@ class RunLock:
         if self._file is not None:
             self._file.close()  # closing releases the lock
             self._file = None
+
+
+def lock_holder(path: Path) -> int | None:
+    """The process id holding the run lock at ``path``, or None when no process holds it.
+
+    The pid a store records for a run is only data from the folder; before a signal is
+    sent to it, this says whether that process really is the one running the pipeline.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        f = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError:
+        return None
+    with f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:  # held: by the process the file names
+            try:
+                pid = json.loads(f.read() or "{}").get("pid")
+            except (ValueError, AttributeError):
+                return None
+            return pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        return None

@@ -100,6 +100,30 @@ async def test_a_bad_parameter_is_a_400_with_the_message(jp_fetch, pipe: Path) -
     assert code == 400 and "nope" in body["message"]
 
 
+async def test_stop_signals_no_process_a_planted_store_names(jp_fetch, pipe: Path) -> None:
+    """A store is data from the folder: a 'running' run naming some other live process stops nothing."""
+    import socket
+    import subprocess
+    import sys
+
+    from nbflow.runner import utcnow
+    from nbflow.store.base import RunRecord
+    from nbflow.store.duckdb import DuckDBRunStore
+
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        with DuckDBRunStore(pipe / "_nbflow" / "state.duckdb") as store:
+            store.save_run(
+                RunRecord("planted", str(pipe), "running", utcnow(), pid=bystander.pid, hostname=socket.gethostname())
+            )
+        code, body = await _error(jp_fetch, "runs", "planted", "stop", method="POST", body={"path": "pipe"})
+        assert code == 409 and f"process {bystander.pid} does not run this pipeline" in body["message"]
+        assert bystander.poll() is None, "the bystander got no signal"
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
 async def test_stop_a_running_run(jp_fetch, pipe: Path) -> None:
     write_notebook(pipe, "report", "upstream = None", "import time\ntime.sleep(120)")
     code, started = await _json(jp_fetch, "runs", method="POST", body={"path": "pipe", "only": ["report"]})

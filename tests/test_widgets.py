@@ -348,3 +348,28 @@ def test_the_task_panel_lists_each_attempt_of_a_retried_task(make_notebook, tmp_
         assert "try 2" in dash.task_log.value, "the log is the latest attempt's"
     finally:
         dash.close()
+
+
+def test_stop_signals_no_process_a_planted_store_names(make_notebook, tmp_path: Path) -> None:
+    import socket
+
+    from nbflow.runner import utcnow
+
+    make_notebook("a", "upstream = None", "pass")
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        with DuckDBRunStore(tmp_path / "_nbflow" / "state.duckdb") as store:
+            store.save_run(
+                RunRecord("planted", str(tmp_path), "running", utcnow(), pid=bystander.pid, hostname=socket.gethostname())
+            )
+        dash = _dashboard(tmp_path)
+        try:
+            _until(lambda: dash.run_record is not None and dash.run_record.run_id == "planted", what="the planted run")
+            assert dash.stop() is False
+            assert "nothing was stopped" in dash.message.value
+            assert bystander.poll() is None, "the bystander got no signal"
+        finally:
+            dash.close()
+    finally:
+        bystander.kill()
+        bystander.wait()

@@ -319,6 +319,7 @@ class NbflowService:
         ------
         RunNotFoundError, RunNotGoingOnError
         """
+        from nbflow.runlock import lock_holder
         from nbflow.runner import pid_alive
         from nbflow.widgets.snapshot import StoreReader
 
@@ -328,6 +329,8 @@ class NbflowService:
             raise RunNotFoundError(str(folder / "_nbflow" / "state.duckdb"), run_id)
         if run.state != states.RUNNING or run.hostname != socket.gethostname() or not pid_alive(run.pid):
             raise RunNotGoingOnError(f"Run {run_id} is not going on here (it is {run.state}).")
+        if lock_holder(folder / "_nbflow" / "run.lock") != run.pid:  # the store's pid is only data: check it
+            raise RunNotGoingOnError(f"Run {run_id} is not going on here: process {run.pid} does not run this pipeline.")
         os.kill(run.pid, signal.SIGINT)
         return {"run_id": run_id, "stopping": True}
 

@@ -423,6 +423,11 @@ class Dashboard(widgets.VBox):
             return True
         run = self.run_record
         if run is not None and run.state == states.RUNNING and self._stoppable(run):
+            from nbflow.runlock import lock_holder
+
+            if lock_holder(self.reader.path.parent / "run.lock") != run.pid:  # the store's pid is only data
+                self._say(f"Process {run.pid} is not running this pipeline any more; nothing was stopped.")
+                return False
             os.kill(run.pid, signal.SIGINT)  # nbflow run stops its kernels on SIGINT, as on Ctrl-C
             self._say(f"Asked process {run.pid} to stop run {run.run_id}.")
             return True
