@@ -18,7 +18,7 @@ import pytest
 from nbflow import states
 from nbflow.errors import PipelineValidationError
 from nbflow.pipeline import Pipeline
-from nbflow.store.base import RunRecord
+from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
 from nbflow.store.duckdb import DuckDBRunStore
 from nbflow.widgets import Dashboard
 from nbflow.widgets import layout as layout_module
@@ -356,18 +356,24 @@ def test_stop_signals_no_process_a_planted_store_names(make_notebook, tmp_path: 
     from nbflow.runner import utcnow
 
     make_notebook("a", "upstream = None", "pass")
+    secret = tmp_path.parent / f"{tmp_path.name}-secret.txt"
+    secret.write_text("TOP SECRET")
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
         with DuckDBRunStore(tmp_path / "_nbflow" / "state.duckdb") as store:
             store.save_run(
                 RunRecord("planted", str(tmp_path), "running", utcnow(), pid=bystander.pid, hostname=socket.gethostname())
             )
+            store.save_task(TaskRecord("planted", "a", "running", 1, utcnow()))
+            store.save_attempt(AttemptRecord("planted", "a", 1, "running", utcnow(), log_path=str(secret)))
         dash = _dashboard(tmp_path)
         try:
             _until(lambda: dash.run_record is not None and dash.run_record.run_id == "planted", what="the planted run")
             assert dash.stop() is False
             assert "nothing was stopped" in dash.message.value
             assert bystander.poll() is None, "the bystander got no signal"
+            dash.select_task("a")
+            assert "TOP SECRET" not in dash.task_log.value, "a log path outside the folder is not read"
         finally:
             dash.close()
     finally:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from nbflow import states
+from nbflow.discovery import is_inside
 from nbflow.errors import NbflowError
 from nbflow.execution.logs import read_log_tail
 from nbflow.graph import DAG
@@ -262,7 +263,8 @@ class Dashboard(widgets.VBox):
                 return stored
         path = Path(attempts[-1].log_path) if attempts and attempts[-1].log_path else None
         path = path or state_dir(self.pipeline.root) / "runs" / run_id / name / f"attempt-{number}.log"
-        return read_log_tail(path) if path.exists() else None
+        # the path is the store's word: only a file inside the pipeline's folder is shown
+        return read_log_tail(path) if path.is_file() and is_inside(path, self.pipeline.root.resolve()) else None
 
     def _update_panel(self, force: bool = False) -> None:
         name = self.graph.selected
