@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbflow.errors import DuplicateTaskError, NbflowError, OutsideFolderError, PipelineNotFoundError
+from nbflow.errors import (
+    DuplicateTaskError,
+    MalformedNotebookError,
+    NbflowError,
+    OutsideFolderError,
+    PipelineNotFoundError,
+)
 from nbflow.notebook import NotebookSpec, ParametersDecl, read_task_spec
 
 #: nbflow's own folder inside a pipeline: the state store and every run's executed notebooks
@@ -102,6 +108,15 @@ def is_inside(path: Path, folder: Path) -> bool:
     except (OSError, RuntimeError):  # a symlink loop
         return False
     return real == folder or folder in real.parents
+
+
+def _is_text(name: str) -> bool:
+    """Whether a file name decoded from the disk is real text (not bytes kept as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def task_name(root: Path, path: Path) -> str:
@@ -285,6 +300,12 @@ def discover(
     for path in iter_notebook_paths(root_path, outside, within):
         name = task_name(root_path, path)
         relpath = path.relative_to(root_path).as_posix()
+        if not _is_text(relpath):
+            shown = relpath.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            found.problems.append(
+                MalformedNotebookError(shown, "its path is not valid UTF-8 text; rename it (task names are text)")
+            )
+            continue
         folded = name.casefold()
         if folded in by_folded_name:
             found.problems.append(DuplicateTaskError(name, [by_folded_name[folded], relpath]))

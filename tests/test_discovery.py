@@ -10,7 +10,7 @@ import pytest
 
 from nbflow.discovery import discover
 from nbflow.errors import DuplicateTaskError
-from tests.conftest import write_notebook
+from tests.conftest import nbflow_process, write_notebook
 
 
 def test_names_are_relative_paths_and_own_folders_are_skipped(tmp_path) -> None:
@@ -227,3 +227,15 @@ def test_nbflow_deserializes_nothing_that_could_carry_code() -> None:
         if unsafe.search(line)
     ]
     assert found == []
+
+
+def test_a_file_name_that_is_not_text_is_named_and_refused(tmp_path: Path) -> None:
+    import os
+
+    write_notebook(tmp_path, "good", "upstream = None", "pass")
+    bad = os.path.join(os.fsencode(tmp_path), b"caf\xe9.ipynb")  # Latin-1 bytes, not UTF-8
+    with open(bad, "wb") as f:
+        f.write((tmp_path / "good.ipynb").read_bytes())
+    proc = nbflow_process("run", str(tmp_path))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "caf\\xe9.ipynb is not a valid notebook: its path is not valid UTF-8 text; rename it" in proc.stderr
