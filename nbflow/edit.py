@@ -116,6 +116,12 @@ def write_upstream(path: Path, upstream: Sequence[str], relpath: str) -> None:
     except Exception as e:  # unreadable JSON or not a notebook: say which file
         raise NbflowError(f"{relpath} cannot be read as a notebook: {e}") from e
     set_upstream(nb, upstream, relpath)
+    path = path.resolve()  # a notebook reached through a symlink: its target changes, the link stays
     tmp = path.with_name(f".{path.name}.nbflow-{os.getpid()}.tmp")
-    nbformat.write(nb, tmp, version=nbformat.NO_CONVERT)
-    os.replace(tmp, path)
+    try:
+        nbformat.write(nb, tmp, version=nbformat.NO_CONVERT)
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

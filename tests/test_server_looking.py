@@ -12,6 +12,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import nbformat
 import pytest
 from conftest import write_notebook
 from hostile_folders import code_folder, markers_made, pickle_folder, snapshot, wal_folder
@@ -138,6 +139,17 @@ async def test_an_upstream_edit_through_a_symlink_leading_outside_is_refused(
     code, _ = await _post(jp_fetch, "upstream", body={"path": "pipe", "task": "load", "add": "secret"})
     assert code in (400, 404), "an upstream that is outside is not a task here either"
     assert snapshot(outside) == before
+
+
+async def test_an_upstream_edit_through_a_symlink_inside_the_root_keeps_the_link(jp_fetch, jp_root_dir: Path) -> None:
+    pipe = jp_root_dir / "pipe"
+    write_notebook(pipe, "load", "upstream = None", "pass")
+    shared = write_notebook(jp_root_dir / "shared", "report", "upstream = None", "pass")
+    (pipe / "report.ipynb").symlink_to(shared)
+    code, _ = await _post(jp_fetch, "upstream", body={"path": "pipe", "task": "report", "add": "load"})
+    assert code == 200
+    assert (pipe / "report.ipynb").is_symlink(), "the link stays a link"
+    assert 'upstream = ["load"]' in nbformat.read(shared, as_version=4).cells[0].source, "its target holds the change"
 
 
 @pytest.mark.parametrize(
