@@ -108,6 +108,7 @@ def task_request(
         log_path=base.with_name(base.name + ".log"),
         products=product_paths(resolve_product(spec)),
         timeout=settings[name].timeout,
+        max_cell_output=settings[name].max_cell_output,
         kind=spec.kind,
         target=spec.target,
         secrets={p: var for p, var in secrets.items() if p in spec.params.defaults},

@@ -1,4 +1,4 @@
-"""Operational settings: retries, timeouts, trigger rules, alerts, secrets.
+"""Operational settings: retries, timeouts, trigger rules, alerts, secrets, output limits.
 
 Two places, the notebook winning: project-wide in ``nbflow.toml`` (top level) or
 ``pyproject.toml`` (``[tool.nbflow]``) in the pipeline folder, with per-task sections
@@ -22,6 +22,10 @@ RULE_ACTIONS = ("retry", "fail", "default")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+#: what a cell keeps of its output by default: a notebook JupyterLab opens with ease
+MAX_CELL_OUTPUT = 5 * 10**6
 
 
 def parse_duration(value: Any, where: str, key: str) -> float:
@@ -34,6 +38,20 @@ def parse_duration(value: Any, where: str, key: str) -> float:
     if not match:
         raise InvalidSettingsError(where, key, f'must be a duration like 30, "30s" or "5m" (got {value!r})')
     return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_size(value: Any, where: str, key: str) -> int:
+    """``5000000``, ``"5MB"``, ``"512 KiB"`` -> bytes (kB, MB, GB are powers of 1000; KiB, MiB, GiB of 1024)."""
+    size: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (match := _SIZE.match(value)):
+        size = float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
+    if size is None or not 1 <= size < float("inf"):
+        raise InvalidSettingsError(
+            where, key, f'must be a size like 5000000, "5MB" or "512KiB", above 0 (got {value!r})'
+        )
+    return int(size)
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,8 @@ class TaskSettings:
     timeout: float | None = None
     trigger_rule: str = "all_success"
     alert_on: tuple[str, ...] = ("failure",)
+    #: characters of output a cell keeps in the executed notebook; the rest is counted, and a note says so
+    max_cell_output: int = MAX_CELL_OUTPUT
 
 
 @dataclass(frozen=True)
@@ -201,6 +221,8 @@ def _task_setting(key: str, value: Any, where: str) -> dict[str, Any]:
         if not isinstance(events, list) or any(e not in ALERT_EVENTS for e in events):
             raise fail("a list of events among " + ", ".join(ALERT_EVENTS))
         return {"alert_on": tuple(events)}
+    if key == "max_cell_output":
+        return {key: parse_size(value, where, key)}
     if key == "retry_rules":
         if not isinstance(value, list):
             raise fail('a list of rules like {match = "ConnectionError", action = "retry"}')

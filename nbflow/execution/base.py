@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from nbflow.settings import MAX_CELL_OUTPUT
+
 
 def utcnow() -> datetime:
     """Now, in UTC, without tzinfo (how the store keeps times)."""
@@ -48,6 +50,8 @@ class TaskRequest:
     kind: str = "notebook"
     #: a ``python`` task's function, or an ``http`` task's request settings
     target: Any = None
+    #: characters of output each cell keeps in the executed notebook (the rest is counted)
+    max_cell_output: int = MAX_CELL_OUTPUT
 
 
 def kernel_log_path(request: TaskRequest) -> Path:
