@@ -63,6 +63,15 @@ class Redactor:
             text = text.replace(value, MASK)
         return text
 
+    def partial_end(self, text: str) -> int:
+        """How many characters at the end of ``text`` begin a secret (0 if none): text cut
+        there would keep a piece of a secret that no later redaction can recognise."""
+        tail = text[-self.longest :] if self.values else ""
+        ends = [
+            k for value in self.values for k in range(min(len(value) - 1, len(tail)), 0, -1) if tail.endswith(value[:k])
+        ]
+        return max(ends, default=0)
+
     def notebook(self, nb: Any, merge_streams: bool = True) -> None:
         """Redact a notebook's outputs in place: every output, its data of any type and its metadata.
 
@@ -73,6 +82,8 @@ class Redactor:
             outputs = cell.get("outputs") or []
             merged: list[Any] = []
             for output in outputs:
+                if output.get("output_type") == "stream" and isinstance(output.get("text"), list):
+                    output["text"] = _join(output["text"])  # a running cell's text, kept in pieces
                 previous = merged[-1] if merged else None
                 if (
                     merge_streams

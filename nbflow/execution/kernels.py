@@ -36,6 +36,7 @@ from pathlib import Path
 from queue import Empty
 from typing import IO, Any
 
+import zmq
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
@@ -270,6 +271,10 @@ class KernelLauncher:
     @staticmethod
     def _connect(km: IPCKernelManager) -> Any:
         client = km.client()
+        # no high-water mark on the client's sockets: a kernel's IOPub (a PUB socket) drops
+        # messages, its ``idle`` among them, once the reader falls 1,000 behind; unbounded,
+        # a flood waits in this process until it is read (see iopub.py: it is read fast)
+        client.context.setsockopt(zmq.RCVHWM, 0)
         client.start_channels()
         try:
             run_sync(wait_until_ready)(client, KERNEL_START_TIMEOUT)

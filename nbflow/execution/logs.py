@@ -45,6 +45,7 @@ class CappedLog:
         self._pending = ""
         self._size = 0
         self._cut = False
+        self._line_start = True
         self._file: IO[str] = open(path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115
 
     def write(self, text: str) -> int:
@@ -65,11 +66,33 @@ class CappedLog:
         if len(text) > room:
             self._file.write(text[: max(room, 0)])
             self._file.write(f"\n[nbflow: output cut at {self.cap} bytes]\n")
-            self._cut = True
-        else:
+            self._cut = self._line_start = True
+        elif text:
             self._file.write(text)
             self._size += len(text)
+            self._line_start = text.endswith("\n")
         return len(text)
+
+    @property
+    def room(self) -> int:
+        """Characters the file takes before it is cut."""
+        return 0 if self._cut else self.cap - self._size
+
+    def stop(self) -> None:
+        """Cut the file here: the rest of the output was not read (a message too large to decode whole)."""
+        if not self._cut:
+            self._pending = ""  # it may hold the first characters of a secret whose end was not read
+            self._file.write(f"\n[nbflow: output cut at {self._size} bytes]\n")
+            self._cut = self._line_start = True
+
+    def note(self, line: str) -> None:
+        """Write a line of nbflow's own, past the cap too (one a cell at most: bounded)."""
+        if self._pending:
+            self._write(self.redact(self._pending) if self.redact else self._pending)
+            self._pending = ""
+        self._file.write(("" if self._line_start else "\n") + line + "\n")
+        self._line_start = True
+        self._file.flush()
 
     def flush(self) -> None:
         self._file.flush()

@@ -18,17 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from nbclient.exceptions import DeadKernelError
-from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
 from papermill.exceptions import PapermillExecutionError
 
 from nbflow import states
 from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, stopped_outcome, utcnow
 from nbflow.execution.base import kernel_log_path as base_kernel_log_path
+from nbflow.execution.client import NbflowNotebookClient
 from nbflow.execution.kernels import KERNEL_START_TIMEOUT, IPCKernelManager, KernelLauncher, KernelStartError
 from nbflow.execution.logs import CappedLog, read_log_tail, strip_ansi
 from nbflow.execution.spool import OutputSpool, first_error, write_notebook
 from nbflow.secrets import Redactor, injection_lines, kernel_env_name
+from nbflow.settings import MAX_CELL_OUTPUT
 
 ENGINE_NAME = "nbflow"
 
@@ -36,7 +37,9 @@ log = logging.getLogger("nbflow.execution")
 
 
 class NbflowEngine(NBClientEngine):
-    """papermill's nbclient engine, executing in a kernel nbflow starts and reaps."""
+    """papermill's nbclient engine, executing in a kernel nbflow starts and reaps, with
+    nbflow's client (``client.py``: each cell's output capped at ``max_cell_output`` as it
+    arrives, stream text to ``output_log``)."""
 
     @classmethod
     def execute_managed_notebook(  # type: ignore[override]
@@ -44,8 +47,6 @@ class NbflowEngine(NBClientEngine):
         nb_man: Any,
         kernel_name: str,
         log_output: bool = False,
-        stdout_file: Any = None,
-        stderr_file: Any = None,
         start_timeout: float = KERNEL_START_TIMEOUT,
         execution_timeout: float | None = None,
         *,
@@ -56,26 +57,29 @@ class NbflowEngine(NBClientEngine):
         cancelled: Callable[[], bool],
         secrets: Mapping[str, str] | None = None,
         spool: OutputSpool | None = None,
+        output_log: CappedLog | None = None,
+        max_cell_output: int = MAX_CELL_OUTPUT,
         **_: Any,
     ) -> Any:
         if spool is not None:
             _spool_finished_cells(nb_man, spool)
         env = None
+        redactor = Redactor((secrets or {}).values())
         if secrets:
             _inject_secrets(nb_man.nb, secrets)
-            _redact_saves(nb_man, Redactor(secrets.values()))
+            _redact_saves(nb_man, redactor)
             env = {**os.environ, **{kernel_env_name(k): v for k, v in secrets.items()}}
         km, kc = launcher.start(kernel_name, kernel_cwd, kernel_log, on_kernel, cancelled, env=env)
-        client = PapermillNotebookClient(
+        client = NbflowNotebookClient(
             nb_man,
+            max_cell_output=max_cell_output,
+            output_log=output_log,
+            redactor=redactor,
             km=km,
             kernel_name=kernel_name,
             timeout=execution_timeout,
             startup_timeout=start_timeout,
             log=log,
-            log_output=log_output,
-            stdout_file=stdout_file,
-            stderr_file=stderr_file,
         )
         client.kc = kc
         nb_man.client = client
@@ -90,7 +94,13 @@ class NbflowEngine(NBClientEngine):
 
 def _spool_finished_cells(nb_man: Any, spool: OutputSpool) -> None:
     """Write the notebook through the spool, and move each finished cell's outputs into it."""
-    nb_man.save = lambda **kwargs: write_notebook(nb_man.nb, Path(nb_man.output_path), spool)
+
+    def save(**kwargs: Any) -> None:
+        write_notebook(nb_man.nb, Path(nb_man.output_path), spool)
+        # papermill autosaves a running cell when this is 30 s old: without it, at every message
+        nb_man.last_save_time = nb_man.now()
+
+    nb_man.save = save
     complete = nb_man.cell_complete
 
     def complete_and_stash(cell: Any, cell_index: int | None = None, **kwargs: Any) -> Any:
@@ -259,8 +269,8 @@ def run_notebook(
         _execute(
             request,
             spool,
-            stdout_file=output_log,
-            stderr_file=output_log,
+            output_log=output_log,
+            max_cell_output=request.max_cell_output,
             start_timeout=KERNEL_START_TIMEOUT,
             execution_timeout=request.cell_timeout,
             kernel_cwd=str(request.cwd),
