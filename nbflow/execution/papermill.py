@@ -183,12 +183,23 @@ def _inject_secrets(nb: Any, secrets: Mapping[str, str]) -> None:
 
 
 def _redact_file(path: Path, redactor: Redactor) -> None:
-    """A last pass over the executed notebook as saved: every output, data and metadata."""
+    """A last pass over the executed notebook as saved: every output, data and metadata (atomically)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     redactor.notebook(nb)
-    nbformat.write(nb, path)
+    write_notebook(nb, path)
+
+
+def _each(*steps: Callable[[], object]) -> OSError | None:
+    """Run every step, even after one fails with an OSError (a full disk); the first such error."""
+    first = None
+    for step in steps:
+        try:
+            step()
+        except OSError as e:
+            first = first or e
+    return first
 
 
 def _redact_saves(nb_man: Any, redactor: Redactor) -> None:
@@ -301,11 +312,16 @@ def run_notebook(
         error = f"{type(e).__name__}: {e}"
         traceback = "".join(tb.format_exception(e))
     finally:
-        spool.close()
-        output_log.close()
-        log_tail = read_log_tail(request.log_path)
+        problem = _each(spool.close, output_log.close)
         if redactor and request.output_notebook.exists():
-            _redact_file(request.output_notebook, redactor)
+            problem = problem or _each(lambda: _redact_file(request.output_notebook, redactor))
+        try:
+            log_tail = read_log_tail(request.log_path)
+        except OSError:
+            log_tail = ""
+    if problem is not None and state == states.SUCCESS:  # a full disk, say: the attempt's files are not whole
+        state, ename = states.FAILED, type(problem).__name__
+        error = f"{ename}: {problem}"
     state, error, ename = stopped_outcome(control, request, state, error, ename, "its kernel was stopped")
     return AttemptOutcome(
         state=state,

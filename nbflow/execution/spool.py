@@ -56,17 +56,21 @@ class OutputSpool:
 def write_notebook(nb: Any, path: Path, spool: OutputSpool | None = None) -> None:
     """Write ``nb`` as nbformat JSON one cell at a time (spooled outputs put back), atomically."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write('{\n "cells": [')
-        for i, cell in enumerate(nb.cells):
-            node = dict(cell)
-            if spool is not None and "outputs" in node:
-                node["outputs"] = spool.outputs(cell)
-            f.write(("," if i else "") + "\n  " + _dumps(node).replace("\n", "\n  "))
-        f.write("\n ],\n")
-        f.write(' "metadata": ' + _dumps(nb.metadata).replace("\n", "\n ") + ",\n")
-        f.write(f' "nbformat": {nb.nbformat},\n "nbformat_minor": {nb.nbformat_minor}\n}}\n')
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write('{\n "cells": [')
+            for i, cell in enumerate(nb.cells):
+                node = dict(cell)
+                if spool is not None and "outputs" in node:
+                    node["outputs"] = spool.outputs(cell)
+                f.write(("," if i else "") + "\n  " + _dumps(node).replace("\n", "\n  "))
+            f.write("\n ],\n")
+            f.write(' "metadata": ' + _dumps(nb.metadata).replace("\n", "\n ") + ",\n")
+            f.write(f' "nbformat": {nb.nbformat},\n "nbformat_minor": {nb.nbformat_minor}\n}}\n')
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, say: the last whole notebook stays, no half-written file
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _dumps(value: Any) -> str:
