@@ -244,7 +244,18 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 30])
     parser.add_argument("--no-ploomber", action="store_true", help="leave Ploomber out (no install)")
     parser.add_argument("--skip-extras", action="store_true", help="only the DAG runs (no no-op rerun, no discovery)")
+    parser.add_argument("--discovery-only", action="store_true", help="only discovery + validation of 1,000 notebooks")
     args = parser.parse_args()
+    if args.discovery_only:
+        (HERE / ".work").mkdir(exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="nbflow-bench-", dir=HERE / ".work"))
+        try:
+            print("discover + validate 1,000 notebooks (median seconds)")
+            for label, seconds in bench_discovery(work).items():
+                print(f"  {label:<40} {seconds * 1000:>6.0f} ms")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     sizes, repeats = ([10], 1) if args.quick else (args.sizes, args.repeats)
     ploomber = None if args.no_ploomber else ploomber_bin()
 
