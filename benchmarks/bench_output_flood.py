@@ -22,14 +22,12 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import nbformat
+from bench_engine import measured as engine_measured
 from nbformat.v4 import new_code_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
@@ -66,26 +64,7 @@ def own_peak(pid: int) -> int:
 
 def measured(cmd: list[str]) -> tuple[float, int]:
     """Run ``cmd``; (wall seconds, the peak memory of that process alone, in bytes)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, own_peak(proc.pid))
-            done.wait(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, err = proc.communicate()
-    elapsed = time.perf_counter() - start
-    done.set()
-    sampler.join()
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])} failed ({proc.returncode}):\n{err[-3000:]}")
-    return elapsed, peak
+    return engine_measured(cmd, memory=lambda proc: own_peak(proc.pid))
 
 
 def summary(values: list[float], unit: str, fmt: str = "{:.0f}") -> str:
