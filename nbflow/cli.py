@@ -59,10 +59,18 @@ def cli() -> None:
 
 
 def _sigterm_as_interrupt() -> None:
+    """SIGTERM and SIGINT stop a run as Ctrl-C does.
+
+    SIGINT too, because a process started with it ignored (by a script's ``cmd &``, say)
+    passes that on: a run started from such a Jupyter server would never hear the panel's
+    Stop.
+    """
+
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def executor_options(func: F) -> F:

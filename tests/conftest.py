@@ -140,3 +140,20 @@ def smtp_server():
         yield controller.hostname, controller.port, inbox
     finally:
         controller.stop()
+
+
+def live_kernels(pid: int | None = None) -> list[Any]:
+    """The kernel processes below ``pid`` (default: this process) that are still alive.
+
+    A zombie (a kernel that has exited and waits for its parent to reap it) is not one.
+    """
+    import psutil
+
+    found = []
+    for p in psutil.Process(pid).children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and "ipykernel" in " ".join(p.cmdline()):
+                found.append(p)
+        except psutil.Error:  # gone, or a zombie, meanwhile
+            continue
+    return found

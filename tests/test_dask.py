@@ -23,7 +23,7 @@ from nbflow.execution.dask_executor import DaskExecutor, ExecutorUnavailableErro
 from nbflow.pipeline import Pipeline  # noqa: E402
 from nbflow.runner import pid_alive  # noqa: E402
 from nbflow.store import DuckDBRunStore  # noqa: E402
-from tests.conftest import nbflow_process, rendezvous, write_notebook  # noqa: E402
+from tests.conftest import live_kernels, nbflow_process, rendezvous, write_notebook  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -106,12 +106,7 @@ def test_tasks_run_on_the_workers_in_dependency_order(tmp_path, cluster, nbflow_
 
 
 def worker_kernels(client) -> list[int]:
-    return [
-        p.pid
-        for pid in worker_pids(client)
-        for p in psutil.Process(pid).children(recursive=True)
-        if "ipykernel" in " ".join(p.cmdline())
-    ]
+    return [p.pid for pid in worker_pids(client) for p in live_kernels(pid)]
 
 
 def test_failed_and_retried_tasks_keep_nbflows_rules(tmp_path, cluster, nbflow_cli):

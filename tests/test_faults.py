@@ -77,7 +77,10 @@ def test_a_kernel_that_dies_fails_its_task_and_keeps_what_ran(tmp_path: Path) ->
     assert not any(_alive(pid) for pid in _kernel_pids(tmp_path))
 
 
-def test_sigterm_stops_the_run_its_kernels_and_records_it_interrupted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint-inherited-ignored"])
+def test_a_signal_stops_the_run_its_kernels_and_records_it_interrupted(tmp_path: Path, sig: int) -> None:
+    """SIGTERM, and SIGINT (the panel's Stop) even in a process started with SIGINT ignored, as
+    everything started by a script's ``cmd &`` is."""
     go = tmp_path / "never"
     write_notebook(
         tmp_path,
@@ -94,11 +97,12 @@ def test_sigterm_stops_the_run_its_kernels_and_records_it_interrupted(tmp_path: 
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         _until(lambda: (tmp_path / "waits.pid").exists() and (tmp_path / "waits.pid").read_text(), what="the kernel")
         _until(lambda: "waiting" in (_log(tmp_path, "waits") or ""), what="the notebook to be waiting")
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         _out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:

@@ -10,6 +10,7 @@ import psutil
 
 from nbflow import Pipeline
 from nbflow.execution.local import LocalExecutor
+from tests.conftest import live_kernels
 
 PIDS = "import os, json, pathlib\npathlib.Path(f'pid-{name}.txt').write_text(str(os.getpid()))"
 
@@ -28,7 +29,7 @@ def _chain(folder: Path, make_notebook, n: int) -> None:
 
 
 def _kernel_children() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True) if "ipykernel" in " ".join(p.cmdline())]
+    return live_kernels()
 
 
 def test_a_chain_runs_on_kernels_started_ahead_each_fresh(tmp_path: Path, make_notebook) -> None:

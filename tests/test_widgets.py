@@ -24,6 +24,7 @@ from nbflow.widgets import Dashboard
 from nbflow.widgets import layout as layout_module
 from nbflow.widgets.layout import NO_DOT_NOTE, layout
 from nbflow.widgets.watch import StoreWatcher, store_stamp
+from tests.conftest import live_kernels
 
 
 def _until(check: Callable[[], object], timeout: float = 60.0, what: str = "") -> None:
@@ -109,14 +110,7 @@ def test_history_matches_the_store_and_choosing_a_run_recolours_the_graph(make_n
 
 
 def _kernels() -> list[psutil.Process]:
-    found = []
-    for p in psutil.Process().children(recursive=True):
-        try:
-            if "ipykernel" in " ".join(p.cmdline()):
-                found.append(p)
-        except psutil.Error:
-            continue
-    return found
+    return live_kernels()
 
 
 def test_stop_ends_running_kernels_and_records_the_run_interrupted(make_notebook, tmp_path: Path) -> None:

@@ -87,11 +87,16 @@ class NbflowNotebookClient(PapermillNotebookClient):
 
     execute_cell = run_sync(async_execute_cell)
 
+    async def _check_raise_for_error(
+        self, cell: NotebookNode, cell_index: int, exec_reply: dict[str, Any] | None
+    ) -> None:
+        """nbclient's, once the cell's streams are text again (its error message quotes them)."""
+        _join_streams(cell)
+        await super()._check_raise_for_error(cell, cell_index, exec_reply)
+
     def _finish(self, cell: NotebookNode, cell_index: int) -> None:
         """Join each stream's pieces; tell the log how much of the cell's output was cut."""
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "stream" and isinstance(output.get("text"), list):
-                output["text"] = "".join(output["text"])
+        _join_streams(cell)
         budget = self._budgets[cell_index]
         if budget.cut and self.output_log is not None:
             count = cell.get("execution_count")
@@ -285,3 +290,10 @@ class NbflowNotebookClient(PapermillNotebookClient):
             for i in indices:
                 outputs[i]["data"] = out["data"]
                 outputs[i]["metadata"] = out["metadata"]
+
+
+def _join_streams(cell: NotebookNode) -> None:
+    """Each stream output's text, kept in pieces while the cell runs, as one string."""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream" and isinstance(output.get("text"), list):
+            output["text"] = "".join(output["text"])
