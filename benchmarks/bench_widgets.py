@@ -108,12 +108,12 @@ def render_figures(n: int = 300) -> None:
     from labserver import CHROMIUM_ARGS, chromium_path
 
     from nbflow import states
-    from nbflow.graph import build_dag
-    from nbflow.notebook import NotebookSpec, ParametersDecl
+    from nbflow.core.dag import build_dag
+    from nbflow.project.notebook import NotebookSpec, ParametersDecl
     from nbflow.pipeline import Pipeline
     from nbflow.store.base import TaskRecord
     from nbflow.widgets import Dashboard, layout, model
-    from nbflow.widgets.watch import store_stamp
+    from nbflow.store.watch import store_stamp
 
     specs = []
     for i in range(n):

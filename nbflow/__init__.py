@@ -29,7 +29,7 @@ def __getattr__(name: str):  # import lazily: `nbflow dag` and `nbflow status` s
 
         return getattr(pipeline, name)
     if name == "RunResult":
-        from nbflow.runner import RunResult
+        from nbflow.engine.runner import RunResult
 
         return RunResult
     if name == "show":

@@ -8,19 +8,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from nbflow.codetasks import CodeDeclarations, DeclaredTask, read_declarations
-from nbflow.discovery import discover, is_inside
+from nbflow.project.code import CodeDeclarations, DeclaredTask, read_declarations
+from nbflow.project.discovery import discover, is_inside
 from nbflow.errors import CycleError, DuplicateTaskError, NbflowError, PipelineValidationError, UnknownTaskError
-from nbflow.graph import DAG, build_dag, find_cycle
-from nbflow.notebook import RESERVED_NAMES, NotebookSpec, Product
-from nbflow.params import Overrides, validate_overrides
+from nbflow.core.dag import DAG, build_dag, find_cycle
+from nbflow.project.notebook import RESERVED_NAMES, NotebookSpec, Product
+from nbflow.project.params import Overrides, validate_overrides
 
 if TYPE_CHECKING:
     import threading
 
     from nbflow.execution.base import Executor
-    from nbflow.runner import RunListener, RunResult
-    from nbflow.settings import TaskSettings
+    from nbflow.engine.runner import RunListener, RunResult
+    from nbflow.project.settings import TaskSettings
     from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
 
 TaskRefs = Union["Task", Sequence["Task"]]
@@ -136,7 +136,7 @@ def _read_tasks_file(hook: Path, within: Path | None) -> CodeDeclarations:
 
 def _placeholder(root: Path, task: DeclaredTask, upstream: Sequence[str]) -> NotebookSpec:
     """The spec of a task read from ``nbflow_tasks.py``: no target (nothing of it has run)."""
-    from nbflow.notebook import ParametersDecl
+    from nbflow.project.notebook import ParametersDecl
 
     return NotebookSpec(
         name=task.name,
@@ -220,7 +220,7 @@ class Pipeline:
     def _load_settings(self, problems: list[NbflowError], code: CodeDeclarations | None) -> dict[str, TaskSettings]:
         """Each task's settings: the project's, then the notebook's own (problems are gathered)."""
         from nbflow.errors import InvalidSettingsError
-        from nbflow.settings import ProjectSettings, load_project
+        from nbflow.project.settings import ProjectSettings, load_project
 
         try:
             self.project = load_project(self.root)
@@ -249,7 +249,7 @@ class Pipeline:
 
     def _notifiers(self, store: RunStore) -> list[Any]:
         """The alert sender for the project's channels, if it has any."""
-        from nbflow.alerts import Notifier, channels_for
+        from nbflow.engine.alerts import Notifier, channels_for
 
         channels = channels_for(self.project)
         if not channels:
@@ -259,7 +259,7 @@ class Pipeline:
     def _check_products(self) -> list[NbflowError]:
         """Products may be anywhere but in nbflow's own folder."""
         from nbflow.errors import InvalidDeclarationError
-        from nbflow.runner import product_paths, resolve_product, state_dir
+        from nbflow.engine.runner import product_paths, resolve_product, state_dir
 
         own = state_dir(self.root)
         problems: list[NbflowError] = []
@@ -530,7 +530,7 @@ class Pipeline:
     ) -> Task:
         import hashlib
 
-        from nbflow.notebook import ParametersDecl
+        from nbflow.project.notebook import ParametersDecl
 
         if name.casefold() in {n.casefold() for n in self.specs}:
             raise PipelineValidationError(
@@ -625,7 +625,7 @@ class Pipeline:
         import os
 
         from nbflow.errors import ParameterError
-        from nbflow.secrets import Redactor
+        from nbflow.project.secrets import Redactor
 
         problems: list[NbflowError] = []
         for parameter, var in sorted(self.project.secrets.items()):
@@ -686,7 +686,7 @@ class Pipeline:
     @property
     def state_path(self) -> Path:
         """The DuckDB file holding this pipeline's runs."""
-        from nbflow.runner import STATE_FILE_NAME, state_dir
+        from nbflow.engine.runner import STATE_FILE_NAME, state_dir
 
         return state_dir(self.root) / STATE_FILE_NAME
 
@@ -728,7 +728,7 @@ class Pipeline:
         NbflowError
             The run is still going on.
         """
-        from nbflow.commands import load_run
+        from nbflow.history import load_run
 
         self.load_code()
 
@@ -771,7 +771,7 @@ class Pipeline:
                 store.close()
 
     def _reusable(self, name: str, earlier: TaskRecord | None, source_hash: str | None) -> bool:
-        from nbflow.runner import product_paths, resolve_product
+        from nbflow.engine.runner import product_paths, resolve_product
 
         spec = self.specs[name]
         return (
@@ -858,7 +858,7 @@ class Pipeline:
     def _with_logical_date(
         self, params: Mapping[str, Any] | None, logical_date: str | None
     ) -> Mapping[str, Any] | None:
-        from nbflow.schedule import LOGICAL_DATE
+        from nbflow.integrations.cron import LOGICAL_DATE
 
         if logical_date is not None and any(LOGICAL_DATE in s.params.defaults for s in self.specs.values()):
             return {LOGICAL_DATE: logical_date, **(params or {})}
@@ -883,9 +883,9 @@ class Pipeline:
         PipelineValidationError
             A bad override; UnknownTaskError: an unknown ``force_tasks`` name.
         """
-        from nbflow.incremental import fingerprints
-        from nbflow.incremental import plan as make_plan
-        from nbflow.runner import product_paths, resolve_product
+        from nbflow.engine.incremental import fingerprints
+        from nbflow.engine.incremental import plan as make_plan
+        from nbflow.engine.runner import product_paths, resolve_product
 
         self.load_code()
         for name in force_tasks:
@@ -928,7 +928,7 @@ class Pipeline:
 
         kind = kind or self.project.executor
         if kind == "dask":
-            from nbflow.execution.dask_executor import DaskExecutor
+            from nbflow.execution.dask import DaskExecutor
 
             return DaskExecutor(
                 scheduler or self.project.dask.scheduler,
@@ -957,7 +957,7 @@ class Pipeline:
         stop: threading.Event | None = None,
     ) -> RunResult:
         from nbflow.execution.local import default_workers
-        from nbflow.runner import Runner, reap_stale_runs
+        from nbflow.engine.runner import Runner, reap_stale_runs
 
         overrides = self.validate_params(params)
         dag = self.dag.subset(only) if only else self.dag
@@ -976,7 +976,7 @@ class Pipeline:
                 workers = min(workers, capacity)
             if workers < 1:
                 raise PipelineValidationError([NbflowError(f"workers must be at least 1 (got {workers}).")])
-            from nbflow.runlock import RunLock
+            from nbflow.engine.runlock import RunLock
 
             with RunLock(self.state_path.parent / "run.lock", self.root):
                 own_store = store is None

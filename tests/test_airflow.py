@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from nbflow.airflow_export import ExportError, airflow_id, dag_source, task_ids
+from nbflow.integrations.airflow.export import ExportError, airflow_id, dag_source, task_ids
 from nbflow.pipeline import Pipeline
 from tests.airflowenv import airflow, airflow_env, airflow_venv
 from tests.conftest import REPO, write_notebook
@@ -252,7 +252,7 @@ def test_airflows_dagbag_reads_the_export_with_every_setting(tmp_path, airflow_p
 
 POLICY = """
 import json, sys
-from nbflow.airflow_tasks import NbflowTaskFailed, retry_policy
+from nbflow.integrations.airflow.tasks import NbflowTaskFailed, retry_policy
 root = sys.argv[1]
 out = {}
 for task, ename in [("fetch", "ValueError"), ("fetch", "KeyError"), ("etl/clean", "ConnectionError")]:

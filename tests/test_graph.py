@@ -8,8 +8,8 @@ import pytest
 
 from nbflow import states
 from nbflow.errors import CycleError, PipelineValidationError, UnknownUpstreamError
-from nbflow.graph import build_dag, find_cycle
-from nbflow.scheduler import Scheduler, critical_path_lengths
+from nbflow.core.dag import build_dag, find_cycle
+from nbflow.core.ready import Scheduler, critical_path_lengths
 
 
 @dataclass
@@ -112,7 +112,7 @@ def test_upcoming_lists_ready_tasks_then_those_next_in_line() -> None:
     ],
 )
 def test_trigger_rules(rule: str, upstream_states: list[str], verdict: str) -> None:
-    from nbflow.scheduler import evaluate_trigger
+    from nbflow.core.ready import evaluate_trigger
 
     assert evaluate_trigger(rule, upstream_states) == verdict
 

@@ -7,10 +7,10 @@ from graphpage import mount, repaint
 from labserver import CHROMIUM_ARGS, chromium_path
 
 from nbflow import states
-from nbflow.graph import build_dag
-from nbflow.notebook import NotebookSpec, ParametersDecl
-from nbflow.widgets.layout import layout
-from nbflow.widgets.model import TaskPaint
+from nbflow.core.dag import build_dag
+from nbflow.project.notebook import NotebookSpec, ParametersDecl
+from nbflow.views.svg import layout
+from nbflow.views.model import TaskPaint
 
 playwright = pytest.importorskip("playwright.sync_api", reason="the test extra installs playwright")
 

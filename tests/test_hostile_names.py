@@ -19,13 +19,13 @@ from conftest import nbflow_process
 from hostile import ERROR, FOLDER, LT_TASK, MORE_NAMES, RUN_ID, STATES, TASKS, make_pipeline, plant_run
 
 from nbflow import states
-from nbflow.graph import build_dag
-from nbflow.notebook import NotebookSpec, ParametersDecl
+from nbflow.core.dag import build_dag
+from nbflow.project.notebook import NotebookSpec, ParametersDecl
 from nbflow.pipeline import Pipeline
-from nbflow.render import TASK_KEY_ATTR, dag_to_dot, shown_name, svg_task_key, task_of_svg_key
+from nbflow.views.render import TASK_KEY_ATTR, dag_to_dot, shown_name, svg_task_key, task_of_svg_key
 from nbflow.widgets import Dashboard
-from nbflow.widgets import model as widget_model
-from nbflow.widgets.layout import dag_dot_source, layout
+from nbflow.views import model as widget_model
+from nbflow.views.svg import dag_dot_source, layout
 
 SVG = "{http://www.w3.org/2000/svg}"
 #: every element a drawing may hold: a name that became markup would add another

@@ -132,7 +132,7 @@ def test_a_view_shows_a_dead_run_as_interrupted_without_recording_it(tmp_path: P
     import sys
     from datetime import datetime
 
-    from nbflow.commands import load_run, open_store
+    from nbflow.history import load_run, open_store
     from nbflow.store.base import RunRecord, TaskRecord
     from nbflow.store.duckdb import DuckDBRunStore
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nbflow.errors import InvalidDeclarationError, MalformedNotebookError
-from nbflow.notebook import parse_parameters, read_notebook_spec
+from nbflow.project.notebook import parse_parameters, read_notebook_spec
 from tests.conftest import write_notebook
 
 

@@ -22,12 +22,12 @@ import nbformat
 import psutil
 import pytest
 
-from nbflow.commands import open_store
+from nbflow.history import open_store
 from nbflow.errors import InvalidSettingsError
-from nbflow.execution import iopub
+from nbflow.kinds.notebook import iopub
 from nbflow.execution.logs import LOG_FILE_CAP
-from nbflow.execution.outputs import ENVELOPE
-from nbflow.settings import MAX_CELL_OUTPUT, load_project, parse_size
+from nbflow.kinds.notebook.outputs import ENVELOPE
+from nbflow.project.settings import MAX_CELL_OUTPUT, load_project, parse_size
 from tests.conftest import write_notebook
 
 MB = 10**6

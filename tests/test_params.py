@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nbflow.params import Overrides, parse_assignments, parse_value
+from nbflow.project.params import Overrides, parse_assignments, parse_value
 
 
 @pytest.mark.parametrize(

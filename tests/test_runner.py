@@ -7,10 +7,10 @@ from pathlib import Path
 
 from nbflow import states
 from nbflow.execution.base import AttemptOutcome, Executor, TaskRequest, utcnow
-from nbflow.graph import build_dag
-from nbflow.notebook import NotebookSpec, ParametersDecl
-from nbflow.params import Overrides
-from nbflow.runner import Runner
+from nbflow.core.dag import build_dag
+from nbflow.project.notebook import NotebookSpec, ParametersDecl
+from nbflow.project.params import Overrides
+from nbflow.engine.runner import Runner
 from nbflow.store.memory import MemoryRunStore
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from nbflow.errors import InvalidSettingsError
-from nbflow.schedule import CronScheduler, backfill_dates
-from nbflow.settings import load_project
+from nbflow.integrations.cron import CronScheduler, backfill_dates
+from nbflow.project.settings import load_project
 from nbflow.store.duckdb import DuckDBRunStore
 from tests.conftest import nbflow_process, write_notebook
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import write_notebook
 from tornado.httpclient import HTTPClientError
 
-from nbflow.edit import set_upstream_in_source
+from nbflow.project.edit import set_upstream_in_source
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -106,7 +106,7 @@ async def test_stop_signals_no_process_a_planted_store_names(jp_fetch, pipe: Pat
     import subprocess
     import sys
 
-    from nbflow.runner import utcnow
+    from nbflow.engine.runner import utcnow
     from nbflow.store.base import RunRecord
     from nbflow.store.duckdb import DuckDBRunStore
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from nbflow.errors import InvalidSettingsError
-from nbflow.retry import backoff_delay, decide
-from nbflow.settings import TaskSettings, load_project, parse_duration
+from nbflow.engine.retry import backoff_delay, decide
+from nbflow.project.settings import TaskSettings, load_project, parse_duration
 
 
 def test_project_defaults_then_task_section_then_notebook_metadata(tmp_path: Path) -> None:
@@ -106,7 +106,7 @@ def test_backoff_is_airflows() -> None:
 
 
 def test_rules_decide_in_order() -> None:
-    from nbflow.settings import RetryRule
+    from nbflow.project.settings import RetryRule
 
     s = TaskSettings(
         retries=3,

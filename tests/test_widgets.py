@@ -21,9 +21,9 @@ from nbflow.pipeline import Pipeline
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
 from nbflow.store.duckdb import DuckDBRunStore
 from nbflow.widgets import Dashboard
-from nbflow.widgets import layout as layout_module
-from nbflow.widgets.layout import NO_DOT_NOTE, layout
-from nbflow.widgets.watch import StoreWatcher, store_stamp
+from nbflow.views import svg as layout_module
+from nbflow.views.svg import NO_DOT_NOTE, layout
+from nbflow.store.watch import StoreWatcher, store_stamp
 from tests.conftest import live_kernels
 
 
@@ -318,7 +318,7 @@ def test_task_names_beyond_ascii_are_drawn_as_they_are(make_notebook, tmp_path: 
     svg = layout(pipeline.dag).svg
     assert "<title>données</title>" in svg and "<title>modèle</title>" in svg
     assert "u00e9" not in svg
-    from nbflow.render import dag_to_dot
+    from nbflow.views.render import dag_to_dot
 
     assert '"données" -> "modèle"' in dag_to_dot(pipeline.dag)
 
@@ -347,7 +347,7 @@ def test_the_task_panel_lists_each_attempt_of_a_retried_task(make_notebook, tmp_
 def test_stop_signals_no_process_a_planted_store_names(make_notebook, tmp_path: Path) -> None:
     import socket
 
-    from nbflow.runner import utcnow
+    from nbflow.engine.runner import utcnow
 
     make_notebook("a", "upstream = None", "pass")
     secret = tmp_path.parent / f"{tmp_path.name}-secret.txt"

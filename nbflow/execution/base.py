@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nbflow.settings import MAX_CELL_OUTPUT
+from nbflow.project.settings import MAX_CELL_OUTPUT
 
 
 def utcnow() -> datetime:
@@ -92,18 +92,18 @@ class KernelNeed:
 def task_function(kind: str) -> Callable[..., AttemptOutcome]:
     """What runs one attempt of a task of this kind: ``f(request, launcher, control)``."""
     if kind == "sql":
-        from nbflow.execution.sql import run_sql
+        from nbflow.kinds.sql import run_sql
 
         return run_sql
     if kind == "python":
-        from nbflow.execution.function import run_function
+        from nbflow.kinds.python import run_function
 
         return run_function
     if kind == "http":
-        from nbflow.execution.http import run_http
+        from nbflow.kinds.http import run_http
 
         return run_http
-    from nbflow.execution.papermill import run_notebook
+    from nbflow.kinds.notebook.papermill import run_notebook
 
     return run_notebook
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from nbflow import __version__, states
-from nbflow.discovery import STATE_DIR_NAME, is_inside
+from nbflow.project.discovery import STATE_DIR_NAME, is_inside
 from nbflow.errors import (
     NbflowError,
     OutsideFolderError,
@@ -37,7 +37,7 @@ from nbflow.errors import (
     UnknownTaskError,
     ValidationProblem,
 )
-from nbflow.render import format_duration
+from nbflow.views.render import format_duration
 
 #: what nbflow reads or writes in a pipeline folder, besides its notebooks: each must stay inside the root
 OWN_PATHS = (
@@ -136,8 +136,8 @@ class NbflowService:
         if direction not in ("LR", "TB"):
             raise NbflowError("'direction' must be LR or TB.")
         from nbflow.pipeline import Pipeline
-        from nbflow.widgets.layout import layout
-        from nbflow.widgets.model import declared_parameters
+        from nbflow.views.svg import layout
+        from nbflow.views.model import declared_parameters
 
         folder = self.pipeline_folder(path)
         try:  # looking: nbflow_tasks.py is read, not run; nothing is written
@@ -192,9 +192,9 @@ class NbflowService:
         ``since`` is the ``token`` of an earlier answer: if the store has not changed since,
         the answer is only ``{"changed": false, "token": ...}`` (a few ``stat`` calls).
         """
-        from nbflow.widgets.model import task_paint
-        from nbflow.widgets.snapshot import StoreReader
-        from nbflow.widgets.watch import store_stamp
+        from nbflow.views.model import task_paint
+        from nbflow.store.reader import StoreReader
+        from nbflow.store.watch import store_stamp
 
         folder = self.pipeline_folder(path)
         state_path = folder / "_nbflow" / "state.duckdb"
@@ -227,7 +227,7 @@ class NbflowService:
 
     def log(self, path: str, task: str, run_id: str | None = None, attempt: int | None = None) -> dict[str, Any]:
         """A task's output, error and traceback in a run (the latest), and its executed notebook."""
-        from nbflow.commands import open_store, task_log
+        from nbflow.history import open_store, task_log
 
         folder = self.pipeline_folder(path)
         store = open_store(folder, read_only=True)
@@ -264,7 +264,7 @@ class NbflowService:
         NbflowError
             The run could not start (its message: a bad parameter, an invalid pipeline).
         """
-        from nbflow.runlock import RunLock
+        from nbflow.engine.runlock import RunLock
 
         folder = self.pipeline_folder(path)
         params = dict(params or {})
@@ -295,7 +295,7 @@ class NbflowService:
         return {"pid": process.pid, "log": self.relative(log_path), **self._wait_for_run(folder, process, log_path)}
 
     def _wait_for_run(self, folder: Path, process: subprocess.Popen[bytes], log_path: Path) -> dict[str, Any]:
-        from nbflow.widgets.snapshot import StoreReader
+        from nbflow.store.reader import StoreReader
 
         reader = StoreReader(folder / "_nbflow" / "state.duckdb")
         deadline = time.monotonic() + self.START_WAIT_S
@@ -319,9 +319,9 @@ class NbflowService:
         ------
         RunNotFoundError, RunNotGoingOnError
         """
-        from nbflow.runlock import lock_holder
-        from nbflow.runner import pid_alive
-        from nbflow.widgets.snapshot import StoreReader
+        from nbflow.engine.runlock import lock_holder
+        from nbflow.engine.runner import pid_alive
+        from nbflow.store.reader import StoreReader
 
         folder = self.pipeline_folder(path)
         run = StoreReader(folder / "_nbflow" / "state.duckdb").read(run_id).run  # written ahead counts too
@@ -346,8 +346,8 @@ class NbflowService:
         UnknownTaskError, UnknownUpstreamError, CycleError
             Nothing is written.
         """
-        from nbflow.discovery import discover, task_name
-        from nbflow.edit import changed_upstream, check_upstream_change, write_upstream
+        from nbflow.project.discovery import discover, task_name
+        from nbflow.project.edit import changed_upstream, check_upstream_change, write_upstream
 
         folder = self.pipeline_folder(path)
         if add is None and remove is None:

@@ -2,7 +2,7 @@
 
 It reads the state store and never writes it. A run it starts goes to a background
 thread (the kernel stays usable) and reports to it as a run listener; runs started
-anywhere else are noticed by a :class:`~nbflow.widgets.watch.StoreWatcher`.
+anywhere else are noticed by a :class:`~nbflow.store.watch.StoreWatcher`.
 """
 
 from __future__ import annotations
@@ -20,23 +20,23 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from nbflow import states
-from nbflow.discovery import is_inside
+from nbflow.project.discovery import is_inside
 from nbflow.errors import NbflowError
 from nbflow.execution.logs import read_log_tail
-from nbflow.graph import DAG
-from nbflow.runner import pid_alive, state_dir
+from nbflow.core.dag import DAG
+from nbflow.engine.runner import pid_alive, state_dir
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
-from nbflow.widgets import layout as graph_layout
-from nbflow.widgets import model
+from nbflow.views import svg as graph_layout
+from nbflow.views import model
 from nbflow.widgets.graph import GraphView
-from nbflow.widgets.layout import GraphLayout
+from nbflow.views.svg import GraphLayout
 from nbflow.widgets.links import lab_url
-from nbflow.widgets.snapshot import Snapshot, StoreReader
-from nbflow.widgets.watch import StoreWatcher
+from nbflow.store.reader import Snapshot, StoreReader
+from nbflow.store.watch import StoreWatcher
 
 if TYPE_CHECKING:
     from nbflow.pipeline import Pipeline
-    from nbflow.runner import RunResult
+    from nbflow.engine.runner import RunResult
 
 
 class _Live:
@@ -425,7 +425,7 @@ class Dashboard(widgets.VBox):
             return True
         run = self.run_record
         if run is not None and run.state == states.RUNNING and self._stoppable(run):
-            from nbflow.runlock import lock_holder
+            from nbflow.engine.runlock import lock_holder
 
             if lock_holder(self.reader.path.parent / "run.lock") != run.pid:  # the store's pid is only data
                 self._say(f"Process {run.pid} is not running this pipeline any more; nothing was stopped.")

@@ -13,7 +13,7 @@ _HERE = Path(__file__).parent
 class GraphView(anywidget.AnyWidget):
     """An SVG of the DAG; click a task to select it.
 
-    ``svg`` is the layout (see :mod:`nbflow.widgets.layout`), sent when the structure
+    ``svg`` is the layout (see :mod:`nbflow.views.svg`), sent when the structure
     changes; ``paint`` maps each task to ``[state, colour, note]`` and is all that is sent
     while a run progresses; ``selected`` is the chosen task, set from either side.
     """

@@ -14,14 +14,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from nbflow.graph import DAG
-from nbflow.notebook import NotebookSpec
-from nbflow.params import Overrides
+from nbflow.core.dag import DAG
+from nbflow.project.notebook import NotebookSpec
+from nbflow.project.params import Overrides
 from nbflow.store.base import AttemptRecord
 
 
 def fingerprints(dag: DAG, specs: Mapping[str, NotebookSpec], overrides: Overrides) -> dict[str, str]:
-    from nbflow.runner import injected_parameters
+    from nbflow.engine.runner import injected_parameters
 
     result: dict[str, str] = {}
     for name in dag.order:
@@ -55,7 +55,7 @@ def plan(
     force_tasks: Iterable[str] = (),
 ) -> dict[str, Decision]:
     """Run or reuse, with the reason, for every task of ``dag`` in topological order."""
-    from nbflow.runner import injected_parameters
+    from nbflow.engine.runner import injected_parameters
 
     forced = set(force_tasks)
     decisions: dict[str, Decision] = {}

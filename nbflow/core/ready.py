@@ -12,7 +12,7 @@ import heapq
 from collections.abc import Mapping
 
 from nbflow import states
-from nbflow.graph import DAG
+from nbflow.core.dag import DAG
 
 _FAILED = frozenset({states.FAILED, states.UPSTREAM_FAILED})
 _SOON = states.TASK_OK | {states.RUNNING}

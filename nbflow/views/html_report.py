@@ -18,8 +18,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from nbflow import __version__, states
-from nbflow.notebook import RESERVED_NAMES
-from nbflow.render import TASK_KEY_ATTR, format_duration, task_of_svg_key
+from nbflow.project.notebook import RESERVED_NAMES
+from nbflow.views.render import TASK_KEY_ATTR, format_duration, task_of_svg_key
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
 
 SVG_NS = "http://www.w3.org/2000/svg"

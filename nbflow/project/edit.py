@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from nbflow.errors import CycleError, InvalidDeclarationError, NbflowError, UnknownUpstreamError
-from nbflow.graph import find_cycle
-from nbflow.notebook import strip_magics
+from nbflow.core.dag import find_cycle
+from nbflow.project.notebook import strip_magics
 
 
 def upstream_line(upstream: Sequence[str]) -> str:

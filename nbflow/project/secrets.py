@@ -1,6 +1,6 @@
 """Secrets: parameters whose values come from environment variables and are never written down.
 
-A project maps parameter names to environment variables (``[tool.nbflow.secrets]``,
+A project maps parameter names to environment variables (``[tool.nbflow.project.secrets]``,
 ``api_token = "API_TOKEN"``). A notebook that declares the parameter gets the value
 through its kernel's environment: the injected-parameters cell holds the line that reads
 it, not the value. Whatever the notebook prints is redacted from the executed notebook and

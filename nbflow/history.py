@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from nbflow.errors import RunNotFoundError, UnknownTaskError
-from nbflow.runner import STATE_FILE_NAME, state_dir
+from nbflow.engine.runner import STATE_FILE_NAME, state_dir
 from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
 
 
@@ -29,7 +29,7 @@ def load_run(store: RunStore, run_id: str | None) -> tuple[RunRecord, dict[str, 
     RunNotFoundError
         No such run, or no run at all.
     """
-    from nbflow.runner import reap_stale_runs
+    from nbflow.engine.runner import reap_stale_runs
 
     run = store.get_run(run_id) if run_id else store.latest_run()
     if run is None:
@@ -42,13 +42,13 @@ def load_run(store: RunStore, run_id: str | None) -> tuple[RunRecord, dict[str, 
 
 
 def _as_reaped(run: RunRecord, tasks: dict[str, TaskRecord]) -> tuple[RunRecord, dict[str, TaskRecord]]:
-    """A run whose process on this machine died, as :func:`~nbflow.runner.reap_stale_runs` would
+    """A run whose process on this machine died, as :func:`~nbflow.engine.runner.reap_stale_runs` would
     record it (``interrupted``), without writing; any other run as it is."""
     import dataclasses
     import socket
 
     from nbflow import states
-    from nbflow.runner import pid_alive
+    from nbflow.engine.runner import pid_alive
 
     if run.hostname != socket.gethostname() or pid_alive(run.pid):
         return run, tasks
@@ -87,7 +87,7 @@ def task_log(
     text = store.get_log(run.run_id, task, chosen.attempt)
     log_path = Path(chosen.log_path) if chosen.log_path else None
     if text is None and log_path is not None and log_path.is_file():
-        from nbflow.discovery import is_inside
+        from nbflow.project.discovery import is_inside
         from nbflow.execution.logs import read_log_tail
 
         if within is None or is_inside(log_path, within):  # the path is the store's word: not trusted
@@ -115,9 +115,9 @@ def write_report(path: str | Path, run_id: str | None, out: str | Path) -> RunRe
     ------
     RunNotFoundError, PipelineValidationError
     """
-    from nbflow.htmlreport import run_to_html
+    from nbflow.views.html_report import run_to_html
     from nbflow.pipeline import Pipeline
-    from nbflow.widgets.layout import layout
+    from nbflow.views.svg import layout
 
     pipeline = Pipeline.from_dir(path, save_cache=False)  # looking: nbflow_tasks.py is read, not run
     with open_store(pipeline.root, read_only=True) as store:
@@ -134,7 +134,7 @@ def write_report(path: str | Path, run_id: str | None, out: str | Path) -> RunRe
 
 def write_junit(store: RunStore, run: RunRecord, tasks: dict[str, TaskRecord], path: str | Path) -> None:
     """Write the run as a JUnit XML report (``nbflow run --junit``), with tracebacks and output."""
-    from nbflow.junit import run_to_junit
+    from nbflow.views.junit import run_to_junit
 
     attempts, logs = _attempts_and_logs(store, run)
     target = Path(path)
@@ -157,7 +157,7 @@ def diff_runs(store: RunStore, run_a: str, run_b: str) -> dict[str, Any]:
     ------
     RunNotFoundError
     """
-    from nbflow.environment import changed, environment_changes
+    from nbflow.engine.environment import changed, environment_changes
 
     a, tasks_a = load_run(store, run_a)
     b, tasks_b = load_run(store, run_b)
@@ -181,7 +181,7 @@ def diff_runs(store: RunStore, run_a: str, run_b: str) -> dict[str, Any]:
 
 def changes_since(pipeline: Any, run: RunRecord) -> dict[str, Any]:
     """How the pipeline and this environment differ now from when ``run`` ran (``nbflow rerun``)."""
-    from nbflow.environment import capture, environment_changes
+    from nbflow.engine.environment import capture, environment_changes
 
     specs = pipeline.specs
     now = capture(

@@ -186,9 +186,9 @@ def run(
     Tasks that are up to date (same code, parameters, kernel and upstreams as their last
     success, products still there) are not run again; --force and --force-task override.
     """
-    from nbflow.params import parse_assignments
+    from nbflow.project.params import parse_assignments
     from nbflow.pipeline import Pipeline
-    from nbflow.render import run_to_json
+    from nbflow.views.render import run_to_json
 
     _sigterm_as_interrupt()
     pipeline = Pipeline.from_dir(path, load_code=True)  # running: nbflow_tasks.py runs
@@ -198,7 +198,7 @@ def run(
         if as_json:
             _print_json({name: {"run": d.run, "reason": d.reason} for name, d in decisions.items()})
         else:
-            from nbflow.render import table
+            from nbflow.views.render import table
 
             rows = [[name, "run" if d.run else "skip", d.reason] for name, d in decisions.items()]
             click.echo(table(rows, ["task", "action", "why"]), nl=False)
@@ -220,7 +220,7 @@ def run(
         if executor is not None:
             executor.close()
     if junit_path:
-        from nbflow.commands import open_store, write_junit
+        from nbflow.history import open_store, write_junit
 
         with open_store(pipeline.root) as store:
             write_junit(store, result.run, result.tasks, junit_path)
@@ -246,7 +246,7 @@ def run(
 @handle_errors
 def report(path: str, run_id: str | None, out: str) -> None:
     """Write a run of the pipeline in PATH as one self-contained HTML page (graph, tasks, errors, outputs)."""
-    from nbflow.commands import write_report
+    from nbflow.history import write_report
 
     run = write_report(path, run_id, out)
     click.echo(f"report of run {run.run_id} ({run.state}): {out}")
@@ -274,7 +274,7 @@ def resume(
 ) -> None:
     """Re-run what did not succeed in a run (interrupted, killed or failed), with its parameters."""
     from nbflow.pipeline import Pipeline
-    from nbflow.render import run_to_json
+    from nbflow.views.render import run_to_json
 
     _sigterm_as_interrupt()
     pipeline = Pipeline.from_dir(path, load_code=True)
@@ -302,10 +302,10 @@ def resume(
 @handle_errors
 def rerun(run_id: str, path: str, workers: int | None, as_json: bool, progress: bool | None) -> None:
     """Run RUN_ID's tasks again with its parameters, all of them, saying first what differs since it ran."""
-    from nbflow.commands import changes_since, load_run, open_store
-    from nbflow.environment import changes_to_text, is_empty
+    from nbflow.history import changes_since, load_run, open_store
+    from nbflow.engine.environment import changes_to_text, is_empty
     from nbflow.pipeline import Pipeline
-    from nbflow.render import run_to_json
+    from nbflow.views.render import run_to_json
 
     _sigterm_as_interrupt()
     pipeline = Pipeline.from_dir(path, load_code=True)
@@ -338,9 +338,9 @@ def rerun(run_id: str, path: str, workers: int | None, as_json: bool, progress: 
 @handle_errors
 def diff(run_a: str, run_b: str, path: str, as_json: bool) -> None:
     """What changed from RUN_A to RUN_B: parameters, sources, environment, task states and durations."""
-    from nbflow.commands import diff_runs, open_store
-    from nbflow.environment import changes_to_text
-    from nbflow.render import format_duration, table
+    from nbflow.history import diff_runs, open_store
+    from nbflow.engine.environment import changes_to_text
+    from nbflow.views.render import format_duration, table
 
     with open_store(path) as store:
         found = diff_runs(store, run_a, run_b)
@@ -370,7 +370,7 @@ def diff(run_a: str, run_b: str, path: str, as_json: bool) -> None:
 
 
 def _progress(progress: bool | None) -> Any:
-    from nbflow.progress import LiveProgress, PlainProgress
+    from nbflow.views.progress import LiveProgress, PlainProgress
 
     live = progress if progress is not None else sys.stderr.isatty()
     return LiveProgress() if live else PlainProgress()
@@ -392,7 +392,7 @@ def dag(path: str, fmt: str, load_code: bool) -> None:
     source (without running it) unless --load-code.
     """
     from nbflow.pipeline import Pipeline
-    from nbflow.render import dag_to_dot, dag_to_json, dag_to_text
+    from nbflow.views.render import dag_to_dot, dag_to_json, dag_to_text
 
     pipeline = Pipeline.from_dir(path, load_code=load_code, save_cache=False)
     graph = pipeline.dag
@@ -430,8 +430,8 @@ def _code_json(pipeline: Any) -> dict[str, Any]:
 @handle_errors
 def status(path: str, run_id: str | None, as_json: bool, why: str | None) -> None:
     """Show the state of each task in a run."""
-    from nbflow.commands import load_run, open_store
-    from nbflow.render import alerts_to_json, alerts_to_text, run_to_json, status_to_text
+    from nbflow.history import load_run, open_store
+    from nbflow.views.render import alerts_to_json, alerts_to_text, run_to_json, status_to_text
 
     store = open_store(path)
     run_record, tasks = load_run(store, run_id)
@@ -456,7 +456,7 @@ def status(path: str, run_id: str | None, as_json: bool, why: str | None) -> Non
 @handle_errors
 def logs(args: tuple[str, ...], run_id: str | None, attempt: int | None) -> None:
     """Print a task's captured output and, if it failed, its traceback."""
-    from nbflow.commands import open_store, task_log
+    from nbflow.history import open_store, task_log
 
     if len(args) > 2:
         raise click.UsageError("expected [PATH] TASK")
@@ -482,8 +482,8 @@ def logs(args: tuple[str, ...], run_id: str | None, attempt: int | None) -> None
 @handle_errors
 def history(path: str, as_json: bool, limit: int) -> None:
     """List past runs: state, start, duration, parameters."""
-    from nbflow.commands import open_store
-    from nbflow.render import history_to_json, history_to_text
+    from nbflow.history import open_store
+    from nbflow.views.render import history_to_json, history_to_text
 
     runs = open_store(path).list_runs(limit=limit)
     if as_json:
@@ -509,7 +509,7 @@ def scheduler(paths: tuple[str, ...]) -> None:
 
     Each pipeline's schedule is its settings' `schedule` (a cron line or @daily/@hourly/...).
     """
-    from nbflow.schedule import CronScheduler, wait_forever_with_sigterm
+    from nbflow.integrations.cron import CronScheduler, wait_forever_with_sigterm
 
     wait_forever_with_sigterm(CronScheduler([Path(p) for p in (paths or (".",))]))
 
@@ -527,7 +527,7 @@ def backfill(path: str, start: str, end: str, workers: int | None, progress: boo
 
     from nbflow.errors import NbflowError
     from nbflow.pipeline import Pipeline
-    from nbflow.schedule import backfill_dates, logical_date_text
+    from nbflow.integrations.cron import backfill_dates, logical_date_text
 
     _sigterm_as_interrupt()
     pipeline = Pipeline.from_dir(path, load_code=True)
@@ -586,7 +586,7 @@ def export() -> None:
 def export_airflow(path: str, dags_dir: str, dag_id: str | None, notebooks_dir: str | None) -> None:
     """Write the pipeline in PATH as an Airflow 3 DAG file: one task per nbflow task, the same
     dependencies, retries, timeouts, trigger rules, schedule and alerts."""
-    from nbflow.airflow_export import export as write_dag
+    from nbflow.integrations.airflow.export import export as write_dag
     from nbflow.pipeline import Pipeline
 
     pipeline = Pipeline.from_dir(path, load_code=True)  # the DAG file runs every task, code ones too

@@ -33,10 +33,10 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_output, output_from_msg
 from papermill.clientwrap import PapermillNotebookClient
 
-from nbflow.execution import iopub
+from nbflow.kinds.notebook import iopub
 from nbflow.execution.logs import CappedLog
-from nbflow.execution.outputs import ENVELOPE, OutputBudget, content_size, log_note, size_of
-from nbflow.secrets import Redactor
+from nbflow.kinds.notebook.outputs import ENVELOPE, OutputBudget, content_size, log_note, size_of
+from nbflow.project.secrets import Redactor
 
 #: what a cell says when its output stopped coming before its end (its ``idle``) was seen
 LOST_NOTE = "[nbflow: the kernel's output for this cell stopped before its end was seen; some of it may be missing]"

@@ -5,7 +5,7 @@ Airflow's own: ``retries``, ``retry_delay``, ``retry_exponential_backoff`` (the 
 multiplier), ``max_retry_delay``, ``execution_timeout``, ``trigger_rule`` (the same
 names), the project's ``schedule`` and ``max_active_runs``, alerts as notifiers, retry
 rules as a ``retry_policy``. Each task calls nbflow's single-task runner
-(:func:`nbflow.airflow_tasks.run_task`). Building the source is pure; only
+(:func:`nbflow.integrations.airflow.tasks.run_task`). Building the source is pure; only
 :func:`export` writes.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 from nbflow import __version__
 from nbflow.errors import NbflowError
 from nbflow.pipeline import Pipeline
-from nbflow.settings import TaskSettings
+from nbflow.project.settings import TaskSettings
 
 #: Airflow's rule for dag and task ids
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -127,7 +127,7 @@ def _retry_args(s: TaskSettings) -> dict[str, str]:
 def dag_params(pipeline: Pipeline) -> dict[str, Any]:
     """Parameters the DAG declares: those with one literal default across every notebook
     declaring them (others can still be passed in the trigger's conf, as ``task.name``)."""
-    from nbflow.schedule import LOGICAL_DATE
+    from nbflow.integrations.cron import LOGICAL_DATE
 
     values: dict[str, set[str]] = {}
     for spec in pipeline.specs.values():
@@ -203,7 +203,7 @@ def dag_source(
     if needs_policy:
         imports.insert(-1, "retry_policy")
     lines += [
-        f"from nbflow.airflow_tasks import {', '.join(imports)}",
+        f"from nbflow.integrations.airflow.tasks import {', '.join(imports)}",
         "",
         f"PIPELINE = {_py(str(pipeline.root))}",
         f"OUTPUT_DIR = {_py(output_dir)}  # None: the pipeline's _nbflow/airflow",

@@ -3,7 +3,7 @@
 The layout depends only on the DAG, so it is made once per structure and cached; live
 states are painted over it in the browser (``graph.js``) without laying it out again.
 Every node is an SVG ``<g class="node">`` whose ``data-task-key`` is the task's name,
-percent-encoded (:func:`~nbflow.render.svg_task_key`), whose ``<title>`` and first ``<text>``
+percent-encoded (:func:`~nbflow.views.render.svg_task_key`), whose ``<title>`` and first ``<text>``
 show the name, and whose second ``<text>`` is a blank line where the browser writes the
 task's duration.
 
@@ -23,8 +23,8 @@ import xml.etree.ElementTree as ET
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from nbflow.graph import DAG
-from nbflow.render import TASK_KEY_ATTR, shown_name, svg_task_key
+from nbflow.core.dag import DAG
+from nbflow.views.render import TASK_KEY_ATTR, shown_name, svg_task_key
 
 #: figure spaces: a blank second label line as wide as "12.3s", kept for the duration
 _NOTE_PLACEHOLDER = "\u2007" * 6

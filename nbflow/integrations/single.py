@@ -38,7 +38,7 @@ def run_one(
         A bad parameter, or a kernel or secret the task needs is missing.
     """
     from nbflow.errors import UnknownTaskError
-    from nbflow.runner import task_request
+    from nbflow.engine.runner import task_request
 
     pipeline.load_code()  # running: the folder's nbflow_tasks.py runs
     if name not in pipeline.specs:

@@ -13,7 +13,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from nbflow.settings import RetryRule, TaskSettings
+from nbflow.project.settings import RetryRule, TaskSettings
 
 #: no wait is longer than a day, whatever the backoff computes
 MAX_DELAY = 86400.0

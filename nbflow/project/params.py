@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbflow.errors import NbflowError, ParameterError, PipelineValidationError
-from nbflow.notebook import RESERVED_NAMES, NotebookSpec
+from nbflow.project.notebook import RESERVED_NAMES, NotebookSpec
 
 _PLAIN = (str, int, float, bool, type(None))
 

@@ -116,7 +116,7 @@ def _worker_launcher(nthreads: int) -> Any:
     global _launcher
     with _launcher_lock:  # one thread imports: concurrent first imports of jupyter_client break
         if _launcher is None:
-            import nbflow.execution.papermill  # noqa: F401 - what notebook attempts need, loaded once
+            import nbflow.kinds.notebook.papermill  # noqa: F401 - what notebook attempts need, loaded once
             from nbflow.execution.kernels import KernelLauncher
 
             _launcher = KernelLauncher(max_concurrent_starts=max(2, nthreads), warm=nthreads)

@@ -52,7 +52,7 @@ def _logical_date(context: Mapping[str, Any]) -> str | None:
     """The run's logical date as ``nbflow run --logical-date`` gives it (UTC, to the second)."""
     from datetime import timezone
 
-    from nbflow.schedule import logical_date_text
+    from nbflow.integrations.cron import logical_date_text
 
     when = context.get("logical_date") or context.get("data_interval_start")
     if when is None:
@@ -86,8 +86,8 @@ def run_task(pipeline: str, name: str, context: Mapping[str, Any], output_dir: s
         The task failed and a ``retry_rules`` entry says not to retry it.
     """
     from nbflow.pipeline import Pipeline
-    from nbflow.retry import matching_rule
-    from nbflow.single import run_one
+    from nbflow.engine.retry import matching_rule
+    from nbflow.integrations.single import run_one
 
     ti = context["ti"]
     dag_id = context["dag"].dag_id
@@ -134,7 +134,7 @@ class NbflowRetryPolicy(RetryPolicy):  # type: ignore[misc,valid-type]
 
     def evaluate(self, exception: BaseException, try_number: int, max_tries: int, context: Any = None) -> Any:
         from nbflow.pipeline import Pipeline
-        from nbflow.retry import matching_rule
+        from nbflow.engine.retry import matching_rule
 
         if not isinstance(exception, NbflowTaskFailed):
             return RetryDecision()
@@ -169,8 +169,8 @@ class NbflowAlert(BaseNotifier):
         self.pipeline, self.event, self.task = pipeline, event, task
 
     def notify(self, context: Any) -> None:
-        from nbflow.alerts import Alert, channels_for
-        from nbflow.settings import load_project
+        from nbflow.engine.alerts import Alert, channels_for
+        from nbflow.project.settings import load_project
 
         ti = context.get("ti")
         task = None if self.event == "run_end" else self.task or (ti.task_id if ti is not None else None)

@@ -1,6 +1,6 @@
 """One run of a pipeline: plan the attempts, drive the executor, record everything.
 
-The path of data: the runner asks the :class:`~nbflow.scheduler.Scheduler` for ready
+The path of data: the runner asks the :class:`~nbflow.core.ready.Scheduler` for ready
 tasks, builds a :class:`~nbflow.execution.base.TaskRequest` for each (the parameters to
 inject, where the executed notebook and log go), submits it to the executor, and records
 every state change in the store and tells the listeners (progress display, widgets).
@@ -22,16 +22,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nbflow import __version__, states
-from nbflow.discovery import STATE_DIR_NAME
-from nbflow.environment import capture, checksums
+from nbflow.project.discovery import STATE_DIR_NAME
+from nbflow.engine.environment import capture, checksums
 from nbflow.errors import NbflowError
 from nbflow.execution.base import AttemptOutcome, Executor, KernelNeed, TaskRequest, utcnow
-from nbflow.graph import DAG
-from nbflow.notebook import NotebookSpec, Product
-from nbflow.params import Overrides
-from nbflow.retry import decide
-from nbflow.scheduler import Scheduler
-from nbflow.settings import TaskSettings
+from nbflow.core.dag import DAG
+from nbflow.project.notebook import NotebookSpec, Product
+from nbflow.project.params import Overrides
+from nbflow.engine.retry import decide
+from nbflow.core.ready import Scheduler
+from nbflow.project.settings import TaskSettings
 from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
 
 STATE_FILE_NAME = "state.duckdb"
@@ -299,7 +299,7 @@ class Runner:
         earlier record; they are recorded ``up_to_date`` and their downstreams run.
         Setting ``stop`` (from any thread) interrupts the run as Ctrl-C does.
         """
-        from nbflow.incremental import fingerprints
+        from nbflow.engine.incremental import fingerprints
 
         reuse = reuse or {}
         reasons = reasons or {}

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from nbflow import states
-from nbflow.graph import DAG
-from nbflow.notebook import RESERVED_NAMES, NotebookSpec
-from nbflow.params import parse_value
-from nbflow.render import format_duration
+from nbflow.core.dag import DAG
+from nbflow.project.notebook import RESERVED_NAMES, NotebookSpec
+from nbflow.project.params import parse_value
+from nbflow.views.render import format_duration
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
 
 #: what the graph shows for one task: [state, fill colour, the line under its name]

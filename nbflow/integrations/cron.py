@@ -73,7 +73,7 @@ class CronScheduler:
         launch: Callable[[Path, datetime], subprocess.Popen[bytes]] | None = None,
         log: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True),
     ) -> None:
-        from nbflow.settings import load_project
+        from nbflow.project.settings import load_project
 
         self.clock = clock
         self.launch = launch or launch_run

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from nbflow import states
-from nbflow.graph import DAG
+from nbflow.core.dag import DAG
 from nbflow.store.base import NotificationRecord, RunRecord, TaskRecord
 
 

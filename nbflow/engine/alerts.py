@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from nbflow import states
 from nbflow.execution.base import AttemptOutcome, utcnow
-from nbflow.settings import EmailSettings, ProjectSettings, TaskSettings, WebhookSettings
+from nbflow.project.settings import EmailSettings, ProjectSettings, TaskSettings, WebhookSettings
 from nbflow.store.base import NotificationRecord, RunRecord, RunStore, TaskRecord
 
 TRACEBACK_LINES = 20

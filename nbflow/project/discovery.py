@@ -31,7 +31,7 @@ from nbflow.errors import (
     OutsideFolderError,
     PipelineNotFoundError,
 )
-from nbflow.notebook import NotebookSpec, ParametersDecl, read_task_spec
+from nbflow.project.notebook import NotebookSpec, ParametersDecl, read_task_spec
 
 #: nbflow's own folder inside a pipeline: the state store and every run's executed notebooks
 STATE_DIR_NAME = "_nbflow"

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from nbflow import states
-from nbflow.render import format_duration
+from nbflow.views.render import format_duration
 from nbflow.store.base import RunRecord, TaskRecord
 
 _SYMBOL = {

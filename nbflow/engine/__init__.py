@@ -1,0 +1,1 @@
+"""One run: task requests, the runner, retries, the run lock, alerts."""

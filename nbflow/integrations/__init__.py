@@ -1,0 +1,1 @@
+"""nbflow beside other systems: cron scheduling, Airflow, one task run from outside."""

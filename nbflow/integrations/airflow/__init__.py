@@ -1,0 +1,1 @@
+"""Airflow: the DAG file export and the functions the exported file calls."""

@@ -1,0 +1,1 @@
+"""Task kinds: what one attempt of a notebook, SQL, Python or HTTP task does."""

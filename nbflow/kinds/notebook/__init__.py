@@ -1,0 +1,1 @@
+"""The notebook kind: papermill with nbflow's engine and notebook client."""

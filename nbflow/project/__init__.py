@@ -1,0 +1,1 @@
+"""Reading a pipeline folder: notebooks, declarations, settings, parameters. No kernel, no store."""

@@ -1,0 +1,1 @@
+"""Every output format: text, JSON, DOT/SVG, HTML, JUnit, progress lines."""
