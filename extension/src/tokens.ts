@@ -1,8 +1,10 @@
 // Wire types of nbflow's server API (nbflow/server/), command ids, and the error type.
 // No JupyterLab imports here: the model and its tests use this file as it is.
 
-/** The frontend's version; the server's must match (see checkVersion in index.ts). */
-export const VERSION = '0.1.0';
+import packageJson from '../package.json';
+
+/** The frontend's version, package.json's; the server's must match (see checkVersion in index.ts). */
+export const VERSION: string = packageJson.version;
 
 export namespace CommandIDs {
   export const openPanel = 'nbflow:open-panel';
