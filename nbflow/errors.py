@@ -310,3 +310,105 @@ class StateFolderError(NbflowError):
             f"nbflow cannot write its folder {self.path} ({self.reason}); a run records its state and executed "
             "notebooks there. Run a writable copy of the pipeline, or fix the folder's permissions."
         )
+
+
+class NoScheduleError(NbflowError):
+    """A command that runs a pipeline on its schedule (``scheduler``, ``backfill``) was given
+    a pipeline whose settings have no ``schedule``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f'{self.path} has no schedule: set schedule = "@daily" (or a cron line) in its nbflow.toml.'
+
+
+class ExecutorOptionError(NbflowError):
+    """Command-line options for where tasks execute that do not go together
+    (``--scheduler`` with ``--executor local``, ``--worker-root`` without Dask)."""
+
+    def __init__(self, option: str, conflicting: str | None = None) -> None:
+        self.option = option
+        self.conflicting = conflicting
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        if self.conflicting:
+            return f"{self.option} is for the Dask executor; it cannot be used with {self.conflicting}"
+        return f"{self.option} is for the Dask executor: add --executor dask"
+
+
+class KernelStartError(NbflowError):
+    """A notebook's kernel did not start (twice in a row), or the run was stopped first.
+
+    Raised and recorded inside a task's attempt (the task fails, the run goes on); it only
+    reaches a user as the task's error.
+    """
+
+    exit_code = 1  # a task failed; the pipeline itself is valid
+
+    def __init__(self, kernel: str, failures: Sequence[str] = (), stopped: bool = False) -> None:
+        self.kernel = kernel
+        self.failures = list(failures)
+        self.stopped = stopped
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        if self.stopped:
+            return "the run was stopped before the kernel started"
+        return f"the kernel {self.kernel!r} did not start: {'; then '.join(self.failures)}"
+
+
+class ExportError(NbflowError):
+    """The pipeline cannot be written for another orchestrator (``nbflow export``) as asked."""
+
+
+class AirflowIdClashError(ExportError):
+    """Two task names that give the same Airflow task id."""
+
+    def __init__(self, first: str, second: str, airflow_id: str) -> None:
+        self.first = first
+        self.second = second
+        self.airflow_id = airflow_id
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return (
+            f"tasks {self.first!r} and {self.second!r} would both be Airflow task {self.airflow_id!r}; rename one"
+        )
+
+
+class InvalidDagIdError(ExportError):
+    """A DAG id that Airflow does not accept."""
+
+    def __init__(self, dag_id: str) -> None:
+        self.dag_id = dag_id
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"{self.dag_id!r} is not a valid Airflow dag id (letters, digits, '_', '.', '-')"
+
+
+class AirflowTaskFailedError(NbflowError, RuntimeError):
+    """A task of the pipeline, run by Airflow, failed. Airflow retries it as it would any
+    exception; ``ename`` and ``error`` are nbflow's, for the task's ``retry_rules``.
+
+    Raised inside Airflow only (a RuntimeError too, as it always was there).
+    """
+
+    exit_code = 1  # a task failed; the pipeline itself is valid
+
+    def __init__(self, task: str, error: str, ename: str | None, traceback: str | None, notebook: str) -> None:
+        self.task = task
+        self.error = error
+        self.ename = ename
+        self.traceback = traceback
+        self.notebook = notebook
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        message = f"task {self.task} failed: {self.error}\nExecuted notebook: {self.notebook}"
+        if self.traceback:
+            message += "\n" + self.traceback.rstrip()
+        return message
