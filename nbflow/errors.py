@@ -412,3 +412,58 @@ class AirflowTaskFailedError(NbflowError, RuntimeError):
         if self.traceback:
             message += "\n" + self.traceback.rstrip()
         return message
+
+
+class StoreSchemaError(StoreError):
+    """The state store file holds tables of another schema than this nbflow's: written by a
+    newer nbflow, or by a development build from before the first release."""
+
+    def __init__(self, path: str, found: str | None, expected: int, detail: str = "") -> None:
+        self.found = found
+        self.expected = expected
+        super().__init__(path, detail)
+
+    def _message(self) -> str:
+        newer = self.found is not None and self.found.isdigit() and int(self.found) > self.expected
+        what = f"schema {self.found}" if self.found is not None else "no schema version"
+        if self.detail:
+            what += f"; {self.detail}"
+        aside = (
+            f"move {self.path} aside (to {self.path}.old, say): nbflow starts a new one, the executed notebooks "
+            "in _nbflow/runs stay where they are, and the old file still opens in any DuckDB client."
+        )
+        if newer:
+            return (
+                f"The state store {self.path} was written by a newer nbflow, or by a development build from before "
+                f"the first release ({what}; this nbflow reads schema {self.expected}). Upgrade nbflow to use it, "
+                f"or {aside}"
+            )
+        return (
+            f"The state store {self.path} was written by a development build of nbflow from before the first "
+            f"release ({what}; this nbflow reads schema {self.expected}). To go on, {aside}"
+        )
+
+
+class StoreReadOnlyError(NbflowError, RuntimeError):
+    """A write to a state store opened read-only (a view's): views never write.
+
+    A RuntimeError too, as it always was: a program error, not a user's.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"the state store {self.path} was opened read-only (to be shown): nothing is written to it"
+
+
+class StoreClosedError(NbflowError, RuntimeError):
+    """A write to a state store after it was closed (a RuntimeError too, as it always was)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"the state store {self.path} is closed: nothing more is written to it"
