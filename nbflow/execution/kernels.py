@@ -40,6 +40,7 @@ import zmq
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
+from nbflow.errors import KernelStartError
 from nbflow.execution.base import KernelNeed
 
 log = logging.getLogger("nbflow.execution")
@@ -52,10 +53,6 @@ SHUTDOWN_GRACE = 2.5
 WARM_MIN_AVAILABLE = 1 << 30
 #: kernels started ahead of time by default (starting or idle, at most)
 DEFAULT_WARM = 2
-
-
-class KernelStartError(RuntimeError):
-    """A kernel did not start (twice in a row)."""
 
 
 def close_thread_event_loop() -> None:
@@ -248,7 +245,7 @@ class KernelLauncher:
                 self._kill_now(km)
         for _try in range(2 - len(errors)):
             if cancelled():
-                raise KernelStartError("the run was stopped before the kernel started")
+                raise KernelStartError(kernel_name, errors, stopped=True)
             km = IPCKernelManager(kernel_name=kernel_name)
             with self._slots:
                 try:
@@ -262,7 +259,7 @@ class KernelLauncher:
                     errors.append(f"{type(e).__name__}: {e}")
                     log.warning("kernel %r failed to start (%s); trying again", kernel_name, errors[-1])
                     self._kill_now(km)
-        raise KernelStartError(f"the kernel {kernel_name!r} did not start: {'; then '.join(errors)}")
+        raise KernelStartError(kernel_name, errors)
 
     def _count(self, what: str) -> None:
         with self._lock:

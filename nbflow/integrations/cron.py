@@ -7,6 +7,7 @@ crashes never takes the scheduler down, and SIGTERM is passed on to the runs it 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -17,7 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from nbflow.errors import NbflowError
+from nbflow.errors import NoScheduleError
+
+#: the scheduler's account of what it starts and stops (INFO); `nbflow scheduler` prints it
+logger = logging.getLogger("nbflow.scheduler")
 
 #: the parameter a scheduled run passes to the notebooks that declare it
 LOGICAL_DATE = "logical_date"
@@ -64,6 +68,9 @@ class CronScheduler:
         Returns the current UTC time (tests pass a fake one).
     launch
         Starts a run for a logical date and returns its process (tests may pass their own).
+    log
+        Told what the scheduler does, a line at a time (default: the ``nbflow.scheduler``
+        logger, at INFO).
     """
 
     def __init__(
@@ -71,7 +78,7 @@ class CronScheduler:
         pipelines: Sequence[Path],
         clock: Callable[[], datetime] = _utcnow,
         launch: Callable[[Path, datetime], subprocess.Popen[bytes]] | None = None,
-        log: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True),
+        log: Callable[[str], None] = logger.info,
     ) -> None:
         from nbflow.project.settings import load_project
 
@@ -82,9 +89,7 @@ class CronScheduler:
         for path in pipelines:
             project = load_project(Path(path).resolve())
             if not project.schedule:
-                raise NbflowError(
-                    f'{path} has no schedule: set schedule = "@daily" (or a cron line) in its nbflow.toml.'
-                )
+                raise NoScheduleError(str(path))
             self.pipelines.append(ScheduledPipeline(Path(path).resolve(), project.schedule, project.max_active_runs))
         self._stop = threading.Event()
         now = self.clock()

@@ -22,16 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from nbflow import __version__
-from nbflow.errors import NbflowError
+from nbflow.errors import AirflowIdClashError, InvalidDagIdError
+from nbflow.errors import ExportError as ExportError  # raised here; its home is nbflow.errors
 from nbflow.pipeline import Pipeline
 from nbflow.project.settings import TaskSettings
 
 #: Airflow's rule for dag and task ids
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-class ExportError(NbflowError):
-    """The pipeline cannot be written as an Airflow DAG as asked."""
 
 
 def airflow_id(name: str) -> str:
@@ -52,7 +49,7 @@ def task_ids(names: list[str]) -> dict[str, str]:
     for name in names:
         tid = airflow_id(name)
         if tid in seen:
-            raise ExportError(f"tasks {seen[tid]!r} and {name!r} would both be Airflow task {tid!r}; rename one")
+            raise AirflowIdClashError(seen[tid], name, tid)
         ids[name], seen[tid] = tid, name
     return ids
 
@@ -165,7 +162,7 @@ def dag_source(
     """
     dag_id = dag_id or airflow_id(pipeline.root.name) or "nbflow"
     if not _ID.match(dag_id):
-        raise ExportError(f"{dag_id!r} is not a valid Airflow dag id (letters, digits, '_', '.', '-')")
+        raise InvalidDagIdError(dag_id)
     order = list(pipeline.dag.order)
     ids = task_ids(order)
     var = _identifiers(ids)

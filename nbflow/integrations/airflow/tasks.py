@@ -22,6 +22,8 @@ from typing import Any
 from airflow.sdk import BaseNotifier
 from airflow.sdk.exceptions import AirflowFailException
 
+from nbflow.errors import AirflowTaskFailedError
+
 try:  # Airflow 3.3 and newer
     from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
 except ImportError:  # pragma: no cover - older Airflow 3: rules that fail at once still apply
@@ -32,15 +34,9 @@ except ImportError:  # pragma: no cover - older Airflow 3: rules that fail at on
 LOG_LINES = 200
 
 
-class NbflowTaskFailed(RuntimeError):
-    """A task of the pipeline failed; carries nbflow's error name for the retry rules."""
-
-    def __init__(self, task: str, error: str, ename: str | None, traceback: str | None, notebook: str) -> None:
-        self.task, self.error, self.ename, self.notebook = task, error, ename, notebook
-        message = f"task {task} failed: {error}\nExecuted notebook: {notebook}"
-        if traceback:
-            message += "\n" + traceback.rstrip()
-        super().__init__(message)
+#: a task of the pipeline failed; carries nbflow's error name for the retry rules (the name
+#: DAG files and Airflow's logs have always used)
+NbflowTaskFailed = AirflowTaskFailedError
 
 
 def _safe(run_id: str) -> str:
