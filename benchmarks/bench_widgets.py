@@ -109,17 +109,19 @@ def render_figures(n: int = 300) -> None:
 
     from nbflow import states
     from nbflow.core.dag import build_dag
-    from nbflow.project.notebook import NotebookSpec, ParametersDecl
+    from nbflow.project.specs import ParametersDecl, TaskSpec
     from nbflow.pipeline import Pipeline
     from nbflow.store.base import TaskRecord
-    from nbflow.widgets import Dashboard, layout, model
+    from nbflow.views import dashboard as model
+    from nbflow.views import svg as layout
+    from nbflow.widgets import Dashboard
     from nbflow.store.watch import store_stamp
 
     specs = []
     for i in range(n):
         ups = tuple(f"t{j:03d}" for j in (i - 1, i - 7, i - 31) if j >= 0)
         specs.append(
-            NotebookSpec(f"t{i:03d}", None, f"t{i:03d}.ipynb", "python3", "python", ParametersDecl(upstream=ups), 0, "")
+            TaskSpec(f"t{i:03d}", None, f"t{i:03d}.ipynb", "python3", "python", ParametersDecl(upstream=ups), 0, "")
         )
     dag = build_dag(specs)
 

@@ -12,7 +12,7 @@ from nbflow.project.code import CodeDeclarations, DeclaredTask, read_declaration
 from nbflow.project.discovery import discover, is_inside
 from nbflow.errors import CycleError, DuplicateTaskError, NbflowError, PipelineValidationError, UnknownTaskError
 from nbflow.core.dag import DAG, build_dag, find_cycle
-from nbflow.project.notebook import RESERVED_NAMES, NotebookSpec, Product
+from nbflow.project.specs import RESERVED_NAMES, Product, TaskSpec
 from nbflow.project.params import Overrides, validate_overrides
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ _TASKS_FILE_MAX_BYTES = 4 * 1024 * 1024
 class Task:
     """A notebook task of a pipeline; ``a >> b`` makes ``a`` an upstream of ``b``."""
 
-    def __init__(self, pipeline: Pipeline, spec: NotebookSpec) -> None:
+    def __init__(self, pipeline: Pipeline, spec: TaskSpec) -> None:
         self.pipeline = pipeline
         self.spec = spec
 
@@ -134,11 +134,11 @@ def _read_tasks_file(hook: Path, within: Path | None) -> CodeDeclarations:
     return read_declarations(source)
 
 
-def _placeholder(root: Path, task: DeclaredTask, upstream: Sequence[str]) -> NotebookSpec:
+def _placeholder(root: Path, task: DeclaredTask, upstream: Sequence[str]) -> TaskSpec:
     """The spec of a task read from ``nbflow_tasks.py``: no target (nothing of it has run)."""
-    from nbflow.project.notebook import ParametersDecl
+    from nbflow.project.specs import ParametersDecl
 
-    return NotebookSpec(
+    return TaskSpec(
         name=task.name,
         path=root / TASKS_FILE,
         relpath=f"<{task.kind} task {task.name}>",
@@ -187,14 +187,14 @@ class Pipeline:
     def __init__(
         self,
         root: str | os.PathLike[str],
-        specs: Iterable[NotebookSpec],
+        specs: Iterable[TaskSpec],
         problems: Sequence[NbflowError] = (),
         *,
         code: CodeDeclarations | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         found: list[NbflowError] = list(problems)
-        self.specs: dict[str, NotebookSpec] = {}
+        self.specs: dict[str, TaskSpec] = {}
         for spec in specs:
             if spec.name in self.specs:
                 found.append(DuplicateTaskError(spec.name, [self.specs[spec.name].relpath, spec.relpath]))
@@ -429,7 +429,7 @@ class Pipeline:
             else:
                 self.code_unread.append(f"the edge {up} -> {down} names a task that is not listed")
 
-    def _add_placeholder(self, spec: NotebookSpec) -> str | None:
+    def _add_placeholder(self, spec: TaskSpec) -> str | None:
         if spec.name.casefold() in {n.casefold() for n in self.specs}:
             return "another task has this name"
         self.specs[spec.name] = spec
@@ -530,7 +530,7 @@ class Pipeline:
     ) -> Task:
         import hashlib
 
-        from nbflow.project.notebook import ParametersDecl
+        from nbflow.project.specs import ParametersDecl
 
         if name.casefold() in {n.casefold() for n in self.specs}:
             raise PipelineValidationError(
@@ -540,7 +540,7 @@ class Pipeline:
                     )
                 ]
             )
-        spec = NotebookSpec(
+        spec = TaskSpec(
             # a code task lives in the pipeline folder: products resolve, and it runs, there
             name=name,
             path=self.root / TASKS_FILE,

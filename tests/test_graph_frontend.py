@@ -8,9 +8,9 @@ from labserver import CHROMIUM_ARGS, chromium_path
 
 from nbflow import states
 from nbflow.core.dag import build_dag
-from nbflow.project.notebook import NotebookSpec, ParametersDecl
+from nbflow.project.specs import ParametersDecl, TaskSpec
 from nbflow.views.svg import layout
-from nbflow.views.model import TaskPaint
+from nbflow.views.dashboard import TaskPaint
 
 playwright = pytest.importorskip("playwright.sync_api", reason="the test extra installs playwright")
 
@@ -20,7 +20,7 @@ def _dag(n: int):
     for i in range(n):
         ups = tuple(f"t{j:03d}" for j in (i - 1, i - 7) if j >= 0)
         specs.append(
-            NotebookSpec(f"t{i:03d}", None, f"t{i:03d}.ipynb", "python3", "python", ParametersDecl(upstream=ups), 0, "")
+            TaskSpec(f"t{i:03d}", None, f"t{i:03d}.ipynb", "python3", "python", ParametersDecl(upstream=ups), 0, "")
         )
     return build_dag(specs)
 

@@ -20,12 +20,12 @@ from hostile import ERROR, FOLDER, LT_TASK, MORE_NAMES, RUN_ID, STATES, TASKS, m
 
 from nbflow import states
 from nbflow.core.dag import build_dag
-from nbflow.project.notebook import NotebookSpec, ParametersDecl
+from nbflow.project.specs import ParametersDecl, TaskSpec
 from nbflow.pipeline import Pipeline
-from nbflow.views.render import TASK_KEY_ATTR, dag_to_dot, shown_name, svg_task_key, task_of_svg_key
+from nbflow.views.dot import dag_to_dot
 from nbflow.widgets import Dashboard
-from nbflow.views import model as widget_model
-from nbflow.views.svg import dag_dot_source, layout
+from nbflow.views import dashboard as widget_model
+from nbflow.views.svg import TASK_KEY_ATTR, dag_dot_source, layout, shown_name, svg_task_key, task_of_svg_key
 
 SVG = "{http://www.w3.org/2000/svg}"
 #: every element a drawing may hold: a name that became markup would add another
@@ -37,7 +37,7 @@ NAMES = [*TASKS, *MORE_NAMES]
 
 def _dag(names: list[str]):
     specs = [
-        NotebookSpec(n, None, f"{n}.ipynb", "python3", "python", ParametersDecl(upstream=ups), 0, "")
+        TaskSpec(n, None, f"{n}.ipynb", "python3", "python", ParametersDecl(upstream=ups), 0, "")
         for n, ups in zip(names, [(), *((n,) for n in names[:-1])], strict=True)
     ]
     return build_dag(specs)

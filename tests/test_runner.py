@@ -8,7 +8,7 @@ from pathlib import Path
 from nbflow import states
 from nbflow.execution.base import AttemptOutcome, Executor, TaskRequest, utcnow
 from nbflow.core.dag import build_dag
-from nbflow.project.notebook import NotebookSpec, ParametersDecl
+from nbflow.project.specs import ParametersDecl, TaskSpec
 from nbflow.project.params import Overrides
 from nbflow.engine.runner import Runner
 from nbflow.store.memory import MemoryRunStore
@@ -35,8 +35,8 @@ class RecordingExecutor(Executor):
         self.cancelled.append(run_id)
 
 
-def _spec(tmp_path: Path, name: str, upstream: tuple[str, ...] = ()) -> NotebookSpec:
-    return NotebookSpec(
+def _spec(tmp_path: Path, name: str, upstream: tuple[str, ...] = ()) -> TaskSpec:
+    return TaskSpec(
         name,
         tmp_path / f"{name}.ipynb",
         f"{name}.ipynb",

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbflow.core.dag import DAG
-from nbflow.project.notebook import NotebookSpec
+from nbflow.project.specs import TaskSpec
 from nbflow.project.params import Overrides
 from nbflow.store.base import AttemptRecord
 
 
-def fingerprints(dag: DAG, specs: Mapping[str, NotebookSpec], overrides: Overrides) -> dict[str, str]:
+def fingerprints(dag: DAG, specs: Mapping[str, TaskSpec], overrides: Overrides) -> dict[str, str]:
     from nbflow.engine.runner import injected_parameters
 
     result: dict[str, str] = {}
@@ -46,11 +46,11 @@ class Decision:
 
 def plan(
     dag: DAG,
-    specs: Mapping[str, NotebookSpec],
+    specs: Mapping[str, TaskSpec],
     prints: Mapping[str, str],
     overrides: Overrides,
     last: Mapping[str, AttemptRecord],
-    products: Callable[[NotebookSpec], Iterable[Path]],
+    products: Callable[[TaskSpec], Iterable[Path]],
     force: bool = False,
     force_tasks: Iterable[str] = (),
 ) -> dict[str, Decision]:

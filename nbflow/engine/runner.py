@@ -27,7 +27,7 @@ from nbflow.engine.environment import capture, checksums
 from nbflow.errors import NbflowError
 from nbflow.execution.base import AttemptOutcome, Executor, KernelNeed, TaskRequest, utcnow
 from nbflow.core.dag import DAG
-from nbflow.project.notebook import NotebookSpec, Product
+from nbflow.project.specs import Product, TaskSpec
 from nbflow.project.params import Overrides
 from nbflow.engine.retry import decide
 from nbflow.core.ready import Scheduler
@@ -46,7 +46,7 @@ def new_run_id() -> str:
     return utcnow().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
-def resolve_product(spec: NotebookSpec) -> Product:
+def resolve_product(spec: TaskSpec) -> Product:
     """The task's declared product with each path made absolute (relative to its notebook's folder)."""
     product = spec.product
     if product is None:
@@ -65,7 +65,7 @@ def product_paths(product: Product) -> tuple[Path, ...]:
 
 
 def injected_parameters(
-    spec: NotebookSpec, dag: DAG, specs: Mapping[str, NotebookSpec], overrides: Overrides
+    spec: TaskSpec, dag: DAG, specs: Mapping[str, TaskSpec], overrides: Overrides
 ) -> dict[str, Any]:
     """What papermill injects into ``spec``'s notebook: overrides, then ``upstream`` and ``product``."""
     params = overrides.for_task(spec)
@@ -82,7 +82,7 @@ def injected_parameters(
 
 
 def task_request(
-    specs: Mapping[str, NotebookSpec],
+    specs: Mapping[str, TaskSpec],
     dag: DAG,
     settings: Mapping[str, TaskSettings],
     secrets: Mapping[str, str],
@@ -233,7 +233,7 @@ class Runner:
     def __init__(
         self,
         root: Path,
-        specs: Mapping[str, NotebookSpec],
+        specs: Mapping[str, TaskSpec],
         dag: DAG,
         store: RunStore,
         executor: Executor,

@@ -15,7 +15,7 @@ import ast
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbflow.project.notebook import RESERVED_NAMES, Product
+from nbflow.project.specs import RESERVED_NAMES, Product
 
 #: keyword arguments of ``Pipeline.task`` and ``Pipeline.http_task`` that are not settings
 _TASK_ARGS = frozenset({"name", "upstream", "product"})

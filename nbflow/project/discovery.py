@@ -31,7 +31,9 @@ from nbflow.errors import (
     OutsideFolderError,
     PipelineNotFoundError,
 )
-from nbflow.project.notebook import NotebookSpec, ParametersDecl, read_task_spec
+from nbflow.project.notebook import read_notebook_spec
+from nbflow.project.sql import read_sql_spec
+from nbflow.project.specs import ParametersDecl, TaskSpec
 
 #: nbflow's own folder inside a pipeline: the state store and every run's executed notebooks
 STATE_DIR_NAME = "_nbflow"
@@ -54,7 +56,7 @@ class Discovery:
     """The notebooks found under a folder, and every problem met while reading them."""
 
     root: Path
-    specs: list[NotebookSpec] = field(default_factory=list)
+    specs: list[TaskSpec] = field(default_factory=list)
     problems: list[NbflowError] = field(default_factory=list)
 
 
@@ -101,6 +103,11 @@ def iter_notebook_paths(root: Path, outside: list[Path] | None = None, within: P
         stack.extend(reversed(subdirs))
 
 
+def read_task_spec(path: Path, name: str, relpath: str) -> TaskSpec:
+    """A notebook (``.ipynb``) or a SQL task (``.sql``)."""
+    return (read_sql_spec if path.suffix == ".sql" else read_notebook_spec)(path, name, relpath)
+
+
 def is_inside(path: Path, folder: Path) -> bool:
     """Whether ``path``'s real location (every symlink followed) is ``folder`` or below it."""
     try:
@@ -135,7 +142,7 @@ def _stamp(path: Path) -> _Stamp | None:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def _spec_to_json(spec: NotebookSpec) -> dict[str, Any]:
+def _spec_to_json(spec: TaskSpec) -> dict[str, Any]:
     p = spec.params
     return {
         "kind": spec.kind,
@@ -162,7 +169,7 @@ def _is_product(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
 
 
-def _spec_from_json(data: Any, path: Path, name: str, relpath: str) -> NotebookSpec | None:
+def _spec_from_json(data: Any, path: Path, name: str, relpath: str) -> TaskSpec | None:
     """The spec a cache entry holds, or None when anything in it is not what nbflow writes."""
     if not isinstance(data, dict):
         return None
@@ -187,7 +194,7 @@ def _spec_from_json(data: Any, path: Path, name: str, relpath: str) -> NotebookS
     params = ParametersDecl(
         dict(defaults), tuple(data["upstream"]), data["declares_upstream"], data["product"], data["declares_product"]
     )
-    return NotebookSpec(
+    return TaskSpec(
         name=name,
         path=path,
         relpath=relpath,
@@ -244,7 +251,7 @@ def _load_cache(path: Path) -> dict[str, tuple[_Stamp, Any]]:
 _CACHE_MAX_BYTES = 256 * 1024 * 1024
 
 
-def _save_cache(path: Path, entries: dict[str, tuple[_Stamp, NotebookSpec]]) -> None:
+def _save_cache(path: Path, entries: dict[str, tuple[_Stamp, TaskSpec]]) -> None:
     from nbflow import __version__
 
     data = {
@@ -294,7 +301,7 @@ def discover(
     if within is not None and not is_inside(cache_path, within):
         cache = False
     cached = _load_cache(cache_path) if cache else {}
-    fresh: dict[str, tuple[_Stamp, NotebookSpec]] = {}
+    fresh: dict[str, tuple[_Stamp, TaskSpec]] = {}
     outside: list[Path] = []
     by_folded_name: dict[str, str] = {}
     for path in iter_notebook_paths(root_path, outside, within):
@@ -334,7 +341,7 @@ def discover(
     return found
 
 
-def _changed(fresh: dict[str, tuple[_Stamp, NotebookSpec]], cached: dict[str, tuple[_Stamp, Any]]) -> bool:
+def _changed(fresh: dict[str, tuple[_Stamp, TaskSpec]], cached: dict[str, tuple[_Stamp, Any]]) -> bool:
     if fresh.keys() != cached.keys():
         return True
     return any(fresh[k][0] != cached[k][0] or _spec_to_json(fresh[k][1]) != cached[k][1] for k in fresh)

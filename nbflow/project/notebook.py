@@ -1,4 +1,4 @@
-"""Read one ``.ipynb`` file into a :class:`NotebookSpec`, without starting a kernel.
+"""Read one ``.ipynb`` file into a :class:`~nbflow.project.specs.TaskSpec`, without starting a kernel.
 
 The ``parameters`` cell (papermill's convention: the code cell tagged ``parameters``) is
 read with :mod:`ast`, never executed. Two names in it mean something to nbflow:
@@ -17,70 +17,13 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from nbflow.errors import InvalidDeclarationError, MalformedNotebookError
+from nbflow.project.specs import ParametersDecl, Product, TaskSpec
 
-#: what a ``product`` declaration may be: nothing, one path, or named paths
-Product = Union[None, str, dict[str, str]]  # noqa: UP007 - a runtime alias, valid on 3.9
-
-RESERVED_NAMES = frozenset({"upstream", "product"})
 DEFAULT_KERNEL = "python3"
-
-
-@dataclass(frozen=True)
-class ParametersDecl:
-    """What a parameters cell declares."""
-
-    #: parameter name -> the source text of its default value
-    defaults: dict[str, str] = field(default_factory=dict)
-    upstream: tuple[str, ...] = ()
-    #: whether ``upstream`` appears in the cell at all (even as ``None``)
-    declares_upstream: bool = False
-    product: Product = None
-    declares_product: bool = False
-
-
-@dataclass(frozen=True)
-class NotebookSpec:
-    """One notebook task as read from disk: where it is and what it declares."""
-
-    name: str
-    path: Path
-    relpath: str
-    kernel_name: str
-    language: str
-    params: ParametersDecl
-    #: index of the parameters cell, or None when the notebook has none
-    parameters_cell: int | None
-    #: hash of the code cells' sources and the kernel name; changes when the code does
-    source_hash: str
-    #: the notebook's own settings (metadata ``nbflow``), validated with the project's
-    settings: Any = None
-    #: ``notebook``, ``sql``, ``python`` (a function) or ``http`` (a request)
-    kind: str = "notebook"
-    #: what a ``python`` task calls, or an ``http`` task's request (method, url, ...)
-    target: Any = None
-
-    @property
-    def upstream(self) -> tuple[str, ...]:
-        return self.params.upstream
-
-    @property
-    def is_task(self) -> bool:
-        """False for a notebook that opts out (metadata ``{"nbflow": {"task": false}}``), e.g. a dashboard."""
-        return not (isinstance(self.settings, dict) and self.settings.get("task") is False)
-
-    @property
-    def product(self) -> Product:
-        return self.params.product
-
-    @property
-    def folder(self) -> Path:
-        return self.path.parent
 
 
 def strip_magics(source: str) -> str:
@@ -226,8 +169,8 @@ def _structure_problem(nb: Any) -> str | None:
     return None
 
 
-def spec_from_json(nb: Any, path: Path, name: str, relpath: str) -> NotebookSpec:
-    """Build a :class:`NotebookSpec` from a notebook's parsed JSON. Pure: no I/O."""
+def spec_from_json(nb: Any, path: Path, name: str, relpath: str) -> TaskSpec:
+    """Build a :class:`TaskSpec` from a notebook's parsed JSON. Pure: no I/O."""
     problem = _structure_problem(nb)
     if problem:
         raise MalformedNotebookError(relpath, problem)
@@ -250,7 +193,7 @@ def spec_from_json(nb: Any, path: Path, name: str, relpath: str) -> NotebookSpec
     decl = ParametersDecl()
     if params_index is not None:
         decl = parse_parameters(_cell_source(nb["cells"][params_index]), relpath, params_index)
-    return NotebookSpec(
+    return TaskSpec(
         name=name,
         path=path,
         relpath=relpath,
@@ -263,60 +206,8 @@ def spec_from_json(nb: Any, path: Path, name: str, relpath: str) -> NotebookSpec
     )
 
 
-_SQL_DECLARATION = re.compile(r"^--\s*([A-Za-z_]\w*\s*(?::[^=]*)?=.*)$")
-
-
-def spec_from_sql(text: str, path: Path, name: str, relpath: str) -> NotebookSpec:
-    """A SQL task: its header comment declares, one per line, like a parameters cell.
-
-    ``-- upstream = ["validate"]``, ``-- product = "output/x.parquet"``, ``-- min_rows = 10``;
-    other comment lines are prose. The header ends at the first line that is not a comment.
-    """
-    declarations = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped and not stripped.startswith("--"):
-            break
-        match = _SQL_DECLARATION.match(stripped)
-        if match:
-            declarations.append(match.group(1))
-    decl = parse_parameters("\n".join(declarations), relpath, 0)
-    for key, source in decl.defaults.items():
-        try:
-            ast.literal_eval(source)
-        except (ValueError, SyntaxError):
-            raise InvalidDeclarationError(
-                relpath, f"parameter {key!r} must have a literal default (got `{source}`)", 0
-            ) from None
-    if decl.product is not None and not isinstance(decl.product, str):
-        raise InvalidDeclarationError(relpath, "a SQL task's 'product' is one path (its query's result)", 0)
-    if isinstance(decl.product, str) and not decl.product.endswith((".parquet", ".csv")):
-        raise InvalidDeclarationError(relpath, "a SQL task's 'product' must end in .parquet or .csv", 0)
-    return NotebookSpec(
-        name=name,
-        path=path,
-        relpath=relpath,
-        kernel_name="duckdb",
-        language="sql",
-        params=decl,
-        parameters_cell=None,
-        source_hash=hashlib.sha256(text.encode()).hexdigest()[:16],
-        kind="sql",
-    )
-
-
-def read_task_spec(path: Path, name: str, relpath: str) -> NotebookSpec:
-    """A notebook (``.ipynb``) or a SQL task (``.sql``)."""
-    if path.suffix == ".sql":
-        try:
-            return spec_from_sql(path.read_text(encoding="utf-8"), path, name, relpath)
-        except (OSError, UnicodeDecodeError) as e:
-            raise MalformedNotebookError(relpath, f"it cannot be read as text ({e})") from None
-    return read_notebook_spec(path, name, relpath)
-
-
-def read_notebook_spec(path: Path, name: str, relpath: str) -> NotebookSpec:
-    """Read ``path`` into a :class:`NotebookSpec`.
+def read_notebook_spec(path: Path, name: str, relpath: str) -> TaskSpec:
+    """Read ``path`` into a :class:`TaskSpec`.
 
     Raises
     ------

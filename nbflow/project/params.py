@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbflow.errors import NbflowError, ParameterError, PipelineValidationError
-from nbflow.project.notebook import RESERVED_NAMES, NotebookSpec
+from nbflow.project.specs import RESERVED_NAMES, TaskSpec
 
 _PLAIN = (str, int, float, bool, type(None))
 
@@ -103,7 +103,7 @@ class Overrides:
             flat.update({f"{task}.{k}": v for k, v in values.items()})
         return flat
 
-    def for_task(self, spec: NotebookSpec) -> dict[str, Any]:
+    def for_task(self, spec: TaskSpec) -> dict[str, Any]:
         """The overrides that reach ``spec``: global ones it declares, then its own."""
         values = {k: v for k, v in self.everywhere.items() if k in spec.params.defaults}
         values.update(self.per_task.get(spec.name, {}))
@@ -129,7 +129,7 @@ def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
 
 
 def validate_overrides(
-    overrides: Overrides, specs: Mapping[str, NotebookSpec], secrets: Mapping[str, str] | None = None
+    overrides: Overrides, specs: Mapping[str, TaskSpec], secrets: Mapping[str, str] | None = None
 ) -> None:
     """Check every override against what the notebooks declare.
 
