@@ -467,3 +467,55 @@ class StoreClosedError(NbflowError, RuntimeError):
 
     def _message(self) -> str:
         return f"the state store {self.path} is closed: nothing more is written to it"
+
+
+class PathOutsideRootError(NbflowError):
+    """A path from the browser that leads outside the folder the Jupyter server serves."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"{self.path!r} is outside the folder this server serves."
+
+
+class NotAPipelineFolderError(NbflowError):
+    """A path from the browser that is not an existing folder."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"{self.path!r} is not a folder on this server."
+
+
+class RunNotGoingOnError(NbflowError):
+    """A stop asked for a run that is not going on (it has finished, or runs elsewhere)."""
+
+
+class InvalidRequestError(NbflowError):
+    """A request of the lab panel with an argument nbflow cannot use."""
+
+
+class ChildRunFailedError(NbflowError):
+    """The ``nbflow run`` process a request started ended before its run was recorded.
+
+    Exit code 2 means the request or the pipeline is invalid (a bad parameter, a validation
+    problem: :attr:`invalid`); any other code, that the process crashed.
+    """
+
+    def __init__(self, returncode: int, output: str) -> None:
+        self.returncode = returncode
+        self.output = output
+        super().__init__(self._message())
+
+    @property
+    def invalid(self) -> bool:
+        return self.returncode == 2
+
+    def _message(self) -> str:
+        text = self.output.strip()
+        text = text.removeprefix("nbflow: error: ") if self.invalid else text[-2000:]
+        return text or f"nbflow run exited with code {self.returncode} before the run started."
