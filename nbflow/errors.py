@@ -519,3 +519,19 @@ class ChildRunFailedError(NbflowError):
         text = self.output.strip()
         text = text.removeprefix("nbflow: error: ") if self.invalid else text[-2000:]
         return text or f"nbflow run exited with code {self.returncode} before the run started."
+
+
+class UnknownKindError(NbflowError):
+    """A task of a kind nbflow does not know (its spec names no kind of :data:`nbflow.kinds.KINDS`)."""
+
+    def __init__(self, kind: str, known: Sequence[str]) -> None:
+        self.kind = kind
+        self.known = sorted(known)
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"No task kind named {self.kind!r}; nbflow knows {', '.join(self.known)}."
+
+
+class ExecutorUnavailableError(NbflowError):
+    """The executor cannot run this pipeline: no cluster, or workers that cannot see its files."""
