@@ -374,9 +374,7 @@ class AirflowIdClashError(ExportError):
         super().__init__(self._message())
 
     def _message(self) -> str:
-        return (
-            f"tasks {self.first!r} and {self.second!r} would both be Airflow task {self.airflow_id!r}; rename one"
-        )
+        return f"tasks {self.first!r} and {self.second!r} would both be Airflow task {self.airflow_id!r}; rename one"
 
 
 class InvalidDagIdError(ExportError):
@@ -429,7 +427,7 @@ class StoreSchemaError(StoreError):
         if self.detail:
             what += f"; {self.detail}"
         aside = (
-            f"move {self.path} aside (to {self.path}.old, say): nbflow starts a new one, the executed notebooks "
+            f"move it aside (mv {self.path} {self.path}.old): nbflow starts a new one, the executed notebooks "
             "in _nbflow/runs stay where they are, and the old file still opens in any DuckDB client."
         )
         if newer:

@@ -81,9 +81,9 @@ def run_task(pipeline: str, name: str, context: Mapping[str, Any], output_dir: s
     AirflowFailException
         The task failed and a ``retry_rules`` entry says not to retry it.
     """
-    from nbflow.pipeline import Pipeline
     from nbflow.engine.retry import matching_rule
     from nbflow.integrations.single import run_one
+    from nbflow.pipeline import Pipeline
 
     ti = context["ti"]
     dag_id = context["dag"].dag_id
@@ -129,8 +129,8 @@ class NbflowRetryPolicy(RetryPolicy):  # type: ignore[misc,valid-type]
         self.pipeline, self.task = pipeline, task
 
     def evaluate(self, exception: BaseException, try_number: int, max_tries: int, context: Any = None) -> Any:
-        from nbflow.pipeline import Pipeline
         from nbflow.engine.retry import matching_rule
+        from nbflow.pipeline import Pipeline
 
         if not isinstance(exception, NbflowTaskFailed):
             return RetryDecision()
