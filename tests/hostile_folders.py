@@ -60,7 +60,8 @@ def wal_folder(folder: Path, marker: Path) -> Path:
     from datetime import datetime
 
     from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
-    from nbflow.store.duckdb import INSERT_ATTEMPT, INSERT_LOG, INSERT_RUN, INSERT_TASK, DuckDBRunStore
+    from nbflow.store.duckdb import DuckDBRunStore
+    from nbflow.store.duckdb.records import INSERT_ATTEMPT, INSERT_LOG, INSERT_RUN, INSERT_TASK
 
     write_notebook(folder, "load", "upstream = None", "print('hi')")
     store = DuckDBRunStore(folder / "_nbflow" / "state.duckdb")

@@ -116,9 +116,11 @@ def test_reading_a_missing_store_finds_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "none").exists()
 
 
-def test_an_older_store_file_is_migrated_on_first_use(tmp_path: Path) -> None:
+def test_a_store_from_a_development_build_is_refused_clearly(tmp_path: Path) -> None:
+    from nbflow.errors import StoreSchemaError
+
     path = tmp_path / "state.duckdb"
-    con = duckdb.connect(str(path))
+    con = duckdb.connect(str(path))  # a file of the development builds' schema 1: runs had fewer columns
     con.execute("CREATE TABLE nbflow_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
     con.execute("INSERT INTO nbflow_meta VALUES ('schema_version', '1')")
     con.execute(
@@ -130,18 +132,23 @@ def test_an_older_store_file_is_migrated_on_first_use(tmp_path: Path) -> None:
         "INSERT INTO runs VALUES ('old', '/p', 'success', TIMESTAMP '2026-01-01', NULL, NULL, '{}', 1, NULL, '0.0.1', 1, 'h')"
     )
     con.close()
+    for read_only in (False, True):
+        with pytest.raises(StoreSchemaError, match="development build") as caught:
+            DuckDBRunStore(path, read_only=read_only).list_runs()
+        assert "runs table lacks resumed_from" in str(caught.value) and "move it aside" in str(caught.value)
     store = DuckDBRunStore(path)
-    [run] = store.list_runs()
-    assert run.run_id == "old" and run.resumed_from is None
     store.save_run(_run("new", 0))
-    store.close()
-    assert [r.run_id for r in DuckDBRunStore(path).list_runs()] == ["new", "old"]
+    with pytest.raises(StoreSchemaError, match="development build"):
+        store.flush()
+    con = duckdb.connect(str(path), read_only=True)
+    assert con.execute("SELECT run_id FROM runs").fetchall() == [("old",)], "neither upgraded nor written"
+    con.close()
 
 
-def test_a_store_from_a_newer_nbflow_is_refused_clearly(tmp_path: Path) -> None:
-    from nbflow.errors import NbflowError
+def test_a_store_from_a_newer_nbflow_is_refused_clearly(tmp_path: Path, nbflow_cli) -> None:
+    from nbflow.errors import StoreSchemaError
 
-    path = tmp_path / "state.duckdb"
+    path = tmp_path / "_nbflow" / "state.duckdb"
     with DuckDBRunStore(path) as store:
         store.save_run(_run("r1", 0))
     con = duckdb.connect(str(path))
@@ -149,8 +156,14 @@ def test_a_store_from_a_newer_nbflow_is_refused_clearly(tmp_path: Path) -> None:
     con.close()
     store = DuckDBRunStore(path)
     store.save_run(_run("r2", 1))
-    with pytest.raises(NbflowError, match="written by a newer nbflow"):
+    with pytest.raises(StoreSchemaError, match="written by a newer nbflow") as caught:
         store.flush()
+    assert (caught.value.found, caught.value.expected) == ("999", 1)
+    with pytest.raises(StoreSchemaError, match="schema 999"):
+        DuckDBRunStore(path, read_only=True).get_run("r1")
+    result = nbflow_cli("status", str(tmp_path))
+    assert result.exit_code == 2 and "written by a newer nbflow" in result.stderr and "move it aside" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 HOLD = """
@@ -171,7 +184,7 @@ def _hold(path: Path, seconds: float):
     return proc
 
 
-def test_writes_wait_for_a_reader_that_holds_the_file_and_nothing_is_lost(tmp_path: Path, capsys) -> None:
+def test_writes_wait_for_a_reader_that_holds_the_file_and_nothing_is_lost(tmp_path: Path, caplog) -> None:
     path = tmp_path / "state.duckdb"
     with DuckDBRunStore(path) as store:
         store.save_run(_run("r0", 0))
@@ -181,7 +194,7 @@ def test_writes_wait_for_a_reader_that_holds_the_file_and_nothing_is_lost(tmp_pa
         store.save_task(TaskRecord("r1", f"t{i}", "success", 1))
     store.save_run(_run("r1", 1))
     store.close()  # gives up waiting after 0.5 s: the records stay in its write-ahead file
-    assert f"kept in {store.wal_path.name}" in capsys.readouterr().err
+    assert f"kept in {store.wal_path.name}" in caplog.text
     assert store.wal_path.exists()
     holder.wait()
     holder.stdout.close()

@@ -156,6 +156,25 @@ class RunStore(abc.ABC):
     def get_log(self, run_id: str, task: str, attempt: int) -> str | None:
         """An attempt's captured output, or None."""
 
+    # -- what a live view reads; a store that can do better overrides these -------------
+
+    def runs_and_tasks(
+        self, run_id: str | None = None, limit: int | None = None
+    ) -> tuple[list[RunRecord], dict[str, TaskRecord]]:
+        """Runs, newest first, and the tasks of ``run_id`` (default: the newest run).
+
+        The DuckDB store reads both through one connection; this reads them one after the other.
+        """
+        runs = self.list_runs(limit)
+        chosen = run_id or (runs[0].run_id if runs else None)
+        return runs, self.get_tasks(chosen) if chosen is not None else {}
+
+    def written_ahead(self) -> tuple[dict[str, RunRecord], dict[tuple[str, str], TaskRecord]]:
+        """Runs and task states made but perhaps not yet readable through the other methods
+        (a writer's write-ahead files). Keys: run id; (run id, task). None here: every
+        write of a store that keeps none is readable at once."""
+        return {}, {}
+
     @property
     def failure(self) -> NbflowError | None:
         """Why writes can no longer be recorded (a full disk, say); None while they can."""

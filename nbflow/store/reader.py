@@ -11,10 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nbflow.store.base import RunRecord, TaskRecord
-from nbflow.store.duckdb import DuckDBRunStore
-
-DbStamp = tuple[tuple[int, int] | None, ...]
+from nbflow.store.base import RunRecord, RunStore, TaskRecord
+from nbflow.store.watch import Stamp, store_stamp
 
 
 @dataclass
@@ -26,26 +24,22 @@ class Snapshot:
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
 
 
-def db_stamp(path: Path) -> DbStamp:
-    """Size and mtime of the database file and of DuckDB's own log beside it."""
-    found: list[tuple[int, int] | None] = []
-    for p in (path, path.with_name(path.name + ".wal")):
-        try:
-            st = p.stat()
-            found.append((st.st_size, st.st_mtime_ns))
-        except OSError:
-            found.append(None)
-    return tuple(found)
-
-
 class StoreReader:
-    """Snapshots of the store at ``path`` (a DuckDB file); never writes anything (a read-only store)."""
+    """Snapshots of the store at ``path``; never writes anything.
 
-    def __init__(self, path: Path, history_limit: int = 50) -> None:
+    ``store`` is what is read (default: the DuckDB file at ``path``, opened read-only); any
+    :class:`RunStore` will do. ``path`` tells when the database changed (a new read is due).
+    """
+
+    def __init__(self, path: Path, history_limit: int = 50, store: RunStore | None = None) -> None:
         self.path = path
-        self.store = DuckDBRunStore(path, lock_timeout=10.0, read_only=True)
+        if store is None:
+            from nbflow.store.duckdb import DuckDBRunStore  # duckdb only when it is the store read
+
+            store = DuckDBRunStore(path, lock_timeout=10.0, read_only=True)
+        self.store = store
         self.history_limit = history_limit
-        self._stamp: DbStamp | None = None
+        self._stamp: Stamp | None = None
         self._runs: list[RunRecord] = []
         self._tasks: dict[str, dict[str, TaskRecord]] = {}  # run id -> tasks, as last read
 
@@ -57,7 +51,7 @@ class StoreReader:
         When the database must be read again, ``early`` first gets what the write-ahead
         files already tell, over the previous read (a read may wait for a writer's lock).
         """
-        stamp = db_stamp(self.path)
+        stamp = store_stamp(self.path, write_ahead=False)
         ahead_runs, ahead_tasks = self.store.written_ahead()
         if reread or stamp != self._stamp:
             if self._stamp is not None and early is not None:

@@ -16,13 +16,19 @@ from pathlib import Path
 Stamp = tuple[tuple[str, int, int], ...]
 
 
-def store_stamp(path: Path) -> Stamp:
-    """Size and mtime of the store file and of every file beside it named after it (WALs)."""
+def store_stamp(path: Path, write_ahead: bool = True) -> Stamp:
+    """Size and mtime of the store file and of every file beside it named after it: DuckDB's
+    own log and, unless ``write_ahead`` is False, nbflow's write-ahead files.
+
+    The one "did the store change" test: with ``write_ahead=False``, whether the database
+    itself changed (what a read of it would find), as :class:`~nbflow.store.reader.StoreReader` asks.
+    """
+    database = (path.name, path.name + ".wal")
     found = []
     try:
         with os.scandir(path.parent) as entries:
             for entry in entries:
-                if entry.name.startswith(path.name):
+                if entry.name.startswith(path.name) and (write_ahead or entry.name in database):
                     try:
                         st = entry.stat()
                     except OSError:  # gone meanwhile (a WAL being emptied)
