@@ -155,13 +155,13 @@ def _placeholder(root: Path, task: DeclaredTask, upstream: Sequence[str]) -> Tas
 
 def _close_quietly(store: RunStore) -> None:
     """Close a store at the end of a run: a problem is a warning, not the run's failure."""
-    import sys
+    import logging
 
     try:
         store.close()
     except NbflowError as e:
         if e is not store.failure:  # that one stopped the run, and the run reports it
-            print(f"nbflow: warning: {e}", file=sys.stderr)
+            logging.getLogger("nbflow").warning("nbflow: warning: %s", e)
 
 
 class Pipeline:

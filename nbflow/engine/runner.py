@@ -9,10 +9,10 @@ every state change in the store and tells the listeners (progress display, widge
 from __future__ import annotations
 
 import heapq
+import logging
 import os
 import secrets
 import socket
-import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -398,7 +398,7 @@ class Runner:
             self.store.flush()
         except NbflowError as e:  # the run is over either way; its record waits in the store's queue
             if problem is None:
-                print(f"nbflow: warning: {e}", file=sys.stderr)
+                logging.getLogger("nbflow").warning("nbflow: warning: %s", e)
         self._emit("on_run_end", run=run, tasks=tasks)
         return RunResult(run, tasks, problem)
 
