@@ -91,6 +91,7 @@ def _copy_tables(con: duckdb.DuckDBPyConnection, path: str) -> None:
     row = con.execute("SELECT coalesce(max(id), 0) + 1 FROM disk.notifications").fetchone() if has_tables else None
     con.execute(f"CREATE SEQUENCE notification_seq START WITH {int(row[0]) if row else 1}")
     con.execute(schema.SCHEMA)
+    con.execute("INSERT INTO nbflow_meta VALUES ('schema_version', ?)", [str(schema.SCHEMA_VERSION)])
     if has_tables:
         for table in schema.TABLES:
             con.execute(f"INSERT INTO {table} SELECT * FROM disk.{table}")
