@@ -73,7 +73,8 @@ def test_rerun_uses_the_runs_parameters_and_says_what_changed(tmp_path: Path) ->
 
 
 def test_environment_changes_name_each_package_python_and_kernel() -> None:
-    from nbflow.engine.environment import changes_to_text, environment_changes, is_empty
+    from nbflow.engine.environment import environment_changes, is_empty
+    from nbflow.views.text import changes_to_text
 
     before = {"python": "3.11.7", "packages": {"numpy": "1.26.0", "old": "1.0"}, "kernels": {"a": "python3"}}
     after = {"python": "3.12.1", "packages": {"numpy": "2.0.0", "new": "0.1"}, "kernels": {"a": "ir"}}

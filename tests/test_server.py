@@ -100,6 +100,50 @@ async def test_a_bad_parameter_is_a_400_with_the_message(jp_fetch, pipe: Path) -
     assert code == 400 and "nope" in body["message"]
 
 
+async def test_a_run_process_that_crashes_before_its_run_is_a_500(jp_fetch, pipe: Path) -> None:
+    """Not the request's fault: a ``nbflow run`` that dies (here at once, with code 3) is a server error."""
+    (pipe / "nbflow_tasks.py").write_text("import os\nos._exit(3)\n\ndef setup(pipeline):\n    pass\n")
+    code, body = await _error(jp_fetch, "runs", method="POST", body={"path": "pipe"})
+    assert code == 500 and body["kind"] == "ChildRunFailedError"
+    assert "exited with code 3" in body["message"]
+
+
+async def test_an_invalid_pipeline_found_by_the_run_process_is_a_400(jp_fetch, pipe: Path) -> None:
+    (pipe / "nbflow_tasks.py").write_text("def setup(pipeline):\n    raise ValueError('no such table')\n")
+    code, body = await _error(jp_fetch, "runs", method="POST", body={"path": "pipe"})
+    assert code == 400 and body["kind"] == "ChildRunFailedError"
+    assert "no such table" in body["message"] and not body["message"].startswith("nbflow: error:")
+
+
+async def test_the_status_routes_run_shape(jp_fetch, pipe: Path) -> None:
+    """Pinned: the panel reads these fields (``Wire.IRun``); times have microseconds, the duration is text."""
+    import re
+    from datetime import datetime
+
+    from nbflow.store.base import RunRecord
+    from nbflow.store.duckdb import DuckDBRunStore
+
+    started, ended = datetime(2026, 1, 2, 3, 4, 5, 678901), datetime(2026, 1, 2, 3, 5, 35)
+    with DuckDBRunStore(pipe / "_nbflow" / "state.duckdb") as store:
+        store.save_run(RunRecord("r1", str(pipe), "success", started, ended, {"rows": 5}, workers=2, pid=4321))
+        store.save_run(RunRecord("r0", str(pipe), "failed", datetime(2026, 1, 1), datetime(2026, 1, 1, 0, 0, 1)))
+    code, status = await _json(jp_fetch, "status", path="pipe", run="r1")
+    assert code == 200
+    assert status["run"] == {
+        "run_id": "r1",
+        "state": "success",
+        "started_at": "2026-01-02T03:04:05.678901Z",
+        "ended_at": "2026-01-02T03:05:35Z",
+        "duration": "1m29s",
+        "params": {"rows": 5},
+        "pid": 4321,
+    }
+    assert list(status["run"]) == ["run_id", "state", "started_at", "ended_at", "duration", "params", "pid"]
+    code, latest = await _json(jp_fetch, "status", path="pipe")
+    assert [r["run_id"] for r in latest["runs"]][:2] == ["r1", "r0"]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", r["started_at"]) for r in latest["runs"])
+
+
 async def test_stop_signals_no_process_a_planted_store_names(jp_fetch, pipe: Path) -> None:
     """A store is data from the folder: a 'running' run naming some other live process stops nothing."""
     import socket

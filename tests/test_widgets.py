@@ -318,7 +318,7 @@ def test_task_names_beyond_ascii_are_drawn_as_they_are(make_notebook, tmp_path: 
     svg = layout(pipeline.dag).svg
     assert "<title>données</title>" in svg and "<title>modèle</title>" in svg
     assert "u00e9" not in svg
-    from nbflow.views.render import dag_to_dot
+    from nbflow.views.dot import dag_to_dot
 
     assert '"données" -> "modèle"' in dag_to_dot(pipeline.dag)
 

@@ -27,6 +27,7 @@ from nbflow import states
 from nbflow.execution.base import AttemptOutcome, utcnow
 from nbflow.project.settings import EmailSettings, ProjectSettings, TaskSettings, WebhookSettings
 from nbflow.store.base import NotificationRecord, RunRecord, RunStore, TaskRecord
+from nbflow.views.text import counts_text
 
 TRACEBACK_LINES = 20
 _EVENT_OF_STATE = {states.FAILED: "failure", states.UP_FOR_RETRY: "retry", states.SUCCESS: "success"}
@@ -185,11 +186,7 @@ class Notifier:
 
     def on_run_end(self, *, run: RunRecord, tasks: Mapping[str, TaskRecord], **_: Any) -> None:
         if "run_end" in self.run_events:
-            counts: dict[str, int] = {}
-            for t in tasks.values():
-                counts[t.state] = counts.get(t.state, 0) + 1
-            summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-            self._enqueue(Alert("run_end", run.pipeline, run.run_id, None, None, run.state, error=summary))
+            self._enqueue(Alert("run_end", run.pipeline, run.run_id, None, None, run.state, error=counts_text(tasks)))
         self.close()
 
     def close(self) -> None:

@@ -110,15 +110,3 @@ def is_empty(changes: Mapping[str, Any]) -> bool:
         if isinstance(value, list) or any(value.get(k) for k in ("added", "removed", "changed")):
             return False
     return True
-
-
-def changes_to_text(changes: Mapping[str, Any]) -> list[str]:
-    """One line a difference, for people."""
-    lines = [f"{key}: {value[0]} -> {value[1]}" for key, value in changes.items() if isinstance(value, list)]
-    for part in ("sources", "kernels", "packages"):
-        diff = changes.get(part, {})
-        what = {"sources": "task source", "kernels": "task kernel", "packages": "package"}[part]
-        lines += [f"{what} added: {k} {v or ''}".rstrip() for k, v in diff.get("added", {}).items()]
-        lines += [f"{what} removed: {k} {v or ''}".rstrip() for k, v in diff.get("removed", {}).items()]
-        lines += [f"{what} changed: {k} {old} -> {new}" for k, (old, new) in diff.get("changed", {}).items()]
-    return lines

@@ -17,8 +17,18 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from nbflow.errors import NbflowError, PipelineBusyError, PipelineNotFoundError, RunNotFoundError, UnknownTaskError
-from nbflow.server.service import NbflowService, NotAPipelineFolderError, PathOutsideRootError, RunNotGoingOnError
+from nbflow.errors import (
+    ChildRunFailedError,
+    NbflowError,
+    NotAPipelineFolderError,
+    PathOutsideRootError,
+    PipelineBusyError,
+    PipelineNotFoundError,
+    RunNotFoundError,
+    RunNotGoingOnError,
+    UnknownTaskError,
+)
+from nbflow.server.service import NbflowService
 
 
 def _status_for(error: NbflowError) -> int:
@@ -30,6 +40,8 @@ def _status_for(error: NbflowError) -> int:
         return 404
     if isinstance(error, (PipelineBusyError, RunNotGoingOnError)):
         return 409
+    if isinstance(error, ChildRunFailedError):  # exit 2: the request or pipeline is invalid; else a crash
+        return 400 if error.invalid else 500
     return 400  # bad input: an unknown upstream, a cycle, a bad parameter, an invalid pipeline
 
 
@@ -60,7 +72,10 @@ class NbflowHandler(APIHandler):
         try:
             result = await loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
         except NbflowError as e:
-            self.set_status(_status_for(e))
+            status = _status_for(e)
+            if status >= 500:
+                self.log.error("nbflow: %s: %s", type(e).__name__, e)
+            self.set_status(status)
             self.finish(json.dumps({"message": str(e), "kind": type(e).__name__}))
             return
         self.finish(json.dumps(result))

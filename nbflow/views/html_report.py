@@ -18,8 +18,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from nbflow import __version__, states
-from nbflow.project.notebook import RESERVED_NAMES
-from nbflow.views.render import TASK_KEY_ATTR, format_duration, task_of_svg_key
+from nbflow.project.specs import RESERVED_NAMES
+from nbflow.views.svg import TASK_KEY_ATTR, task_of_svg_key
+from nbflow.views.text import counts_text, format_duration
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -131,11 +132,8 @@ def run_to_html(
     attempts = attempts or {}
     logs = logs or {}
     esc = html.escape
-    counts: dict[str, int] = {}
-    for t in tasks.values():
-        counts[t.state] = counts.get(t.state, 0) + 1
     started = run.started_at.replace(tzinfo=timezone.utc).isoformat(timespec="seconds")
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    summary = counts_text(tasks)
     params = esc(json.dumps(run.params, default=str, sort_keys=True)) if run.params else "none"
     sections = "".join(_task_section(n, t, attempts.get(n, []), logs.get(n), base) for n, t in tasks.items())
     return f"""<!doctype html>

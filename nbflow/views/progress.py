@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import IO, Any
 
 from nbflow import states
-from nbflow.views.render import format_duration
+from nbflow.views.text import counts_text, format_duration
 from nbflow.store.base import RunRecord, TaskRecord
 
 _SYMBOL = {
@@ -25,11 +26,7 @@ _SYMBOL = {
 
 
 def summary_line(run: RunRecord, tasks: Mapping[str, TaskRecord]) -> str:
-    counts: dict[str, int] = {}
-    for t in tasks.values():
-        counts[t.state] = counts.get(t.state, 0) + 1
-    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-    return f"run {run.run_id} {run.state} in {format_duration(run.duration_s)}: {parts}"
+    return f"run {run.run_id} {run.state} in {format_duration(run.duration_s)}: {counts_text(tasks)}"
 
 
 def failure_lines(tasks: Mapping[str, TaskRecord]) -> list[str]:
@@ -102,9 +99,8 @@ class LiveProgress:
         for t in rows:
             elapsed = t.duration_s
             if t.state == states.RUNNING and t.started_at is not None:
-                from nbflow.execution.base import utcnow
-
-                elapsed = (utcnow() - t.started_at).total_seconds()
+                now = datetime.now(timezone.utc).replace(tzinfo=None)  # naive UTC, as the store keeps times
+                elapsed = (now - t.started_at).total_seconds()
             style = styles.get(t.state, "")
             table.add_row(
                 _SYMBOL.get(t.state, ""),
@@ -112,10 +108,7 @@ class LiveProgress:
                 f"[{style}]{t.state}[/]" if style else t.state,
                 format_duration(elapsed) if elapsed is not None else "",
             )
-        counts: dict[str, int] = {}
-        for t in self._tasks.values():
-            counts[t.state] = counts.get(t.state, 0) + 1
-        table.caption = " · ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        table.caption = counts_text(self._tasks, " · ")
         return table
 
     def on_run_start(self, *, run: RunRecord, tasks: Mapping[str, TaskRecord], **_: Any) -> None:

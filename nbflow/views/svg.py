@@ -3,7 +3,7 @@
 The layout depends only on the DAG, so it is made once per structure and cached; live
 states are painted over it in the browser (``graph.js``) without laying it out again.
 Every node is an SVG ``<g class="node">`` whose ``data-task-key`` is the task's name,
-percent-encoded (:func:`~nbflow.views.render.svg_task_key`), whose ``<title>`` and first ``<text>``
+percent-encoded (:func:`svg_task_key`), whose ``<title>`` and first ``<text>``
 show the name, and whose second ``<text>`` is a blank line where the browser writes the
 task's duration.
 
@@ -18,13 +18,15 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import re
 import threading
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
 from dataclasses import dataclass
+from urllib.parse import quote, unquote
 
 from nbflow.core.dag import DAG
-from nbflow.views.render import TASK_KEY_ATTR, shown_name, svg_task_key
+from nbflow.views.dot import digraph
 
 #: figure spaces: a blank second label line as wide as "12.3s", kept for the duration
 _NOTE_PLACEHOLDER = "\u2007" * 6
@@ -45,6 +47,37 @@ NO_DOT_NOTE = (
 )
 
 
+#: the attribute of a drawn task's ``<g class="node">`` that names it (see :func:`svg_task_key`)
+TASK_KEY_ATTR = "data-task-key"
+#: what cannot be drawn as it is: control characters, and what is not Unicode text (an undecodable
+#: file name's surrogates, the noncharacters XML forbids)
+_UNDRAWABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def _drawable(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x20:
+        return chr(0x2400 + code)  # the control character's picture: a newline shows as U+240A
+    return "\u2421" if code == 0x7F else "\ufffd"
+
+
+def shown_name(name: str) -> str:
+    """A task name as a drawing shows it: as it is, but with control characters as their visible
+    symbols and non-text as U+FFFD, so it is one line of well-formed XML."""
+    return _UNDRAWABLE.sub(_drawable, name)
+
+
+def svg_task_key(name: str) -> str:
+    """The task of a drawn node, percent-encoded: ASCII, so it survives any markup and parser unchanged,
+    and read back exactly (``decodeURIComponent`` in the browser, :func:`task_of_svg_key` here)."""
+    return quote(name, safe="", errors="surrogateescape")
+
+
+def task_of_svg_key(key: str) -> str:
+    """The task name :func:`svg_task_key` encoded."""
+    return unquote(key, errors="surrogateescape")
+
+
 @dataclass(frozen=True)
 class GraphLayout:
     """An SVG drawing of a DAG, and how it was made."""
@@ -58,24 +91,17 @@ class GraphLayout:
 
 def dag_dot_source(dag: DAG, rankdir: str = "LR") -> str:
     """Graphviz source of the layout (states are painted later, so every node starts white)."""
-    big = is_big(dag)
-    lines = [
-        "digraph pipeline {",
-        f"  rankdir={'TB' if rankdir == 'TB' else 'LR'}; nodesep=0.25; ranksep=0.45;",
+    settings = [
+        f"rankdir={'TB' if rankdir == 'TB' else 'LR'}; nodesep=0.25; ranksep=0.45;",
         # dot's coordinate pass (network simplex) grows fast with size: 300 tasks and 860
         # edges take 34 s by default, 0.6 s with it bounded; small graphs keep the default.
-        *(["  nslimit=2; mclimit=0.5;"] if big else []),
-        f'  node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="{_FONT}", fontsize=11,'
+        *(["nslimit=2; mclimit=0.5;"] if is_big(dag) else []),
+        f'node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="{_FONT}", fontsize=11,'
         ' margin="0.12,0.04"];',
-        '  edge [color="#80868b", arrowsize=0.7];',
+        'edge [color="#80868b", arrowsize=0.7];',
     ]
-    ids = _node_ids(dag)
-    for name in dag.order:
-        lines.append(f'  {ids[name]} [label="{_stand_in(name)}\\n{_NOTE_PLACEHOLDER}"];')
-    for a, b in dag.edges:
-        lines.append(f"  {ids[a]} -> {ids[b]};")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    labels = {name: [f'label="{_stand_in(name)}\\n{_NOTE_PLACEHOLDER}"'] for name in dag.order}
+    return digraph(dag, settings, _node_ids(dag), labels)
 
 
 def _node_ids(dag: DAG) -> dict[str, str]:

@@ -1,9 +1,9 @@
-"""What the dashboard shows, computed from run records: pure functions, no widgets, no I/O."""
+"""What the dashboard (``nbflow.widgets``) and the lab panel (``nbflow.server``) show, computed from run
+records: each task's paint, the parameters form, the history list, HTML fragments. Pure: no widgets, no I/O."""
 
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,9 +11,9 @@ from typing import Any
 
 from nbflow import states
 from nbflow.core.dag import DAG
-from nbflow.project.notebook import RESERVED_NAMES, NotebookSpec
+from nbflow.project.specs import RESERVED_NAMES, TaskSpec
 from nbflow.project.params import parse_value
-from nbflow.views.render import format_duration
+from nbflow.views.text import counts_text, format_duration, params_text
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
 
 #: what the graph shows for one task: [state, fill colour, the line under its name]
@@ -47,17 +47,12 @@ def _local(ts: datetime | None) -> str:
     return ts.replace(tzinfo=timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def params_text(params: Mapping[str, Any], limit: int = 60) -> str:
-    text = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in sorted(params.items()))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def run_label(run: RunRecord) -> str:
     """One row of the history list: id, state, local start time, duration, parameters."""
     duration = format_duration(run.duration_s) if run.ended_at else "…"
     parts = [run.run_id, run.state.ljust(11), _local(run.started_at), duration.rjust(7)]
     if run.params:
-        parts.append(params_text(run.params))
+        parts.append(params_text(run.params, 60))
     return "  ".join(parts)
 
 
@@ -70,10 +65,7 @@ def summary(run: RunRecord | None, tasks: Mapping[str, TaskRecord]) -> str:
     """A line about the run shown: its state, counts by state, duration."""
     if run is None:
         return "No runs yet."
-    counts: dict[str, int] = {}
-    for t in tasks.values():
-        counts[t.state] = counts.get(t.state, 0) + 1
-    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    parts = counts_text(tasks)
     took = f" in {format_duration(run.duration_s)}" if run.ended_at else ""
     return f"Run {run.run_id}: {run.state}{took} — {parts}"
 
@@ -92,7 +84,7 @@ def note_html(note: str) -> str:
     return f"<span style='color:#5f6368'>{html.escape(note)}</span>" if note else ""
 
 
-def declared_parameters(specs: Mapping[str, NotebookSpec]) -> dict[str, str]:
+def declared_parameters(specs: Mapping[str, TaskSpec]) -> dict[str, str]:
     """Parameters a run may override: name -> default source text (``VARIES`` if notebooks differ)."""
     found: dict[str, str] = {}
     for spec in specs.values():
