@@ -33,6 +33,7 @@ from nbflow.engine.retry import decide
 from nbflow.core.ready import Scheduler
 from nbflow.project.settings import TaskSettings
 from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
+from nbflow.views.text import counts_text
 
 STATE_FILE_NAME = "state.duckdb"
 
@@ -156,11 +157,7 @@ class RunResult:
         return {states.SUCCESS: 0, states.INTERRUPTED: 130}.get(self.run.state, 1)
 
     def __repr__(self) -> str:
-        counts: dict[str, int] = {}
-        for t in self.tasks.values():
-            counts[t.state] = counts.get(t.state, 0) + 1
-        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        return f"<RunResult {self.run_id} {self.state}: {summary}>"
+        return f"<RunResult {self.run_id} {self.state}: {counts_text(self.tasks)}>"
 
 
 def pid_alive(pid: int) -> bool:

@@ -30,14 +30,19 @@ from typing import Any
 from nbflow import __version__, states
 from nbflow.project.discovery import STATE_DIR_NAME, is_inside
 from nbflow.errors import (
+    ChildRunFailedError,
+    InvalidRequestError,
     NbflowError,
+    NotAPipelineFolderError,
     OutsideFolderError,
+    PathOutsideRootError,
     PipelineValidationError,
     RunNotFoundError,
+    RunNotGoingOnError,
     UnknownTaskError,
     ValidationProblem,
 )
-from nbflow.views.render import format_duration
+from nbflow.views.json import panel_run_json
 
 #: what nbflow reads or writes in a pipeline folder, besides its notebooks: each must stay inside the root
 OWN_PATHS = (
@@ -51,26 +56,6 @@ OWN_PATHS = (
     f"{STATE_DIR_NAME}/panel-runs",
     f"{STATE_DIR_NAME}/discovery.json",
 )
-
-
-class PathOutsideRootError(NbflowError):
-    """A path from the browser that leads outside the server's root directory."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        super().__init__(f"{path!r} is outside the folder this server serves.")
-
-
-class NotAPipelineFolderError(NbflowError):
-    """A path from the browser that is not an existing folder."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        super().__init__(f"{path!r} is not a folder on this server.")
-
-
-class RunNotGoingOnError(NbflowError):
-    """A stop asked for a run that has finished."""
 
 
 class NbflowService:
@@ -92,7 +77,7 @@ class NbflowService:
         PathOutsideRootError, NotAPipelineFolderError
         """
         if not isinstance(path, str) or "\x00" in path:
-            raise NbflowError("'path' must be a text path relative to the server's root.")
+            raise InvalidRequestError("'path' must be a text path relative to the server's root.")
         if Path(path).is_absolute() or path.startswith("~"):
             raise PathOutsideRootError(path)
         full = (self.root / path).resolve()
@@ -134,10 +119,10 @@ class NbflowService:
         ``direction``: ``LR`` or ``TB`` (the panel, in a narrow sidebar, asks for ``TB``).
         """
         if direction not in ("LR", "TB"):
-            raise NbflowError("'direction' must be LR or TB.")
+            raise InvalidRequestError("'direction' must be LR or TB.")
         from nbflow.pipeline import Pipeline
+        from nbflow.views.dashboard import declared_parameters
         from nbflow.views.svg import layout
-        from nbflow.views.model import declared_parameters
 
         folder = self.pipeline_folder(path)
         try:  # looking: nbflow_tasks.py is read, not run; nothing is written
@@ -192,7 +177,7 @@ class NbflowService:
         ``since`` is the ``token`` of an earlier answer: if the store has not changed since,
         the answer is only ``{"changed": false, "token": ...}`` (a few ``stat`` calls).
         """
-        from nbflow.views.model import task_paint
+        from nbflow.views.dashboard import task_paint
         from nbflow.store.reader import StoreReader
         from nbflow.store.watch import store_stamp
 
@@ -219,9 +204,9 @@ class NbflowService:
         return {
             "changed": True,
             "token": token,
-            "run": _run_json(snap.run) if snap.run else None,
+            "run": panel_run_json(snap.run) if snap.run else None,
             "tasks": tasks,
-            "runs": [_run_json(r) for r in snap.runs],
+            "runs": [panel_run_json(r) for r in snap.runs],
             "colours": states.COLOURS,
         }
 
@@ -261,15 +246,18 @@ class NbflowService:
         ------
         PipelineBusyError
             Another run of this folder is going on.
-        NbflowError
-            The run could not start (its message: a bad parameter, an invalid pipeline).
+        InvalidRequestError
+            ``params`` is not a mapping of names.
+        ChildRunFailedError
+            The process ended before its run was recorded: the request or the pipeline is
+            invalid (a bad parameter, a validation problem), or it crashed.
         """
         from nbflow.engine.runlock import RunLock
 
         folder = self.pipeline_folder(path)
         params = dict(params or {})
         if not all(isinstance(k, str) and k for k in params):
-            raise NbflowError("'params' must map parameter names to values.")
+            raise InvalidRequestError("'params' must map parameter names to values.")
         with RunLock(folder / "_nbflow" / "run.lock", folder):  # busy? say so now, not from the process
             pass
         command = [sys.executable, "-m", "nbflow", "run", str(folder), "--no-progress"]
@@ -306,9 +294,7 @@ class NbflowService:
                     return {"run_id": run.run_id}
             code = process.poll()
             if code is not None:
-                text = log_path.read_text(errors="replace").strip()
-                message = text.removeprefix("nbflow: error: ") if code == 2 else text[-2000:]
-                raise NbflowError(message or f"nbflow run exited with code {code} before the run started.")
+                raise ChildRunFailedError(code, log_path.read_text(errors="replace"))
             time.sleep(0.05)
         return {"run_id": None}
 
@@ -351,7 +337,7 @@ class NbflowService:
 
         folder = self.pipeline_folder(path)
         if add is None and remove is None:
-            raise NbflowError("Say which upstream to 'add' or 'remove'.")
+            raise InvalidRequestError("Say which upstream to 'add' or 'remove'.")
         found = discover(folder, within=self.root)
         for problem in found.problems:  # a notebook through a symlink leading outside: refused, never read
             where = problem.path if isinstance(problem, OutsideFolderError) else None
@@ -373,14 +359,3 @@ class NbflowService:
     def info(self) -> dict[str, Any]:
         return {"version": __version__, "root": str(self.root)}
 
-
-def _run_json(run: Any) -> dict[str, Any]:
-    return {
-        "run_id": run.run_id,
-        "state": run.state,
-        "started_at": run.started_at.isoformat() + "Z",
-        "ended_at": run.ended_at.isoformat() + "Z" if run.ended_at else None,
-        "duration": format_duration(run.duration_s) if run.ended_at else None,
-        "params": run.params,
-        "pid": run.pid,
-    }

@@ -21,13 +21,13 @@ import ipywidgets as widgets
 
 from nbflow import states
 from nbflow.project.discovery import is_inside
-from nbflow.errors import NbflowError
+from nbflow.errors import NbflowError, UnknownTaskError
 from nbflow.execution.logs import read_log_tail
 from nbflow.core.dag import DAG
 from nbflow.engine.runner import pid_alive, state_dir
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
 from nbflow.views import svg as graph_layout
-from nbflow.views import model
+from nbflow.views import dashboard as model
 from nbflow.widgets.graph import GraphView
 from nbflow.views.svg import GraphLayout
 from nbflow.widgets.links import lab_url
@@ -314,7 +314,7 @@ class Dashboard(widgets.VBox):
     def select_task(self, name: str) -> None:
         """Show ``name`` in the task panel (and outline it in the graph)."""
         if name not in self.dag.upstreams:
-            raise NbflowError(f"{name!r} is not a task of this pipeline.")
+            raise UnknownTaskError(name, self.dag.order)
         self.graph.selected = name
 
     def show_run(self, run_id: str | None) -> None:
