@@ -13,8 +13,7 @@ import duckdb
 import pytest
 
 from nbflow.store.base import AttemptRecord, NotificationRecord, RunRecord, TaskRecord
-from nbflow.store.duckdb import DuckDBRunStore
-from nbflow.store.duckdb import records, wal
+from nbflow.store.duckdb import DuckDBRunStore, records, wal
 from nbflow.store.duckdb.records import ATTEMPTS, NOTIFICATIONS, RUNS, TABLE_COLUMNS, TASKS
 from nbflow.store.memory import MemoryRunStore
 from nbflow.store.reader import StoreReader
@@ -96,7 +95,9 @@ def test_every_field_of_every_record_round_trips_through_a_file(tmp_path: Path, 
         assert reader.runs_and_tasks("r1") == ([BARE_RUN, FULL_RUN], {"a": FULL_TASK, "b": BARE_TASK})
     con = duckdb.connect(str(path), read_only=True)
     try:  # what a DuckDB client sees: derived durations, JSON that SQL reads
-        assert con.execute("SELECT duration_s, environment->'packages'->>'duckdb' FROM runs WHERE run_id = 'r1'").fetchone() == (
+        assert con.execute(
+            "SELECT duration_s, environment->'packages'->>'duckdb' FROM runs WHERE run_id = 'r1'"
+        ).fetchone() == (
             (T1 - T0).total_seconds(),
             "1.1",
         )
@@ -145,7 +146,9 @@ def test_a_null_reads_as_the_fields_default(tmp_path: Path) -> None:
         store.save_run(BARE_RUN)
     con = duckdb.connect(str(path))  # another client wrote only what the table requires
     con.execute("INSERT INTO runs (run_id, pipeline, state, started_at) VALUES ('bare', '/q', 'success', ?)", [T0])
-    con.execute("INSERT INTO attempts (run_id, task, attempt, state, started_at) VALUES ('bare', 'a', 1, 'success', ?)", [T0])
+    con.execute(
+        "INSERT INTO attempts (run_id, task, attempt, state, started_at) VALUES ('bare', 'a', 1, 'success', ?)", [T0]
+    )
     con.close()
     store = DuckDBRunStore(path)
     assert store.get_run("bare") == RunRecord("bare", "/q", "success", T0)

@@ -69,8 +69,10 @@ class MemoryRunStore(RunStore):
         with self._lock:
             latest: dict[str, AttemptRecord] = {}
             for a in self._attempts.values():
-                newer = a.task not in latest or a.ended_at >= latest[a.task].ended_at  # type: ignore[operator]
-                if a.state == "success" and a.ended_at is not None and newer:
+                if a.state != "success" or a.ended_at is None:
+                    continue
+                best = latest.get(a.task)
+                if best is None or best.ended_at is None or a.ended_at >= best.ended_at:
                     latest[a.task] = copy.deepcopy(a)
             return latest
 

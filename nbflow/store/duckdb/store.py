@@ -17,6 +17,7 @@ The tables are in :mod:`.schema`; how records become rows, in :mod:`.records`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import logging
@@ -438,10 +439,8 @@ class DuckDBRunStore(RunStore):
             pending, self._pending = len(self._pending), {}
         if not self._wal.opened:
             return
-        try:
+        with contextlib.suppress(OSError):  # its last lines could not be written (a full disk): said below
             self._wal.close(delete=not pending)
-        except OSError:  # its last lines could not be written (a full disk): said below
-            pass
         if pending and self._error is not None:
             log.warning(
                 "%d records could not be written to %s (%s); the last states of this run are not recorded.",
@@ -499,4 +498,3 @@ class DuckDBRunStore(RunStore):
     def get_log(self, run_id: str, task: str, attempt: int) -> str | None:
         rows = self._read(rec.SELECT_LOG, [run_id, task, attempt])
         return rows[0][0] if rows else None
-
