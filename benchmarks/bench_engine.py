@@ -213,7 +213,7 @@ def bench_discovery(work: Path, n: int = 1000, repeats: int = 5) -> dict[str, fl
     Measured in-process (``Pipeline.from_dir``) and end to end (``nbflow dag``), on trivial
     notebooks and on notebooks that each carry 100 KB of outputs.
     """
-    from nbflow.project.discovery import CACHE_FILE_NAME
+    from nbflow.kinds.discovery import CACHE_FILE_NAME
     from nbflow.pipeline import Pipeline
 
     figures = {}
@@ -226,7 +226,7 @@ def bench_discovery(work: Path, n: int = 1000, repeats: int = 5) -> dict[str, fl
                 nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="x" * payload)]
                 nbformat.write(nb, path)
         cache = root / "_nbflow" / CACHE_FILE_NAME
-        time.sleep(2.1)  # files this fresh are never cached (see nbflow.project.discovery)
+        time.sleep(2.1)  # files this fresh are never cached (see nbflow.kinds.discovery)
         for mode in ("cold", "unchanged"):
             in_process, cli = [], []
             for _ in range(repeats):

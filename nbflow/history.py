@@ -87,7 +87,7 @@ def task_log(
     text = store.get_log(run.run_id, task, chosen.attempt)
     log_path = Path(chosen.log_path) if chosen.log_path else None
     if text is None and log_path is not None and log_path.is_file():
-        from nbflow.project.discovery import is_inside
+        from nbflow.kinds.discovery import is_inside
         from nbflow.execution.logs import read_log_tail
 
         if within is None or is_inside(log_path, within):  # the path is the store's word: not trusted
@@ -182,6 +182,7 @@ def diff_runs(store: RunStore, run_a: str, run_b: str) -> dict[str, Any]:
 def changes_since(pipeline: Any, run: RunRecord) -> dict[str, Any]:
     """How the pipeline and this environment differ now from when ``run`` ran (``nbflow rerun``)."""
     from nbflow.engine.environment import capture, environment_changes
+    from nbflow.kinds import kind_of
 
     specs = pipeline.specs
     now = capture(
@@ -189,7 +190,7 @@ def changes_since(pipeline: Any, run: RunRecord) -> dict[str, Any]:
         {
             n: s.kernel_name
             for n, s in specs.items()
-            if s.kind == "notebook" and n in run.environment.get("kernels", specs)
+            if kind_of(s.kind).uses_kernel and n in run.environment.get("kernels", specs)
         },
         Path(run.environment.get("outputs", "")),
     )

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
-from nbflow.project.code import CodeDeclarations, DeclaredTask, read_declarations
-from nbflow.project.discovery import discover, is_inside
-from nbflow.errors import CycleError, DuplicateTaskError, NbflowError, PipelineValidationError, UnknownTaskError
 from nbflow.core.dag import DAG, build_dag, find_cycle
-from nbflow.project.specs import RESERVED_NAMES, Product, TaskSpec
+from nbflow.engine.requests import product_paths, resolve_product
+from nbflow.errors import CycleError, DuplicateTaskError, NbflowError, PipelineValidationError, UnknownTaskError
+from nbflow.kinds import code_kind, kind_of
+from nbflow.kinds.discovery import discover, is_inside
+from nbflow.kinds.http import HTTP
+from nbflow.kinds.python import PYTHON
+from nbflow.project.code import CodeDeclarations, DeclaredTask, read_declarations
 from nbflow.project.params import Overrides, validate_overrides
+from nbflow.project.specs import Product, TaskSpec
 
 if TYPE_CHECKING:
     import threading
 
-    from nbflow.execution.base import Executor
     from nbflow.engine.runner import RunListener, RunResult
+    from nbflow.execution.base import Executor
     from nbflow.project.settings import TaskSettings
     from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
 
@@ -31,7 +34,7 @@ _TASKS_FILE_MAX_BYTES = 4 * 1024 * 1024
 
 
 class Task:
-    """A notebook task of a pipeline; ``a >> b`` makes ``a`` an upstream of ``b``."""
+    """A task of a pipeline (of any kind); ``a >> b`` makes ``a`` an upstream of ``b``."""
 
     def __init__(self, pipeline: Pipeline, spec: TaskSpec) -> None:
         self.pipeline = pipeline
@@ -134,23 +137,19 @@ def _read_tasks_file(hook: Path, within: Path | None) -> CodeDeclarations:
     return read_declarations(source)
 
 
-def _placeholder(root: Path, task: DeclaredTask, upstream: Sequence[str]) -> TaskSpec:
-    """The spec of a task read from ``nbflow_tasks.py``: no target (nothing of it has run)."""
-    from nbflow.project.specs import ParametersDecl
-
-    return TaskSpec(
-        name=task.name,
-        path=root / TASKS_FILE,
-        relpath=f"<{task.kind} task {task.name}>",
-        kernel_name="-",
-        language=task.kind,
-        params=ParametersDecl(dict(task.defaults), tuple(upstream), True, task.product, task.product is not None),
-        parameters_cell=None,
-        source_hash="",
-        settings={},
-        kind=task.kind,
-        target=None,
+def _placeholder(root: Path, task: DeclaredTask) -> TaskSpec:
+    """The spec of a task read from ``nbflow_tasks.py``: no target, no code hash (nothing of
+    it has run); its upstreams become edges of the graph one by one (see ``Pipeline._declare``)."""
+    return code_kind(task.kind).declare(
+        root / TASKS_FILE, task.name, product=task.product, defaults=task.defaults
     )
+
+
+class _Node(NamedTuple):
+    """A task as the graph is built from it: its name and the upstreams it is checked with."""
+
+    name: str
+    upstream: tuple[str, ...]
 
 
 def _close_quietly(store: RunStore) -> None:
@@ -165,18 +164,20 @@ def _close_quietly(store: RunStore) -> None:
 
 
 class Pipeline:
-    """A validated DAG of notebook tasks rooted at a folder.
+    """A validated DAG of tasks (notebooks, SQL files, tasks defined in code) rooted at a folder.
 
     Parameters
     ----------
     root
         The pipeline folder (state and executed notebooks go in its ``_nbflow/``).
     specs
-        The notebooks; their declared upstreams must name tasks of this pipeline.
+        The task files; their declared upstreams must name tasks of this pipeline, of any kind.
     code
         What the folder's ``nbflow_tasks.py`` declares, read without running it: its tasks
         are listed (in :attr:`not_loaded`) until :meth:`load_code` runs the file, which a
-        run does first.
+        run does first. They are listed before the graph is validated, so a file's upstream
+        may name one. While the reading is not complete, an upstream naming no task listed
+        is left out of the graph (noted in :attr:`code_unread`): only running the file tells.
 
     Raises
     ------
@@ -207,15 +208,38 @@ class Pipeline:
         self.not_loaded: set[str] = set()
         #: what reading nbflow_tasks.py could not tell without running it
         self.code_unread: list[str] = list(code.unread) if code is not None else []
+        #: whether tasks may still appear that are not listed (nbflow_tasks.py was not read
+        #: whole, or is running): meanwhile an upstream naming no task is left out of the graph
+        self._open = code is not None and not code.complete
         self.settings = self._load_settings(found, code)
         self._extra_edges: list[tuple[str, str]] = []
         self._declared_edges: list[tuple[str, str]] = []  # read from nbflow_tasks.py, not loaded
-        self.dag: DAG = build_dag(
-            self.specs.values(), problems=found, paths={n: s.relpath for n, s in self.specs.items()}
-        )
+        if code is not None:  # every task is listed before any upstream is checked
+            self._list_code_tasks(code)
+        self.dag: DAG = self._build(found)
         self.tasks = {name: Task(self, spec) for name, spec in self.specs.items()}
         if code is not None:
-            self._declare(code)
+            self._declare_edges(code)
+
+    def _build(self, problems: Sequence[NbflowError] = ()) -> DAG:
+        """The graph of every task, whatever its kind: declared upstreams and edges added in
+        code, validated together (with earlier ``problems``).
+
+        Raises
+        ------
+        PipelineValidationError
+            Every unknown upstream and a cycle, with ``problems``.
+        """
+        nodes = [_Node(s.name, self._checked_upstream(s)) for s in self.specs.values()]
+        files = {n: s.relpath for n, s in self.specs.items() if kind_of(s.kind).suffixes}
+        return build_dag(nodes, self._edges(), problems=problems, paths=files)
+
+    def _checked_upstream(self, spec: TaskSpec) -> tuple[str, ...]:
+        """``spec``'s upstreams the graph checks: all of them, but while tasks may still appear
+        (see :attr:`_open`) only those that name a task."""
+        if not self._open:
+            return spec.upstream
+        return tuple(up for up in spec.upstream if up in self.specs)
 
     def _load_settings(self, problems: list[NbflowError], code: CodeDeclarations | None) -> dict[str, TaskSettings]:
         """Each task's settings: the project's, then the notebook's own (problems are gathered)."""
@@ -258,22 +282,22 @@ class Pipeline:
 
     def _check_products(self) -> list[NbflowError]:
         """Products may be anywhere but in nbflow's own folder."""
+        return [problem for spec in self.specs.values() for problem in self._product_problems(spec)]
+
+    def _product_problems(self, spec: TaskSpec) -> list[NbflowError]:
+        from nbflow.engine.runner import state_dir
         from nbflow.errors import InvalidDeclarationError
-        from nbflow.engine.runner import product_paths, resolve_product, state_dir
 
         own = state_dir(self.root)
-        problems: list[NbflowError] = []
-        for spec in self.specs.values():
-            for path in product_paths(resolve_product(spec)):
-                if path == own or own in path.parents:
-                    problems.append(
-                        InvalidDeclarationError(
-                            spec.relpath,
-                            f"'product' {path} is inside nbflow's own folder {own}; write it elsewhere",
-                            spec.parameters_cell,
-                        )
-                    )
-        return problems
+        return [
+            InvalidDeclarationError(
+                spec.relpath,
+                f"'product' {path} is inside nbflow's own folder {own}; write it elsewhere",
+                spec.parameters_cell,
+            )
+            for path in product_paths(resolve_product(spec))
+            if path == own or own in path.parents
+        ]
 
     @classmethod
     def from_dir(
@@ -339,8 +363,9 @@ class Pipeline:
         Raises
         ------
         PipelineValidationError
-            The file raised, has no ``setup``, or defines an invalid task (the pipeline is
-            left as it was).
+            The file raised, has no ``setup``, or defines an invalid task; or, with its tasks
+            added, an upstream (of a task of any kind) names no task, or the graph has a
+            cycle. The pipeline is left as it was.
         """
         hook = self.tasks_file
         if hook is None:
@@ -353,6 +378,7 @@ class Pipeline:
             list(self._extra_edges),
             list(self._declared_edges),
             set(self.not_loaded),
+            self._open,
         )
         try:
             self._load_tasks_file(hook)
@@ -365,6 +391,7 @@ class Pipeline:
                 self._extra_edges,
                 self._declared_edges,
                 self.not_loaded,
+                self._open,
             ) = saved
             self.tasks_file = hook
             raise
@@ -380,7 +407,8 @@ class Pipeline:
         stashed = [e for e in self._extra_edges if not self.not_loaded.isdisjoint(e)]
         self._extra_edges = [e for e in self._extra_edges if e not in stashed]
         self._declared_edges, self.not_loaded, self.tasks_file = [], set(), None
-        self.dag = build_dag(self.specs.values(), self._extra_edges)
+        self._open = True  # while setup runs, a file's upstream may name a task it has yet to add
+        self.dag = self._build()
         try:
             namespace = runpy.run_path(str(hook), run_name="nbflow_tasks")
             setup = namespace.get("setup")
@@ -395,6 +423,8 @@ class Pipeline:
             raise PipelineValidationError(
                 [MalformedNotebookError(TASKS_FILE, f"it raised {type(e).__name__}: {e}")]
             ) from e
+        self._open = False
+        self.dag = self._build()  # every task is known now: each upstream must name one
         unknown = self._unknown_project_tasks()
         if unknown:
             raise PipelineValidationError(
@@ -405,17 +435,40 @@ class Pipeline:
                 ]
             )
 
-    def _declare(self, code: CodeDeclarations) -> None:
-        """List the tasks and edges read from ``nbflow_tasks.py`` (not loaded); what cannot be
-        added (a duplicate name, an unknown upstream, a cycle) is noted, never raised: only
-        running the file can tell for sure."""
+    # -- tasks read from nbflow_tasks.py, not loaded ------------------------------------------
+    #
+    # What cannot be listed (a duplicate name, an unknown upstream, a cycle) is noted, never
+    # raised: only running the file can tell for sure (a task inside an `if` is read as if
+    # always there).
+
+    def _list_code_tasks(self, code: CodeDeclarations) -> None:
+        """List the tasks read from ``nbflow_tasks.py``, before the graph is built: a task
+        file's upstream may name one. Their own upstreams come later (:meth:`_declare_edges`)."""
         for task in code.tasks:
-            problem = self._add_placeholder(
-                _placeholder(self.root, task, [u for u in task.upstream if u in self.specs])
-            )
+            problem = self._add_placeholder(_placeholder(self.root, task))
             if problem:
                 self.code_unread.append(f"line {task.line}: {task.name}: {problem}")
-        for task in code.tasks:  # upstreams among the code's own tasks, once all are listed
+                self._open = True  # the file may define a task of this name after all
+
+    def _add_placeholder(self, spec: TaskSpec) -> str | None:
+        if spec.name.casefold() in {n.casefold() for n in self.specs}:
+            return "another task has this name"
+        try:
+            settings = self.project.for_task(spec.name, {}, spec.relpath)
+        except NbflowError as e:
+            return str(e)
+        problems = self._product_problems(spec)
+        if problems:
+            return str(problems[0])
+        self.specs[spec.name], self.settings[spec.name] = spec, settings
+        self.not_loaded.add(spec.name)
+        return None
+
+    def _declare_edges(self, code: CodeDeclarations) -> None:
+        """Add the edges ``nbflow_tasks.py`` declares (its tasks' upstreams, ``a >> b``) to
+        the graph of every listed task, one by one; note those that cannot be added.
+        While the reading is not complete, note the upstreams of task files left out."""
+        for task in code.tasks:
             if task.name not in self.not_loaded:
                 continue
             for up in task.upstream:
@@ -428,32 +481,25 @@ class Pipeline:
                 self._add_declared_edge(up, down)
             else:
                 self.code_unread.append(f"the edge {up} -> {down} names a task that is not listed")
-
-    def _add_placeholder(self, spec: TaskSpec) -> str | None:
-        if spec.name.casefold() in {n.casefold() for n in self.specs}:
-            return "another task has this name"
-        self.specs[spec.name] = spec
-        try:
-            self.settings[spec.name] = self.project.for_task(spec.name, {}, spec.relpath)
-            self.dag = build_dag(self.specs.values(), self._edges(), problems=self._check_products())
-        except NbflowError as e:
-            del self.specs[spec.name]
-            self.settings.pop(spec.name, None)
-            return str(e)
-        self.tasks[spec.name] = Task(self, spec)
-        self.not_loaded.add(spec.name)
-        return None
+        for spec in self.specs.values():
+            for up in spec.upstream:
+                if up not in self.specs:
+                    self.code_unread.append(
+                        f"{spec.relpath} declares upstream {up!r}, which is no task listed; "
+                        f"{TASKS_FILE} may define it"
+                    )
 
     def _add_declared_edge(self, up: str, down: str) -> None:
         if up in self.dag.upstreams[down]:
             return
         candidate = {n: list(u) for n, u in self.dag.upstreams.items()}
         candidate[down].append(up)
-        if find_cycle(candidate):
-            self.code_unread.append(f"the edge {up} -> {down} would close a cycle")
+        cycle = find_cycle(candidate)
+        if cycle:
+            self.code_unread.append(f"the edge {up} -> {down} would close the cycle {' -> '.join(cycle)}")
             return
         self._declared_edges.append((up, down))
-        self.dag = build_dag(self.specs.values(), self._edges())
+        self.dag = self._build()
 
     def _edges(self) -> list[tuple[str, str]]:
         return [*self._declared_edges, *self._extra_edges]
@@ -479,19 +525,10 @@ class Pipeline:
         """
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
-            import inspect
-
-            sig = inspect.signature(f)
-            defaults = {
-                p.name: repr(p.default)
-                for p in sig.parameters.values()
-                if p.default is not p.empty and p.name not in RESERVED_NAMES
-            }
-            try:
-                source = inspect.getsource(f)
-            except (OSError, TypeError):
-                source = f.__qualname__
-            self._add_code_task(name or f.__name__, "python", f, upstream, product, defaults, source, settings)
+            spec = PYTHON.declare_function(
+                self.root / TASKS_FILE, f, name, upstream=upstream, product=product, settings=settings
+            )
+            self._add_code_task(spec)
             return f
 
         return register(func) if func is not None else register
@@ -512,52 +549,37 @@ class Pipeline:
         """An HTTP request as a task: ``method url`` must answer ``expect_status``; the response
         body is saved to ``product``. ``params`` (overridable with ``-p``) go in the query string
         of a GET/DELETE/HEAD, or in the JSON body with the upstreams' products otherwise."""
-        target = {"method": method.upper(), "url": url, "expect_status": expect_status, "headers": dict(headers or {})}
-        defaults = {k: repr(v) for k, v in (params or {}).items()}
-        source = json.dumps({**target, "params": defaults}, sort_keys=True)
-        return self._add_code_task(name, "http", target, upstream, product, defaults, source, settings)
+        spec = HTTP.declare_request(
+            self.root / TASKS_FILE,
+            name,
+            url,
+            method=method,
+            expect_status=expect_status,
+            headers=headers,
+            upstream=upstream,
+            product=product,
+            params=params,
+            settings=settings,
+        )
+        return self._add_code_task(spec)
 
-    def _add_code_task(
-        self,
-        name: str,
-        kind: str,
-        target: Any,
-        upstream: Sequence[str],
-        product: Product,
-        defaults: Mapping[str, str],
-        source: str,
-        settings: Mapping[str, Any],
-    ) -> Task:
-        import hashlib
+    def _add_code_task(self, spec: TaskSpec) -> Task:
+        """Add a task declared in code (its file is the folder's ``nbflow_tasks.py``, where it runs).
 
-        from nbflow.project.specs import ParametersDecl
-
+        Raises
+        ------
+        PipelineValidationError
+            A duplicate name, bad settings, an unknown upstream or a cycle; nothing is added.
+        """
+        name = spec.name
         if name.casefold() in {n.casefold() for n in self.specs}:
             raise PipelineValidationError(
-                [
-                    DuplicateTaskError(
-                        name, [self.specs[name].relpath if name in self.specs else name, f"<{kind} task {name}>"]
-                    )
-                ]
+                [DuplicateTaskError(name, [self.specs[name].relpath if name in self.specs else name, spec.relpath])]
             )
-        spec = TaskSpec(
-            # a code task lives in the pipeline folder: products resolve, and it runs, there
-            name=name,
-            path=self.root / TASKS_FILE,
-            relpath=f"<{kind} task {name}>",
-            kernel_name="-",
-            language=kind,
-            params=ParametersDecl(dict(defaults), tuple(upstream), True, product, product is not None),
-            parameters_cell=None,
-            source_hash=hashlib.sha256(source.encode()).hexdigest()[:16],
-            settings=dict(settings),
-            kind=kind,
-            target=target,
-        )
         self.specs[name] = spec
         try:
             task_settings = self.project.for_task(name, spec.settings, spec.relpath)
-            dag = build_dag(self.specs.values(), self._edges(), problems=self._check_products())
+            dag = self._build(self._product_problems(spec))
         except NbflowError as e:
             del self.specs[name]  # nothing else was changed yet
             raise e if isinstance(e, PipelineValidationError) else PipelineValidationError([e]) from None
@@ -606,7 +628,7 @@ class Pipeline:
         if cycle:
             raise CycleError(cycle)
         self._extra_edges.append((up, down))
-        self.dag = build_dag(self.specs.values(), self._edges())
+        self.dag = self._build()
 
     def validate_params(self, params: Mapping[str, Any] | None) -> Overrides:
         """Parse and check overrides (``{"name": v, "task.name": v}``) against the notebooks."""
@@ -631,7 +653,7 @@ class Pipeline:
         for parameter, var in sorted(self.project.secrets.items()):
             users = [self.specs[n] for n in names if parameter in self.specs[n].params.defaults]
             where = ", ".join(s.relpath for s in users)
-            others = [s.relpath for s in users if s.kind != "notebook"]
+            others = [s.relpath for s in users if not kind_of(s.kind).accepts_secrets]
             if others:
                 problems.append(
                     ParameterError(
@@ -678,7 +700,7 @@ class Pipeline:
         problems: list[NbflowError] = [
             UnknownKernelError(spec.relpath, spec.kernel_name, sorted(installed))
             for spec in (self.specs[n] for n in (names if names is not None else self.specs))
-            if spec.kind == "notebook" and spec.kernel_name not in installed
+            if kind_of(spec.kind).uses_kernel and spec.kernel_name not in installed
         ]
         if problems:
             raise PipelineValidationError(problems)
@@ -771,8 +793,6 @@ class Pipeline:
                 store.close()
 
     def _reusable(self, name: str, earlier: TaskRecord | None, source_hash: str | None) -> bool:
-        from nbflow.engine.runner import product_paths, resolve_product
-
         spec = self.specs[name]
         return (
             earlier is not None
@@ -885,7 +905,6 @@ class Pipeline:
         """
         from nbflow.engine.incremental import fingerprints
         from nbflow.engine.incremental import plan as make_plan
-        from nbflow.engine.runner import product_paths, resolve_product
 
         self.load_code()
         for name in force_tasks:
@@ -956,8 +975,8 @@ class Pipeline:
         warm_kernels: int | None = None,
         stop: threading.Event | None = None,
     ) -> RunResult:
-        from nbflow.execution.local import default_workers
         from nbflow.engine.runner import Runner, reap_stale_runs
+        from nbflow.execution.local import default_workers
 
         overrides = self.validate_params(params)
         dag = self.dag.subset(only) if only else self.dag

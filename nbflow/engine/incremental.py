@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbflow.core.dag import DAG
-from nbflow.project.specs import TaskSpec
+from nbflow.engine.requests import injected_parameters
 from nbflow.project.params import Overrides
+from nbflow.project.specs import TaskSpec
 from nbflow.store.base import AttemptRecord
 
 
 def fingerprints(dag: DAG, specs: Mapping[str, TaskSpec], overrides: Overrides) -> dict[str, str]:
-    from nbflow.engine.runner import injected_parameters
-
     result: dict[str, str] = {}
     for name in dag.order:
         spec = specs[name]
@@ -55,8 +54,6 @@ def plan(
     force_tasks: Iterable[str] = (),
 ) -> dict[str, Decision]:
     """Run or reuse, with the reason, for every task of ``dag`` in topological order."""
-    from nbflow.engine.runner import injected_parameters
-
     forced = set(force_tasks)
     decisions: dict[str, Decision] = {}
     for name in dag.order:

@@ -22,16 +22,20 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nbflow import __version__, states
-from nbflow.project.discovery import STATE_DIR_NAME
-from nbflow.engine.environment import capture, checksums
-from nbflow.errors import NbflowError
-from nbflow.execution.base import AttemptOutcome, Executor, KernelNeed, TaskRequest, utcnow
 from nbflow.core.dag import DAG
-from nbflow.project.specs import Product, TaskSpec
-from nbflow.project.params import Overrides
-from nbflow.engine.retry import decide
 from nbflow.core.ready import Scheduler
+from nbflow.engine.environment import capture, checksums
+from nbflow.engine.incremental import fingerprints
+from nbflow.engine.requests import product_paths, resolve_product, task_request
+from nbflow.engine.retry import decide
+from nbflow.errors import NbflowError
+from nbflow.execution.attempt import may_take_warm_kernel
+from nbflow.execution.base import AttemptOutcome, Executor, KernelNeed, TaskRequest, utcnow
+from nbflow.kinds import kind_of
+from nbflow.kinds.discovery import STATE_DIR_NAME
+from nbflow.project.params import Overrides
 from nbflow.project.settings import TaskSettings
+from nbflow.project.specs import TaskSpec
 from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
 from nbflow.views.text import counts_text
 
@@ -45,75 +49,6 @@ def state_dir(root: Path) -> Path:
 def new_run_id() -> str:
     """Sortable and unique: ``20261125-143012-a1b2c3``."""
     return utcnow().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-
-
-def resolve_product(spec: TaskSpec) -> Product:
-    """The task's declared product with each path made absolute (relative to its notebook's folder)."""
-    product = spec.product
-    if product is None:
-        return None
-    if isinstance(product, str):
-        return str((spec.folder / product).resolve())
-    return {key: str((spec.folder / path).resolve()) for key, path in product.items()}
-
-
-def product_paths(product: Product) -> tuple[Path, ...]:
-    if product is None:
-        return ()
-    if isinstance(product, str):
-        return (Path(product),)
-    return tuple(Path(p) for p in product.values())
-
-
-def injected_parameters(
-    spec: TaskSpec, dag: DAG, specs: Mapping[str, TaskSpec], overrides: Overrides
-) -> dict[str, Any]:
-    """What papermill injects into ``spec``'s notebook: overrides, then ``upstream`` and ``product``."""
-    params = overrides.for_task(spec)
-    if spec.kind == "sql":  # no code of its own holds the defaults: they are injected too
-        import ast
-
-        params = {**{k: ast.literal_eval(v) for k, v in spec.params.defaults.items()}, **params}
-    ups = dag.upstreams[spec.name]
-    if ups or spec.params.declares_upstream:
-        params["upstream"] = {up: resolve_product(specs[up]) for up in ups}
-    if spec.params.declares_product:
-        params["product"] = resolve_product(spec)
-    return params
-
-
-def task_request(
-    specs: Mapping[str, TaskSpec],
-    dag: DAG,
-    settings: Mapping[str, TaskSettings],
-    secrets: Mapping[str, str],
-    run_dir: Path,
-    run_id: str,
-    name: str,
-    attempt: int,
-    overrides: Overrides,
-) -> TaskRequest:
-    """What an executor needs to run attempt ``attempt`` of task ``name``; its files go in ``run_dir/name/``."""
-    spec = specs[name]
-    # one folder per task: no task name can make two tasks' files collide
-    base = run_dir / name / f"attempt-{attempt}"
-    return TaskRequest(
-        run_id=run_id,
-        task=name,
-        attempt=attempt,
-        notebook=spec.path,
-        cwd=spec.folder,
-        kernel_name=spec.kernel_name,
-        parameters=injected_parameters(spec, dag, specs, overrides),
-        output_notebook=base.with_name(base.name + ".ipynb"),
-        log_path=base.with_name(base.name + ".log"),
-        products=product_paths(resolve_product(spec)),
-        timeout=settings[name].timeout,
-        max_cell_output=settings[name].max_cell_output,
-        kind=spec.kind,
-        target=spec.target,
-        secrets={p: var for p, var in secrets.items() if p in spec.params.defaults},
-    )
 
 
 class RunListener(Protocol):
@@ -198,9 +133,7 @@ def reap_stale_runs(store: RunStore) -> list[str]:
 
 def _never_submitted() -> Future[AttemptOutcome]:
     future: Future[AttemptOutcome] = Future()
-    now = utcnow()
-    error = "Interrupted: the run was stopped as this task started"
-    future.set_result(AttemptOutcome(states.INTERRUPTED, now, now, error=error))
+    future.set_result(AttemptOutcome.interrupted("the run was stopped as this task started"))
     return future
 
 
@@ -211,12 +144,8 @@ def _outcome(future: Future[AttemptOutcome], attempt: AttemptRecord) -> AttemptO
     except Exception as e:  # executors should not raise; if one does, record it
         import traceback
 
-        return AttemptOutcome(
-            states.FAILED,
-            attempt.started_at,
-            utcnow(),
-            error=f"ExecutorError: {type(e).__name__}: {e}",
-            traceback="".join(traceback.format_exception(e)),
+        return AttemptOutcome.failed(
+            "ExecutorError", f"{type(e).__name__}: {e}", attempt.started_at, "".join(traceback.format_exception(e))
         )
 
 
@@ -225,7 +154,7 @@ class _StopRequested(Exception):
 
 
 class Runner:
-    """Runs a validated DAG of notebook tasks once."""
+    """Runs a validated DAG of tasks once."""
 
     def __init__(
         self,
@@ -273,7 +202,7 @@ class Runner:
         needs = []
         for name in scheduler.upcoming(self.workers + 4):
             spec = self.specs[name]
-            if spec.kind == "notebook" and not any(p in spec.params.defaults for p in self.secrets):
+            if may_take_warm_kernel(spec.kind, any(p in spec.params.defaults for p in self.secrets)):
                 needs.append(KernelNeed(spec.kernel_name, spec.folder, run_dir))
         self.executor.anticipate(needs)
 
@@ -296,8 +225,6 @@ class Runner:
         earlier record; they are recorded ``up_to_date`` and their downstreams run.
         Setting ``stop`` (from any thread) interrupts the run as Ctrl-C does.
         """
-        from nbflow.engine.incremental import fingerprints
-
         reuse = reuse or {}
         reasons = reasons or {}
         self._prints = fingerprints(self.dag, self.specs, overrides)
@@ -322,7 +249,7 @@ class Runner:
             logical_date=logical_date,
             environment=capture(
                 {n: self.specs[n].source_hash for n in self.dag.order},
-                {n: self.specs[n].kernel_name for n in self.dag.order if self.specs[n].kind == "notebook"},
+                {n: self.specs[n].kernel_name for n in self.dag.order if kind_of(self.specs[n].kind).uses_kernel},
                 run_dir,
             ),
         )
@@ -408,7 +335,7 @@ class Runner:
             None,
             None,
         )
-        executed = str(request.output_notebook) if request.kind == "notebook" else None  # SQL tasks have none
+        executed = str(request.output_notebook) if kind_of(request.kind).writes_notebook else None
         task.output_notebook = executed
         recorded = dict(request.parameters)
         recorded.update({p: f"[secret from ${var}]" for p, var in request.secrets.items()})
@@ -499,8 +426,5 @@ class Runner:
                 _request, attempt = running.pop(future)
                 self._finish_attempt(run, tasks, scheduler, attempt, _outcome(future, attempt))
         for _request, attempt in running.values():  # did not stop in time: recorded, not waited for
-            now = utcnow()
-            outcome = AttemptOutcome(
-                states.INTERRUPTED, attempt.started_at, now, error="Interrupted: did not stop in time"
-            )
+            outcome = AttemptOutcome.interrupted("did not stop in time", attempt.started_at)
             self._finish_attempt(run, tasks, scheduler, attempt, outcome)

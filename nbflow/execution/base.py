@@ -13,9 +13,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from nbflow import states
 from nbflow.project.settings import MAX_CELL_OUTPUT
 
 
@@ -26,7 +28,7 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class TaskRequest:
-    """Everything needed to run one attempt of a notebook task. Picklable."""
+    """Everything needed to run one attempt of a task. Picklable."""
 
     run_id: str
     task: str
@@ -46,7 +48,7 @@ class TaskRequest:
     timeout: float | None = None
     #: secret parameters: name -> the environment variable holding the value (read by the executor)
     secrets: dict[str, str] = field(default_factory=dict)
-    #: ``notebook`` (papermill), ``sql`` (DuckDB), ``python`` (a function) or ``http`` (a request)
+    #: the name of the task's kind in :data:`nbflow.kinds.KINDS` (what runs the attempt)
     kind: str = "notebook"
     #: a ``python`` task's function, or an ``http`` task's request settings
     target: Any = None
@@ -74,6 +76,20 @@ class AttemptOutcome:
     ename: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def failed(
+        cls, ename: str, message: str, started: datetime | None = None, traceback: str | None = None
+    ) -> AttemptOutcome:
+        """A failed attempt, its error ``"<ename>: <message>"``; ``started`` None: it failed as it started."""
+        now = utcnow()
+        return cls(states.FAILED, started or now, now, error=f"{ename}: {message}", traceback=traceback, ename=ename)
+
+    @classmethod
+    def interrupted(cls, message: str, started: datetime | None = None) -> AttemptOutcome:
+        """An attempt stopped from outside (the run was stopped), its error ``"Interrupted: <message>"``."""
+        now = utcnow()
+        return cls(states.INTERRUPTED, started or now, now, error=f"Interrupted: {message}")
+
 
 @dataclass(frozen=True)
 class KernelNeed:
@@ -89,28 +105,13 @@ class KernelNeed:
         return (self.kernel_name, str(self.cwd))
 
 
-def task_function(kind: str) -> Callable[..., AttemptOutcome]:
-    """What runs one attempt of a task of this kind: ``f(request, launcher, control)``."""
-    if kind == "sql":
-        from nbflow.kinds.sql import run_sql
+class StopReason(str, Enum):
+    """Why an attempt was stopped from outside."""
 
-        return run_sql
-    if kind == "python":
-        from nbflow.kinds.python import run_function
-
-        return run_function
-    if kind == "http":
-        from nbflow.kinds.http import run_http
-
-        return run_http
-    from nbflow.kinds.notebook.papermill import run_notebook
-
-    return run_notebook
-
-
-#: why an attempt was stopped from outside
-INTERRUPTED = "interrupted"
-TIMED_OUT = "timeout"
+    #: the run was stopped (Ctrl-C, the panel's Stop, a lost store)
+    INTERRUPTED = "interrupted"
+    #: the attempt ran past its task's ``timeout``
+    TIMED_OUT = "timeout"
 
 
 class AttemptControl:
@@ -122,7 +123,7 @@ class AttemptControl:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.reason: str | None = None
+        self.reason: StopReason | None = None
         self._kill: Callable[[], None] | None = None
 
     def attach(self, kill: Callable[[], None] | None) -> None:
@@ -132,7 +133,7 @@ class AttemptControl:
         if stop_now:
             kill()  # type: ignore[misc]
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: StopReason) -> None:
         with self._lock:
             if self.reason is None:
                 self.reason = reason
@@ -149,7 +150,7 @@ def start_timeout(control: AttemptControl, seconds: float | None) -> threading.T
     """Stop the attempt as timed out after ``seconds`` (None: never); cancel the timer when it ends."""
     if seconds is None:
         return None
-    timer = threading.Timer(seconds, control.stop, args=(TIMED_OUT,))
+    timer = threading.Timer(seconds, control.stop, args=(StopReason.TIMED_OUT,))
     timer.daemon = True
     timer.start()
     return timer
@@ -160,15 +161,15 @@ def stopped_outcome(
 ) -> tuple[str, str | None, str | None]:
     """An attempt's (state, error, ename), accounting for a stop from outside: a timeout fails
     it (``TaskTimeout``), a cancel makes it ``interrupted``. ``stopped`` says what was stopped."""
-    if state == "success" or control.reason is None:
+    if state == states.SUCCESS or control.reason is None:
         return state, error, ename
-    if control.reason == TIMED_OUT:
+    if control.reason is StopReason.TIMED_OUT:
         return (
-            "failed",
+            states.FAILED,
             f"TaskTimeout: the task ran longer than its timeout of {request.timeout:g}s; {stopped}",
             "TaskTimeout",
         )
-    return "interrupted", "Interrupted: the run was stopped while this task was running", None
+    return states.INTERRUPTED, "Interrupted: the run was stopped while this task was running", None
 
 
 class Executor(abc.ABC):

@@ -32,32 +32,19 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from nbflow import states
-from nbflow.errors import NbflowError
-from nbflow.execution.base import (
-    INTERRUPTED,
-    AttemptControl,
-    AttemptOutcome,
-    Executor,
-    KernelNeed,
-    TaskRequest,
-    kernel_log_path,
-    start_timeout,
-    task_function,
-    utcnow,
-)
+from nbflow.errors import ExecutorUnavailableError
+from nbflow.execution.attempt import run_attempt
+from nbflow.execution.base import AttemptControl, AttemptOutcome, Executor, KernelNeed, StopReason, TaskRequest, utcnow
+from nbflow.kinds import kind_of
 
 log = logging.getLogger("nbflow.execution")
 
 #: the ``ename`` of an attempt whose worker died under it (retry rules may name it)
 WORKER_LOST = "WorkerLost"
-
-
-class ExecutorUnavailableError(NbflowError):
-    """The executor cannot run this pipeline: no cluster, or workers that cannot see its files."""
 
 
 # -- paths ---------------------------------------------------------------------------------
@@ -139,18 +126,13 @@ async def _anticipate_on_worker(needs: list[KernelNeed], dask_worker: Any) -> No
     await asyncio.get_running_loop().run_in_executor(None, launcher.anticipate, needs)
 
 
-def _lost_outcome(where: str) -> AttemptOutcome:
-    now = utcnow()
-    return AttemptOutcome(
-        states.FAILED,
-        now,
-        now,
-        error=f"{WORKER_LOST}: the Dask worker running this attempt ({where}) died before it finished",
-        ename=WORKER_LOST,
+def _lost_outcome(where: str, started: datetime | None = None) -> AttemptOutcome:
+    return AttemptOutcome.failed(
+        WORKER_LOST, f"the Dask worker running this attempt ({where}) died before it finished", started
     )
 
 
-def run_attempt(request: TaskRequest, key: str, cancel_event: str) -> AttemptOutcome:
+def attempt_on_worker(request: TaskRequest, key: str, cancel_event: str) -> AttemptOutcome:
     """Run one attempt on this Dask worker; never raises for what the task does.
 
     Marks the attempt as started (a Dask ``Event``): if the scheduler starts this key
@@ -168,57 +150,36 @@ def run_attempt(request: TaskRequest, key: str, cancel_event: str) -> AttemptOut
     control = AttemptControl()
     cancel = Event(cancel_event, client=client)
     if cancel.is_set():
-        control.stop(INTERRUPTED)
+        control.stop(StopReason.INTERRUPTED)
     done = threading.Event()
 
     def watch_cancel() -> None:
         while not done.is_set():
             try:
                 if cancel.wait(timeout=0.5):
-                    control.stop(INTERRUPTED)
+                    control.stop(StopReason.INTERRUPTED)
                     return
             except Exception:  # the scheduler is unreachable: keep running, try again
                 done.wait(0.5)
 
     watcher = threading.Thread(target=watch_cancel, name=f"nbflow-cancel-{key}", daemon=True)
     watcher.start()
-    timer = start_timeout(control, request.timeout)
     try:
         if not request.cwd.is_dir():
-            now = utcnow()
-            return AttemptOutcome(
-                states.FAILED,
-                now,
-                now,
-                error=f"SharedFilesystemError: the worker {worker.address} cannot see the folder {request.cwd}",
-                ename="SharedFilesystemError",
+            return AttemptOutcome.failed(
+                "SharedFilesystemError", f"the worker {worker.address} cannot see the folder {request.cwd}"
             )
-        if request.kind == "python" and multiprocessing.current_process().daemon:
-            now = utcnow()
-            return AttemptOutcome(
-                states.FAILED,
-                now,
-                now,
-                error=(
-                    f"DaemonWorker: the Dask worker {worker.address} runs as a daemon process, which may not start "
-                    "the process a Python function task runs in; start the workers with "
-                    "DASK_DISTRIBUTED__WORKER__DAEMON=False"
-                ),
-                ename="DaemonWorker",
+        if kind_of(request.kind).starts_process and multiprocessing.current_process().daemon:
+            return AttemptOutcome.failed(
+                "DaemonWorker",
+                f"the Dask worker {worker.address} runs as a daemon process, which may not start the process a "
+                f"{request.kind} task runs in; start the workers with DASK_DISTRIBUTED__WORKER__DAEMON=False",
             )
-        launcher = _worker_launcher(worker.state.nthreads)
-        if request.kind == "notebook" and not request.secrets:
-            launcher.claim(request.kernel_name, str(request.cwd), kernel_log_path(request))
-        outcome = task_function(request.kind)(request, launcher, control)
+        outcome = run_attempt(request, _worker_launcher(worker.state.nthreads), control)
         outcome.extra["worker"] = worker.address
         return outcome
     finally:
         done.set()
-        if timer is not None:
-            timer.cancel()
-        from nbflow.execution.kernels import close_thread_event_loop
-
-        close_thread_event_loop()
 
 
 def _visible(path: str) -> bool:
@@ -360,7 +321,7 @@ class DaskExecutor(Executor):
         result: Future[AttemptOutcome] = Future()
         started = utcnow()
         dask_future = self.client.submit(
-            run_attempt, paths.request(request), key, self._event(request.run_id), key=key, pure=False, retries=0
+            attempt_on_worker, paths.request(request), key, self._event(request.run_id), key=key, pure=False, retries=0
         )
         with self._lock:
             self._futures[key] = dask_future
@@ -380,7 +341,7 @@ class DaskExecutor(Executor):
         return result
 
     @staticmethod
-    def _failure(e: BaseException, started: Any) -> AttemptOutcome:
+    def _failure(e: BaseException, started: datetime) -> AttemptOutcome:
         """The outcome of a Dask task that did not return one (never raises)."""
         import concurrent.futures
         import traceback as tb
@@ -390,26 +351,12 @@ class DaskExecutor(Executor):
 
             if isinstance(e, KilledWorker):
                 worker = getattr(e, "last_worker", None)
-                outcome = _lost_outcome(getattr(worker, "address", None) or "unknown")
-                outcome.started_at = started
-                return outcome
+                return _lost_outcome(getattr(worker, "address", None) or "unknown", started)
             if isinstance(e, (concurrent.futures.CancelledError, asyncio.CancelledError)):
-                return AttemptOutcome(
-                    states.INTERRUPTED, started, utcnow(), error="Interrupted: the Dask task was cancelled"
-                )
-            name = type(e).__name__
-            return AttemptOutcome(
-                states.FAILED,
-                started,
-                utcnow(),
-                error=f"{name}: {e}",
-                traceback="".join(tb.format_exception(e)),
-                ename=name,
-            )
+                return AttemptOutcome.interrupted("the Dask task was cancelled", started)
+            return AttemptOutcome.failed(type(e).__name__, str(e), started, "".join(tb.format_exception(e)))
         except Exception as inner:  # noqa: BLE001 - the runner must get an outcome whatever happens
-            return AttemptOutcome(
-                states.FAILED, started, utcnow(), error=f"{type(e).__name__}: {inner}", ename="DaskError"
-            )
+            return AttemptOutcome.failed("DaskError", f"{type(e).__name__}: {inner}", started)
 
     def cancel(self, run_id: str) -> None:
         from distributed import Event

@@ -1,4 +1,4 @@
-"""The local executor: each attempt in a fresh kernel on this machine, from a thread pool."""
+"""The local executor: each attempt in a thread of this process (a notebook's in a kernel on this machine)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,8 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from nbflow.execution.base import (
-    INTERRUPTED,
-    AttemptControl,
-    AttemptOutcome,
-    Executor,
-    KernelNeed,
-    TaskRequest,
-    kernel_log_path,
-    start_timeout,
-    task_function,
-)
+from nbflow.execution.attempt import begin_attempt, needs_kernel
+from nbflow.execution.base import AttemptControl, AttemptOutcome, Executor, KernelNeed, StopReason, TaskRequest
 
 if TYPE_CHECKING:
     from nbflow.execution.kernels import KernelLauncher
@@ -34,7 +25,7 @@ def default_workers() -> int:
 
 
 class LocalExecutor(Executor):
-    """Runs notebooks through papermill in threads of this process, one kernel per attempt.
+    """Runs attempts in threads of this process; a notebook's through papermill, in a kernel of its own.
 
     Parameters
     ----------
@@ -70,29 +61,20 @@ class LocalExecutor(Executor):
             return self._kernels
 
     def submit(self, request: TaskRequest) -> Future[AttemptOutcome]:
-        run_task = task_function(request.kind)
-
-        if request.kind == "notebook" and not request.secrets:
-            self._launcher.claim(request.kernel_name, str(request.cwd), kernel_log_path(request))
         key = (request.task, request.attempt)
         control = AttemptControl()
         with self._lock:
             self._controls[request.run_id][key] = control
             if request.run_id in self._cancelled:
-                control.stop(INTERRUPTED)
-        timer = start_timeout(control, request.timeout)
+                control.stop(StopReason.INTERRUPTED)
+        attempt = begin_attempt(request, self._launcher if needs_kernel(request) else None, control)
 
         def work() -> AttemptOutcome:
             try:
-                return run_task(request, self._launcher, control)
+                return attempt()
             finally:
-                if timer is not None:
-                    timer.cancel()
                 with self._lock:
                     self._controls[request.run_id].pop(key, None)
-                from nbflow.execution.kernels import close_thread_event_loop
-
-                close_thread_event_loop()
 
         return self._pool.submit(work)
 
@@ -107,7 +89,7 @@ class LocalExecutor(Executor):
             self._cancelled.add(run_id)
             controls = list(self._controls[run_id].values())
         for control in controls:
-            control.stop(INTERRUPTED)
+            control.stop(StopReason.INTERRUPTED)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

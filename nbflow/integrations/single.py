@@ -13,7 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, start_timeout, task_function
+from nbflow.engine.requests import task_request
+from nbflow.errors import UnknownTaskError
+from nbflow.execution.attempt import needs_kernel, run_attempt
+from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest
 from nbflow.pipeline import Pipeline
 
 
@@ -37,9 +40,6 @@ def run_one(
     PipelineValidationError
         A bad parameter, or a kernel or secret the task needs is missing.
     """
-    from nbflow.errors import UnknownTaskError
-    from nbflow.engine.runner import task_request
-
     pipeline.load_code()  # running: the folder's nbflow_tasks.py runs
     if name not in pipeline.specs:
         raise UnknownTaskError(name, list(pipeline.specs))
@@ -58,17 +58,13 @@ def run_one(
         overrides,
     )
     launcher = None
-    if request.kind == "notebook":
+    if needs_kernel(request):
         from nbflow.execution.kernels import KernelLauncher
 
         launcher = KernelLauncher(max_concurrent_starts=1, warm=0)
-    control = AttemptControl()
-    timer = start_timeout(control, request.timeout)
     try:
-        outcome = task_function(request.kind)(request, launcher, control)
+        outcome = run_attempt(request, launcher, AttemptControl())
     finally:
-        if timer is not None:
-            timer.cancel()
         if launcher is not None:
             launcher.close()
     return request, outcome

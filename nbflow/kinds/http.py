@@ -1,4 +1,4 @@
-"""Run an HTTP request task: one request, an expected status, the response saved as the product.
+"""The HTTP kind: one request, an expected status, the response saved as the product.
 
 Parameters travel as data: in the query string for GET/DELETE/HEAD, in a JSON body
 (``{"params": ..., "upstream": ...}``) otherwise.
@@ -7,20 +7,68 @@ Parameters travel as data: in the query string for GET/DELETE/HEAD, in a JSON bo
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.parse
-import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbflow import states
 from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, stopped_outcome, utcnow
 from nbflow.execution.logs import CappedLog
+from nbflow.kinds.base import CodeKind
+from nbflow.project.specs import TaskSpec
+
+if TYPE_CHECKING:
+    from nbflow.execution.kernels import KernelLauncher
 
 
-def run_http(request: TaskRequest, launcher: Any = None, control: AttemptControl | None = None) -> AttemptOutcome:
+class HttpKind(CodeKind):
+    """An HTTP request declared in code (``Pipeline.http_task``)."""
+
+    name = "http"
+
+    def declare_request(
+        self,
+        path: Path,
+        name: str,
+        url: str,
+        *,
+        method: str = "GET",
+        expect_status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        upstream: Sequence[str] = (),
+        product: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> TaskSpec:
+        """The spec of a request task (see :meth:`nbflow.Pipeline.http_task`); its code is the request itself."""
+        target = {"method": method.upper(), "url": url, "expect_status": expect_status, "headers": dict(headers or {})}
+        defaults = {k: repr(v) for k, v in (params or {}).items()}
+        source = json.dumps({**target, "params": defaults}, sort_keys=True)
+        return self.declare(
+            path,
+            name,
+            target=target,
+            upstream=upstream,
+            product=product,
+            defaults=defaults,
+            source=source,
+            settings=settings,
+        )
+
+    def run(self, request: TaskRequest, control: AttemptControl, launcher: KernelLauncher | None) -> AttemptOutcome:
+        return run_http(request, control)
+
+
+#: the http kind (the registry's, :data:`nbflow.kinds.KINDS`)
+HTTP = HttpKind()
+
+
+def run_http(request: TaskRequest, control: AttemptControl) -> AttemptOutcome:
     """Run one attempt of an HTTP task; never raises for anything the server does."""
-    control = control or AttemptControl()
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
     started = utcnow()
     spec = request.target
     request.log_path.parent.mkdir(parents=True, exist_ok=True)

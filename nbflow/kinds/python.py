@@ -1,4 +1,4 @@
-"""Run a Python function task in a forked child process.
+"""The Python kind: a function declared in code, run in a forked child process.
 
 A child process (forked, so the function needs no import path: one defined in a notebook
 or a script works) can be killed by a cancel or a timeout like a kernel, and a crash in it
@@ -10,17 +10,69 @@ from __future__ import annotations
 
 import inspect
 import json
-import multiprocessing
 import os
 import sys
 import traceback as tb
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbflow import states
 from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, stopped_outcome, utcnow
 from nbflow.execution.logs import read_log_tail
+from nbflow.kinds.base import CodeKind
+from nbflow.project.specs import RESERVED_NAMES, Product, TaskSpec
+
+if TYPE_CHECKING:
+    from nbflow.execution.kernels import KernelLauncher
+
+
+class PythonKind(CodeKind):
+    """A Python function declared in code (``@pipeline.task``)."""
+
+    name = "python"
+    starts_process = True
+
+    def declare_function(
+        self,
+        path: Path,
+        func: Callable[..., Any],
+        name: str | None = None,
+        *,
+        upstream: Sequence[str] = (),
+        product: Product = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> TaskSpec:
+        """The spec of a function task (see :meth:`nbflow.Pipeline.task`): its parameters are
+        the arguments with a default; its code, the function's source."""
+        sig = inspect.signature(func)
+        defaults = {
+            p.name: repr(p.default)
+            for p in sig.parameters.values()
+            if p.default is not p.empty and p.name not in RESERVED_NAMES
+        }
+        try:
+            source = inspect.getsource(func)
+        except (OSError, TypeError):
+            source = func.__qualname__
+        return self.declare(
+            path,
+            name or func.__name__,
+            target=func,
+            upstream=upstream,
+            product=product,
+            defaults=defaults,
+            source=source,
+            settings=settings,
+        )
+
+    def run(self, request: TaskRequest, control: AttemptControl, launcher: KernelLauncher | None) -> AttemptOutcome:
+        return run_function(request, control)
+
+
+#: the python kind (the registry's, :data:`nbflow.kinds.KINDS`)
+PYTHON = PythonKind()
 
 
 def call_arguments(func: Any, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -60,9 +112,10 @@ def _child(func: Any, kwargs: dict[str, Any], cwd: str, log_path: str, result_pa
         os._exit(code)  # never run the parent's cleanup in the child
 
 
-def run_function(request: TaskRequest, launcher: Any = None, control: AttemptControl | None = None) -> AttemptOutcome:
+def run_function(request: TaskRequest, control: AttemptControl) -> AttemptOutcome:
     """Run one attempt of a function task; never raises for anything the function does."""
-    control = control or AttemptControl()
+    import multiprocessing
+
     started = utcnow()
     request.log_path.parent.mkdir(parents=True, exist_ok=True)
     for product in request.products:

@@ -1,4 +1,4 @@
-"""Run a SQL task with DuckDB, in this process.
+"""The SQL kind: a ``.sql`` file, run with DuckDB in this process.
 
 Upstream products are views: an upstream ``features`` whose product is
 ``{"train": ..., "test": ...}`` gives the views ``features_train`` and ``features_test``;
@@ -13,11 +13,35 @@ from __future__ import annotations
 import re
 import traceback as tb
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbflow import states
 from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, stopped_outcome, utcnow
 from nbflow.execution.logs import CappedLog
+from nbflow.kinds.base import FileKind
+from nbflow.project.specs import TaskSpec
+from nbflow.project.sql import read_sql_spec
+
+if TYPE_CHECKING:
+    from nbflow.execution.kernels import KernelLauncher
+
+
+class SqlKind(FileKind):
+    """A ``.sql`` file: declarations in its header comment (:mod:`nbflow.project.sql`), run by DuckDB."""
+
+    name = "sql"
+    suffixes = (".sql",)
+    injects_defaults = True  # no code of its own holds the defaults: they are bound with the overrides
+
+    def read(self, path: Path, name: str, relpath: str) -> TaskSpec:
+        return read_sql_spec(path, name, relpath)
+
+    def run(self, request: TaskRequest, control: AttemptControl, launcher: KernelLauncher | None) -> AttemptOutcome:
+        return run_sql(request, control)
+
+
+#: the sql kind (the registry's, :data:`nbflow.kinds.KINDS`)
+SQL = SqlKind()
 
 
 def view_name(*parts: str) -> str:
@@ -38,11 +62,10 @@ def _views(upstream: dict[str, Any]) -> dict[str, str]:
     return views
 
 
-def run_sql(request: TaskRequest, launcher: Any = None, control: AttemptControl | None = None) -> AttemptOutcome:
+def run_sql(request: TaskRequest, control: AttemptControl) -> AttemptOutcome:
     """Run one attempt of a SQL task; never raises for anything the SQL does."""
     import duckdb
 
-    control = control or AttemptControl()
     started = utcnow()
     request.log_path.parent.mkdir(parents=True, exist_ok=True)
     log = CappedLog(request.log_path)

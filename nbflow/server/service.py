@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from nbflow import __version__, states
-from nbflow.project.discovery import STATE_DIR_NAME, is_inside
+from nbflow.kinds.discovery import STATE_DIR_NAME, is_inside
 from nbflow.errors import (
     ChildRunFailedError,
     InvalidRequestError,
@@ -332,7 +332,8 @@ class NbflowService:
         UnknownTaskError, UnknownUpstreamError, CycleError
             Nothing is written.
         """
-        from nbflow.project.discovery import discover, task_name
+        from nbflow.kinds import kind_of
+        from nbflow.kinds.discovery import discover, task_name
         from nbflow.project.edit import changed_upstream, check_upstream_change, write_upstream
 
         folder = self.pipeline_folder(path)
@@ -349,7 +350,7 @@ class NbflowService:
         spec = specs[task]
         if not is_inside(spec.path, self.root):
             raise PathOutsideRootError(f"{path.rstrip('/')}/{spec.relpath}")
-        if spec.kind != "notebook":
+        if not kind_of(spec.kind).upstream_editable:
             raise NbflowError(f"{spec.relpath} is not a notebook; edit its upstream declaration in the file.")
         upstream = changed_upstream(spec.upstream, add, remove)
         check_upstream_change(task, upstream, {n: s.upstream for n, s in specs.items()}, spec.relpath)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from nbflow import states
-from nbflow.project.discovery import is_inside
+from nbflow.kinds.discovery import is_inside
 from nbflow.errors import NbflowError, UnknownTaskError
 from nbflow.execution.logs import read_log_tail
 from nbflow.core.dag import DAG

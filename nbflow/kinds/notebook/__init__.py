@@ -1,1 +1,44 @@
-"""The notebook kind: papermill with nbflow's engine and notebook client."""
+"""The notebook kind: an ``.ipynb`` file run by papermill in a kernel, with nbflow's engine and client.
+
+This module is the kind alone, cheap to import; what runs an attempt (papermill, nbclient,
+jupyter_client: ``papermill.py``, ``client.py``, ``iopub.py``, ``spool.py``) is imported
+by :meth:`NotebookKind.run`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nbflow.kinds.base import FileKind
+from nbflow.project.notebook import read_notebook_spec
+from nbflow.project.specs import TaskSpec
+
+if TYPE_CHECKING:
+    from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest
+    from nbflow.execution.kernels import KernelLauncher
+
+
+class NotebookKind(FileKind):
+    """A Jupyter notebook: its tagged ``parameters`` cell declares (:mod:`nbflow.project.notebook`)."""
+
+    name = "notebook"
+    suffixes = (".ipynb",)
+    uses_kernel = True
+    writes_notebook = True
+    accepts_secrets = True  # through the kernel's environment, read by injected lines
+    upstream_editable = True  # the `upstream = [...]` line of its parameters cell (project/edit.py)
+
+    def read(self, path: Path, name: str, relpath: str) -> TaskSpec:
+        return read_notebook_spec(path, name, relpath)
+
+    def run(self, request: TaskRequest, control: AttemptControl, launcher: KernelLauncher | None) -> AttemptOutcome:
+        from nbflow.kinds.notebook.papermill import run_notebook
+
+        if launcher is None:  # a caller's mistake, not the task's: say so plainly
+            raise TypeError("a notebook attempt needs a KernelLauncher")
+        return run_notebook(request, launcher, control)
+
+
+#: the notebook kind (the registry's, :data:`nbflow.kinds.KINDS`)
+NOTEBOOK = NotebookKind()

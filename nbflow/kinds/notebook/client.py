@@ -33,8 +33,8 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_output, output_from_msg
 from papermill.clientwrap import PapermillNotebookClient
 
-from nbflow.kinds.notebook import iopub
 from nbflow.execution.logs import CappedLog
+from nbflow.kinds.notebook import iopub
 from nbflow.kinds.notebook.outputs import ENVELOPE, OutputBudget, content_size, log_note, size_of
 from nbflow.project.secrets import Redactor
 

@@ -24,9 +24,9 @@ from papermill.exceptions import PapermillExecutionError
 from nbflow import states
 from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, stopped_outcome, utcnow
 from nbflow.execution.base import kernel_log_path as base_kernel_log_path
-from nbflow.kinds.notebook.client import NbflowNotebookClient
 from nbflow.execution.kernels import KERNEL_START_TIMEOUT, IPCKernelManager, KernelLauncher, KernelStartError
 from nbflow.execution.logs import CappedLog, read_log_tail, strip_ansi
+from nbflow.kinds.notebook.client import NbflowNotebookClient
 from nbflow.kinds.notebook.spool import OutputSpool, first_error, write_notebook
 from nbflow.project.secrets import Redactor, injection_lines, kernel_env_name
 from nbflow.project.settings import MAX_CELL_OUTPUT

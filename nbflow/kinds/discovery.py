@@ -1,9 +1,10 @@
-"""Find the notebooks of a pipeline folder and read each into a spec.
+"""Find the task files of a pipeline folder and read each into a spec, by the kind its suffix names.
 
-A pipeline is a folder: every ``*.ipynb`` below it is a task, except in hidden folders,
+A pipeline is a folder: every file below it with the suffix of a file kind (``*.ipynb``,
+``*.sql``: :func:`nbflow.kinds.file_kinds`) is a task, except in hidden folders,
 ``.ipynb_checkpoints`` and nbflow's own output folder, and except notebooks that opt out with
 ``{"nbflow": {"task": false}}`` in their metadata (a dashboard beside the pipeline). A task's name is its path relative
-to the folder, without ``.ipynb``, with ``/`` separators.
+to the folder, without its suffix, with ``/`` separators.
 
 What was read from each file is kept in ``_nbflow/discovery.json``, keyed by the
 file's size, modification time and inode: an unchanged file is not read again (a
@@ -31,14 +32,11 @@ from nbflow.errors import (
     OutsideFolderError,
     PipelineNotFoundError,
 )
-from nbflow.project.notebook import read_notebook_spec
-from nbflow.project.sql import read_sql_spec
+from nbflow.kinds import file_kinds
 from nbflow.project.specs import ParametersDecl, TaskSpec
 
 #: nbflow's own folder inside a pipeline: the state store and every run's executed notebooks
 STATE_DIR_NAME = "_nbflow"
-#: the files that are tasks: notebooks, and SQL run by DuckDB
-TASK_SUFFIXES = (".ipynb", ".sql")
 #: what was read from each file, by (size, mtime, inode); inside the state folder
 CACHE_FILE_NAME = "discovery.json"
 #: the cache of older versions: never read (unpickling runs code); removed when the new one is written
@@ -53,19 +51,20 @@ SKIPPED_DIRS = frozenset({".ipynb_checkpoints", STATE_DIR_NAME, "__pycache__", "
 
 @dataclass
 class Discovery:
-    """The notebooks found under a folder, and every problem met while reading them."""
+    """The task files found under a folder (as specs), and every problem met while reading them."""
 
     root: Path
     specs: list[TaskSpec] = field(default_factory=list)
     problems: list[NbflowError] = field(default_factory=list)
 
 
-def iter_notebook_paths(root: Path, outside: list[Path] | None = None, within: Path | None = None) -> Iterator[Path]:
-    """Yield every task notebook below ``root``, in a stable (sorted) order.
+def iter_task_paths(root: Path, outside: list[Path] | None = None, within: Path | None = None) -> Iterator[Path]:
+    """Yield every task file below ``root``, in a stable (sorted) order.
 
     With ``within``, a folder or file whose real path (symlinks followed) is not inside it
     is neither walked nor yielded but added to ``outside``.
     """
+    suffixes = tuple(file_kinds())
     stack = [root]
     seen: set[tuple[int, int]] = set()  # folders by (device, inode): a symlink loop is walked once
     while stack:
@@ -87,10 +86,10 @@ def iter_notebook_paths(root: Path, outside: list[Path] | None = None, within: P
                 continue
             try:
                 is_dir = entry.is_dir()
-                is_notebook = not is_dir and entry.name.endswith(TASK_SUFFIXES) and entry.is_file()
+                is_task = not is_dir and entry.name.endswith(suffixes) and entry.is_file()
             except OSError:  # a broken or looping link
                 continue
-            if not (is_notebook or (is_dir and entry.name not in SKIPPED_DIRS)):
+            if not (is_task or (is_dir and entry.name not in SKIPPED_DIRS)):
                 continue
             path = Path(entry.path)
             if within is not None and entry.is_symlink() and not is_inside(path, within):
@@ -104,8 +103,8 @@ def iter_notebook_paths(root: Path, outside: list[Path] | None = None, within: P
 
 
 def read_task_spec(path: Path, name: str, relpath: str) -> TaskSpec:
-    """A notebook (``.ipynb``) or a SQL task (``.sql``)."""
-    return (read_sql_spec if path.suffix == ".sql" else read_notebook_spec)(path, name, relpath)
+    """The spec of the task file ``path``, read by the kind its suffix names."""
+    return file_kinds()[path.suffix].read(path, name, relpath)
 
 
 def is_inside(path: Path, folder: Path) -> bool:
@@ -127,7 +126,7 @@ def _is_text(name: str) -> bool:
 
 
 def task_name(root: Path, path: Path) -> str:
-    """``etl/clean.ipynb`` (or ``etl/clean.sql``) below ``root`` is the task ``etl/clean``."""
+    """``etl/clean.ipynb`` (or ``etl/clean.sql``, any file kind's suffix) below ``root`` is the task ``etl/clean``."""
     return path.relative_to(root).with_suffix("").as_posix()
 
 
@@ -173,7 +172,7 @@ def _spec_from_json(data: Any, path: Path, name: str, relpath: str) -> TaskSpec 
     """The spec a cache entry holds, or None when anything in it is not what nbflow writes."""
     if not isinstance(data, dict):
         return None
-    kind = "sql" if path.suffix == ".sql" else "notebook"
+    kind = file_kinds()[path.suffix].name
     cell = data.get("parameters_cell")
     defaults = data.get("defaults") or {}
     checks = (
@@ -280,7 +279,7 @@ def _save_cache(path: Path, entries: dict[str, tuple[_Stamp, TaskSpec]]) -> None
 def discover(
     root: str | os.PathLike[str], cache: bool = True, *, save_cache: bool = True, within: Path | None = None
 ) -> Discovery:
-    """Read every notebook below ``root``; gather (not raise) per-file problems.
+    """Read every task file below ``root``; gather (not raise) per-file problems.
 
     With ``cache``, files unchanged since the last discovery are not read again; with
     ``save_cache`` too, what was read is kept for the next one (in ``_nbflow/``). A view
@@ -304,7 +303,7 @@ def discover(
     fresh: dict[str, tuple[_Stamp, TaskSpec]] = {}
     outside: list[Path] = []
     by_folded_name: dict[str, str] = {}
-    for path in iter_notebook_paths(root_path, outside, within):
+    for path in iter_task_paths(root_path, outside, within):
         name = task_name(root_path, path)
         relpath = path.relative_to(root_path).as_posix()
         if not _is_text(relpath):
