@@ -271,7 +271,7 @@ class DuckDBRunStore(RunStore):
             except StoreSchemaError:
                 raise
             except NbflowError as e:  # a read-only place: read what is there
-                log.warning("%s", e)
+                log.warning("nbflow: warning: %s", e)
         rows: list[Rows] | None = self._with_connection(True, self._query(queries))
         return rows or [[] for _ in queries]
 
@@ -443,14 +443,14 @@ class DuckDBRunStore(RunStore):
             self._wal.close(delete=not pending)
         if pending and self._error is not None:
             log.warning(
-                "%d records could not be written to %s (%s); the last states of this run are not recorded.",
+                "nbflow: warning: %d records could not be written to %s (%s); the last states of this run are not recorded.",
                 pending,
                 self.path,
                 getattr(self._error, "detail", self._error),
             )
         elif pending:
             log.warning(
-                "%d records could not be written to %s yet; they are kept in %s and added the next time "
+                "nbflow: warning: %d records could not be written to %s yet; they are kept in %s and added the next time "
                 "nbflow opens the store.",
                 pending,
                 self.path,
