@@ -25,6 +25,7 @@ class HttpKind(CodeKind):
     """An HTTP request declared in code (``Pipeline.http_task``)."""
 
     name = "http"
+    injects_defaults = True  # its ``params`` are data sent with the request: no code of its own holds them
 
     def declare_request(
         self,
