@@ -157,3 +157,182 @@ def live_kernels(pid: int | None = None) -> list[Any]:
         except psutil.Error:  # gone, or a zombie, meanwhile
             continue
     return found
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast tier: ``pytest -m "not slow"`` (scripts/test-fast) runs the pure logic in seconds.
+# A test is slow when it starts a kernel, a browser, a Jupyter server, an nbflow process that
+# runs a pipeline, a Dask cluster or an Airflow venv: by a fixture it uses, or as listed below
+# (the lists were drawn up by measuring each test). A test that lists nothing here is fast;
+# the fast tier's summary names any unmarked test that took longer than SLOW_SECONDS.
+# ---------------------------------------------------------------------------------------------
+
+#: fixtures that start one of those things: a test that uses one is slow wherever it is
+SLOW_FIXTURES = frozenset(
+    {"airflow_python", "cluster", "jp_fetch", "jp_serverapp", "jp_ws_fetch", "page", "ran_pipeline"}
+)
+
+ALL = frozenset({"*"})
+#: test module -> its slow tests: ALL, or the names (parametrized tests by their function's name)
+SLOW_TESTS: dict[str, frozenset[str]] = {
+    # a browser, JupyterLab or a Jupyter server in every test
+    "test_browser.py": ALL,
+    "test_graph_frontend.py": ALL,
+    "test_hostile_names_browser.py": ALL,
+    "test_lab_looking.py": ALL,
+    "test_lab_panel.py": ALL,
+    "test_server.py": ALL,
+    "test_server_looking.py": ALL,
+    # kernels or nbflow processes in every test
+    "test_alerts.py": ALL,
+    "test_faults.py": ALL,
+    "test_hot_paths.py": ALL,
+    "test_html_report.py": ALL,
+    "test_incremental.py": ALL,
+    "test_junit.py": ALL,
+    "test_memory.py": ALL,
+    "test_processes.py": ALL,
+    "test_run.py": ALL,
+    "test_secrets.py": ALL,
+    # modules that mix both
+    "test_binder.py": frozenset({"test_a_binder_environment_runs_the_example_with_the_panel_and_widgets"}),
+    "test_cli.py": frozenset({"test_success_exits_zero_and_default_path_is_the_current_folder"}),
+    "test_cli_options.py": frozenset({"test_a_kernel_that_does_not_start_fails_its_task_not_the_command"}),
+    "test_code_tasks.py": frozenset(
+        {
+            "test_function_and_http_tasks_run_beside_notebooks",
+            "test_code_tasks_fail_like_notebooks",
+            "test_a_folders_tasks_file_adds_code_tasks_for_the_cli",
+            "test_looking_lists_code_tasks_and_running_runs_them",
+            "test_a_tasks_file_that_fails_to_load_leaves_the_pipeline_as_it_was",
+        }
+    ),
+    "test_dask.py": frozenset(
+        {
+            "test_an_up_to_date_run_starts_no_cluster",
+            "test_bad_executor_options_exit_2",  # waits out a connection timeout (11 s measured)
+            "test_the_example_pipeline_on_a_local_cluster_from_the_command_line",
+        }
+    ),
+    "test_example.py": frozenset({"test_example_runs_end_to_end_and_is_deterministic"}),
+    "test_kinds.py": frozenset(
+        {
+            "test_every_kind_reads_the_product_of_every_kind",
+            "test_an_upstream_the_code_may_define_waits_for_the_code_to_run",
+        }
+    ),
+    "test_looking.py": frozenset(
+        {
+            "test_showing_the_dashboard_runs_nothing_and_writes_nothing",
+            "test_the_dashboards_run_is_when_the_code_runs",
+            "test_dag_and_report_from_a_terminal_run_nothing_and_write_nothing",
+        }
+    ),
+    "test_operations.py": frozenset(
+        {
+            "test_a_flaky_notebook_succeeds_on_its_third_attempt",
+            "test_a_rule_fails_an_error_at_once",
+            "test_a_notebook_past_its_timeout_is_stopped_in_about_the_timeout",
+            "test_trigger_rules_run_cleanup_and_alert_notebooks",
+        }
+    ),
+    "test_output_floods.py": frozenset(
+        {
+            "test_a_stdout_flood_succeeds_keeps_its_head_and_says_how_much_was_cut",
+            "test_a_stderr_flood_is_cut_at_the_notebooks_own_limit",
+            "test_one_50_mb_line_is_cut_at_the_tasks_limit",
+            "test_display_floods_updates_and_progress_bars",
+            "test_many_small_messages_are_kept_whole_in_one_output",
+            "test_a_cut_leaves_no_piece_of_a_secret",
+        }
+    ),
+    "test_reproduce.py": frozenset(
+        {
+            "test_a_run_records_what_it_ran_with",
+            "test_diff_names_parameters_sources_and_task_changes",
+            "test_rerun_uses_the_runs_parameters_and_says_what_changed",
+        }
+    ),
+    "test_schedule.py": frozenset(
+        {
+            "test_runs_start_on_time_with_an_injected_clock",
+            "test_never_two_runs_at_once_and_a_failing_run_is_survived",
+            "test_max_active_runs_queues_instead_of_skipping",
+            "test_a_real_scheduler_process_runs_on_a_short_interval_and_stops_on_sigterm",
+            "test_backfill_runs_past_dates_in_order_and_skips_what_succeeded",
+        }
+    ),
+    "test_sql_tasks.py": frozenset(
+        {
+            "test_a_sql_task_reads_upstream_products_binds_parameters_and_writes_its_product",
+            "test_the_result_is_computed_once",
+            "test_a_failing_query_is_a_failed_task_with_duckdbs_message",
+            "test_a_sql_task_past_its_timeout_is_interrupted",
+        }
+    ),
+    "test_store_contract.py": frozenset(
+        {
+            "test_writes_wait_for_a_reader_that_holds_the_file_and_nothing_is_lost",
+            "test_a_killed_process_keeps_its_records_and_a_live_ones_file_is_left_alone",
+        }
+    ),
+    "test_store_reads.py": frozenset({"test_records_written_ahead_are_visible_before_the_database_has_them"}),
+    "test_warm_kernels.py": ALL,
+    "test_widgets.py": frozenset(
+        {
+            "test_states_and_colours_follow_a_run_with_a_failure",
+            "test_history_matches_the_store_and_choosing_a_run_recolours_the_graph",
+            "test_stop_ends_running_kernels_and_records_the_run_interrupted",
+            "test_the_watcher_picks_up_a_run_made_by_another_process",
+            "test_a_300_task_graph_is_shown_at_once_and_laid_out_by_dot_in_the_background",
+            "test_run_shows_a_bad_parameter_and_runs_nothing",
+            "test_stop_asks_a_run_in_another_process_to_stop",
+            "test_the_task_panel_lists_each_attempt_of_a_retried_task",
+        }
+    ),
+}
+#: an unmarked test slower than this (setup, call and teardown) is named in the summary
+SLOW_SECONDS = 2.0
+
+
+def _stale_slow_names() -> list[str]:
+    """Names in SLOW_TESTS that no test module defines any more (a rename would quietly unmark a test)."""
+    stale = []
+    for module, names in SLOW_TESTS.items():
+        path = HERE / module
+        source = path.read_text(encoding="utf-8") if path.exists() else ""
+        if not source:
+            stale.append(module)
+        stale += [f"{module}::{name}" for name in sorted(names - ALL) if f"def {name}(" not in source]
+    return stale
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    stale = _stale_slow_names()
+    if stale:
+        raise pytest.UsageError(f"tests/conftest.py SLOW_TESTS names tests that do not exist: {stale}")
+    for item in items:
+        names = SLOW_TESTS.get(item.path.name, frozenset())
+        function = getattr(item, "originalname", item.name)
+        if names is ALL or function in names or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+_unmarked_durations: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "slow" not in report.keywords:
+        _unmarked_durations[report.nodeid] = _unmarked_durations.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    slow = sorted(((d, n) for n, d in _unmarked_durations.items() if d > SLOW_SECONDS), reverse=True)
+    if slow:
+        terminalreporter.section(f"tests not marked slow that took over {SLOW_SECONDS:.0f} s", yellow=True)
+        terminalreporter.write_line(
+            "mark them slow in tests/conftest.py (SLOW_TESTS) if they start a kernel or a process:"
+        )
+        for duration, nodeid in slow:
+            terminalreporter.write_line(f"{duration:6.1f} s  {nodeid}")
