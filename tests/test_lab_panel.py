@@ -35,7 +35,7 @@ def test_front_end_and_server_versions_agree() -> None:
     package = json.loads((EXTENSION / "package.json").read_text())
     tokens = (EXTENSION / "src" / "tokens.ts").read_text()
     assert package["version"] == nbflow.__version__
-    assert f"export const VERSION = '{nbflow.__version__}';" in tokens
+    assert "export const VERSION: string = packageJson.version;" in tokens, "the frontend reads package.json's"
 
 
 def test_both_extensions_are_installed_and_enabled() -> None:
