@@ -139,10 +139,8 @@ def _read_tasks_file(hook: Path, within: Path | None) -> CodeDeclarations:
 
 def _placeholder(root: Path, task: DeclaredTask) -> TaskSpec:
     """The spec of a task read from ``nbflow_tasks.py``: no target, no code hash (nothing of
-    it has run); its upstreams become edges of the graph one by one (see ``Pipeline._declare``)."""
-    return code_kind(task.kind).declare(
-        root / TASKS_FILE, task.name, product=task.product, defaults=task.defaults
-    )
+    it has run); its upstreams become edges one by one (see ``Pipeline._declare_edges``)."""
+    return code_kind(task.kind).declare(root / TASKS_FILE, task.name, product=task.product, defaults=task.defaults)
 
 
 class _Node(NamedTuple):
@@ -485,8 +483,7 @@ class Pipeline:
             for up in spec.upstream:
                 if up not in self.specs:
                     self.code_unread.append(
-                        f"{spec.relpath} declares upstream {up!r}, which is no task listed; "
-                        f"{TASKS_FILE} may define it"
+                        f"{spec.relpath} declares upstream {up!r}, which is no task listed; {TASKS_FILE} may define it"
                     )
 
     def _add_declared_edge(self, up: str, down: str) -> None:

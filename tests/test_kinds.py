@@ -233,7 +233,9 @@ def test_a_cycle_through_a_code_task_names_its_loop(tmp_path: Path) -> None:
 def test_an_upstream_the_code_may_define_waits_for_the_code_to_run(tmp_path: Path) -> None:
     body = "    NAME = 'fe' + 'tch'\n" + FETCH.replace("@pipeline.task(", "@pipeline.task(name=NAME, ")
     folder = _code_folder(tmp_path / "pipe", tmp_path / "imported", body)
-    (folder / "after.sql").write_text("-- upstream = ['fetch']\n-- product = 'after.csv'\nSELECT value FROM \"fetch\";\n")
+    (folder / "after.sql").write_text(
+        "-- upstream = ['fetch']\n-- product = 'after.csv'\nSELECT value FROM \"fetch\";\n"
+    )
 
     looked = Pipeline.from_dir(folder, save_cache=False)
     assert looked.not_loaded == set() and looked.dag.upstreams["after"] == ()
@@ -256,3 +258,17 @@ def test_the_registry_knows_each_kind_by_name_and_suffix() -> None:
         kind_of("shell")
     with pytest.raises(UnknownKindError, match="nbflow knows http, python"):
         code_kind("sql")
+
+
+def test_an_http_tasks_params_are_sent_as_declared_and_must_be_literals(tmp_path: Path, csv_server) -> None:
+    import datetime
+
+    base, _ = csv_server
+    (tmp_path / "after.sql").write_text("-- upstream = None\n-- product = 'after.csv'\nSELECT value FROM ask;\n")
+    pipeline = Pipeline.from_dir(tmp_path)
+    with pytest.raises(PipelineValidationError, match="parameter 'since' must be a literal .*got date"):
+        pipeline.http_task("ask", f"{base}/csv", params={"since": datetime.date(2026, 1, 1)})
+    pipeline.http_task("ask", f"{base}/csv", params={"value": "declared"}, product="asked.csv") >> pipeline["after"]
+    assert pipeline.run(workers=1).ok and _value(tmp_path / "after.csv") == "declared", "the default was sent"
+    assert pipeline.run(params={"ask.value": "overridden"}, workers=1).ok
+    assert _value(tmp_path / "after.csv") == "overridden"

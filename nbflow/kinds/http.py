@@ -6,12 +6,14 @@ Parameters travel as data: in the query string for GET/DELETE/HEAD, in a JSON bo
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbflow import states
+from nbflow.errors import ParameterError, PipelineValidationError
 from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, stopped_outcome, utcnow
 from nbflow.execution.logs import CappedLog
 from nbflow.kinds.base import CodeKind
@@ -41,9 +43,28 @@ class HttpKind(CodeKind):
         params: Mapping[str, Any] | None = None,
         settings: Mapping[str, Any] | None = None,
     ) -> TaskSpec:
-        """The spec of a request task (see :meth:`nbflow.Pipeline.http_task`); its code is the request itself."""
+        """The spec of a request task (see :meth:`nbflow.Pipeline.http_task`); its code is the request itself.
+
+        Raises
+        ------
+        PipelineValidationError
+            A parameter's value is not a literal (it is sent as data, and injected like a
+            SQL task's defaults).
+        """
         target = {"method": method.upper(), "url": url, "expect_status": expect_status, "headers": dict(headers or {})}
         defaults = {k: repr(v) for k, v in (params or {}).items()}
+        for key, value in (params or {}).items():
+            try:
+                ast.literal_eval(defaults[key])
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                raise PipelineValidationError(
+                    [
+                        ParameterError(
+                            f"HTTP task {name!r}: parameter {key!r} must be a literal (text, a number, True, None, "
+                            f"or a list or dict of them), got {type(value).__name__}"
+                        )
+                    ]
+                ) from None
         source = json.dumps({**target, "params": defaults}, sort_keys=True)
         return self.declare(
             path,
