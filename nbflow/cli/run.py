@@ -272,7 +272,8 @@ def backfill(path: str, start: str, end: str, workers: int | None, progress: boo
     from datetime import datetime
 
     from nbflow.errors import NoScheduleError
-    from nbflow.integrations.cron import backfill_dates, logical_date_text
+    from nbflow.integrations.cron import backfill_dates
+    from nbflow.project.params import logical_date_text
     from nbflow.pipeline import Pipeline
 
     _sigterm_as_interrupt()

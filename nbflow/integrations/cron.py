@@ -19,13 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from nbflow.errors import NoScheduleError
+from nbflow.project.params import logical_date_text
 
 #: the scheduler's account of what it starts and stops (INFO); `nbflow scheduler` prints it
 logger = logging.getLogger("nbflow.scheduler")
-
-#: the parameter a scheduled run passes to the notebooks that declare it
-LOGICAL_DATE = "logical_date"
-
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
@@ -41,10 +38,6 @@ def fire_times(schedule: str, after: datetime, until: datetime | None = None) ->
         if until is not None and when > until:
             return
         yield when
-
-
-def logical_date_text(when: datetime) -> str:
-    return when.isoformat(timespec="seconds")
 
 
 @dataclass

@@ -11,12 +11,33 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import NbflowError, ParameterError, PipelineValidationError
 from nbflow.project.specs import RESERVED_NAMES, TaskSpec
 
+if TYPE_CHECKING:
+    from datetime import datetime
+
 _PLAIN = (str, int, float, bool, type(None))
+
+#: the parameter a scheduled run passes to the notebooks that declare it
+LOGICAL_DATE = "logical_date"
+
+
+def logical_date_text(when: datetime) -> str:
+    """A logical date as runs record it and tasks receive it (ISO, to the second)."""
+    return when.isoformat(timespec="seconds")
+
+
+def with_logical_date(
+    params: Mapping[str, Any] | None, logical_date: str | None, specs: Iterable[TaskSpec]
+) -> Mapping[str, Any] | None:
+    """``params`` with ``logical_date`` passed as :data:`LOGICAL_DATE` when a task declares
+    that parameter (an override of it wins)."""
+    if logical_date is not None and any(LOGICAL_DATE in s.params.defaults for s in specs):
+        return {LOGICAL_DATE: logical_date, **(params or {})}
+    return params
 
 
 def _is_plain_data(value: Any) -> bool:

@@ -124,7 +124,7 @@ def _retry_args(s: TaskSettings) -> dict[str, str]:
 def dag_params(pipeline: Pipeline) -> dict[str, Any]:
     """Parameters the DAG declares: those with one literal default across every notebook
     declaring them (others can still be passed in the trigger's conf, as ``task.name``)."""
-    from nbflow.integrations.cron import LOGICAL_DATE
+    from nbflow.project.params import LOGICAL_DATE
 
     values: dict[str, set[str]] = {}
     for spec in pipeline.specs.values():
