@@ -533,3 +533,38 @@ class UnknownKindError(NbflowError):
 
 class ExecutorUnavailableError(NbflowError):
     """The executor cannot run this pipeline: no cluster, or workers that cannot see its files."""
+
+
+class RunStillRunningError(NbflowError):
+    """A run that cannot be resumed: its process is still running it."""
+
+    def __init__(self, run_id: str, pid: int) -> None:
+        self.run_id = run_id
+        self.pid = pid
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"Run {self.run_id} is still running (process {self.pid}); wait for it or stop it first."
+
+
+class UnknownExecutorError(NbflowError):
+    """An executor nbflow does not know (``--executor``, or ``executor`` in ``nbflow.toml``)."""
+
+    def __init__(self, kind: str, known: Sequence[str] = ("local", "dask")) -> None:
+        self.kind = kind
+        self.known = list(known)
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"unknown executor {self.kind!r}: " + " or ".join(f'"{k}"' for k in self.known)
+
+
+class WorkerCountError(ValidationProblem):
+    """A run asked to run fewer than one task at once (``--workers 0``)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"workers must be at least 1 (got {self.workers})."
