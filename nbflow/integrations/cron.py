@@ -24,6 +24,7 @@ from nbflow.project.params import logical_date_text
 #: the scheduler's account of what it starts and stops (INFO); `nbflow scheduler` prints it
 logger = logging.getLogger("nbflow.scheduler")
 
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
