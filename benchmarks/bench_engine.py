@@ -213,7 +213,7 @@ def bench_discovery(work: Path, n: int = 1000, repeats: int = 5) -> dict[str, fl
     Measured in-process (``Pipeline.from_dir``) and end to end (``nbflow dag``), on trivial
     notebooks and on notebooks that each carry 100 KB of outputs.
     """
-    from nbflow.kinds.discovery import CACHE_FILE_NAME
+    from nbflow.paths import CACHE_FILE_NAME
     from nbflow.pipeline import Pipeline
 
     figures = {}

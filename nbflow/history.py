@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from nbflow.errors import RunNotFoundError, UnknownTaskError
-from nbflow.engine.runner import STATE_FILE_NAME, state_dir
+from nbflow.paths import StateDir
 from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
 
 
@@ -15,7 +15,7 @@ def open_store(path: str | Path, read_only: bool = False) -> RunStore:
     which writes nothing (see :class:`~nbflow.store.duckdb.DuckDBRunStore`)."""
     from nbflow.store.duckdb import DuckDBRunStore
 
-    return DuckDBRunStore(state_dir(Path(path).resolve()) / STATE_FILE_NAME, read_only=read_only)
+    return DuckDBRunStore(StateDir(Path(path).resolve()).store, read_only=read_only)
 
 
 def load_run(store: RunStore, run_id: str | None) -> tuple[RunRecord, dict[str, TaskRecord]]:

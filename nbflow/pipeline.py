@@ -14,6 +14,7 @@ from nbflow.kinds import code_kind, kind_of
 from nbflow.kinds.discovery import discover, is_inside
 from nbflow.kinds.http import HTTP
 from nbflow.kinds.python import PYTHON
+from nbflow.paths import StateDir
 from nbflow.project.code import CodeDeclarations, DeclaredTask, read_declarations
 from nbflow.project.params import Overrides, validate_overrides
 from nbflow.project.specs import Product, TaskSpec
@@ -283,10 +284,9 @@ class Pipeline:
         return [problem for spec in self.specs.values() for problem in self._product_problems(spec)]
 
     def _product_problems(self, spec: TaskSpec) -> list[NbflowError]:
-        from nbflow.engine.runner import state_dir
         from nbflow.errors import InvalidDeclarationError
 
-        own = state_dir(self.root)
+        own = StateDir(self.root).path
         return [
             InvalidDeclarationError(
                 spec.relpath,
@@ -705,9 +705,7 @@ class Pipeline:
     @property
     def state_path(self) -> Path:
         """The DuckDB file holding this pipeline's runs."""
-        from nbflow.engine.runner import STATE_FILE_NAME, state_dir
-
-        return state_dir(self.root) / STATE_FILE_NAME
+        return StateDir(self.root).store
 
     def widget(self, *, poll_interval: float = 0.2) -> Any:
         """The live dashboard of this pipeline (an ipywidget; display it, or end a cell with it).
@@ -994,7 +992,7 @@ class Pipeline:
                 raise PipelineValidationError([NbflowError(f"workers must be at least 1 (got {workers}).")])
             from nbflow.engine.runlock import RunLock
 
-            with RunLock(self.state_path.parent / "run.lock", self.root):
+            with RunLock(StateDir(self.root).lock, self.root):
                 own_store = store is None
                 store = store or self.open_store()
                 executor = executor or self.make_executor("local", workers=workers, warm_kernels=warm_kernels)

@@ -65,7 +65,8 @@ def test_unchanged_files_are_not_read_again_and_a_change_is_seen(tmp_path: Path,
     import time
 
     from nbflow.kinds import discovery
-    from nbflow.kinds.discovery import CACHE_FILE_NAME, discover
+    from nbflow.kinds.discovery import discover
+    from nbflow.paths import CACHE_FILE_NAME
 
     reads: list[str] = []
     real_read = discovery.read_task_spec
@@ -116,7 +117,7 @@ def test_the_cache_is_json_and_an_old_pickle_is_never_read(tmp_path: Path) -> No
 
     from hostile_folders import markers_made, pickle_folder
 
-    from nbflow.kinds.discovery import CACHE_FILE_NAME, LEGACY_CACHE_FILE_NAME
+    from nbflow.paths import CACHE_FILE_NAME, LEGACY_CACHE_FILE_NAME
 
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -165,7 +166,7 @@ def test_the_cache_is_json_and_an_old_pickle_is_never_read(tmp_path: Path) -> No
     ],
 )
 def test_a_damaged_or_foreign_cache_is_ignored_and_rebuilt(tmp_path: Path, make_notebook, damage) -> None:
-    from nbflow.kinds.discovery import CACHE_FILE_NAME
+    from nbflow.paths import CACHE_FILE_NAME
 
     make_notebook("a", "upstream = None\nrows = 3\nproduct = 'a.csv'")
     _aged(tmp_path)

@@ -14,6 +14,7 @@ from typing import Any
 from nbflow.core.dag import DAG
 from nbflow.execution.base import TaskRequest
 from nbflow.kinds import kind_of
+from nbflow.paths import AttemptPaths
 from nbflow.project.params import Overrides
 from nbflow.project.settings import TaskSettings
 from nbflow.project.specs import Product, TaskSpec
@@ -67,8 +68,7 @@ def task_request(
 ) -> TaskRequest:
     """What an executor needs to run attempt ``attempt`` of task ``name``; its files go in ``run_dir/name/``."""
     spec = specs[name]
-    # one folder per task: no task name can make two tasks' files collide
-    base = run_dir / name / f"attempt-{attempt}"
+    files = AttemptPaths.in_run_dir(run_dir, name, attempt)
     return TaskRequest(
         run_id=run_id,
         task=name,
@@ -77,8 +77,8 @@ def task_request(
         cwd=spec.folder,
         kernel_name=spec.kernel_name,
         parameters=injected_parameters(spec, dag, specs, overrides),
-        output_notebook=base.with_name(base.name + ".ipynb"),
-        log_path=base.with_name(base.name + ".log"),
+        output_notebook=files.notebook,
+        log_path=files.log,
         products=product_paths(resolve_product(spec)),
         timeout=settings[name].timeout,
         max_cell_output=settings[name].max_cell_output,

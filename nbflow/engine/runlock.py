@@ -1,7 +1,7 @@
 """One run at a time per pipeline folder: two runs would write the same products.
 
-The lock is an OS file lock on ``_nbflow/run.lock``, so it goes away with the process
-that holds it, however that process ends.
+The lock is an OS file lock on ``_nbflow/run.lock`` (:attr:`nbflow.paths.StateDir.lock`), so it
+goes away with the process that holds it, however that process ends.
 """
 
 from __future__ import annotations

@@ -32,19 +32,12 @@ from nbflow.errors import NbflowError
 from nbflow.execution.attempt import may_take_warm_kernel
 from nbflow.execution.base import AttemptOutcome, Executor, KernelNeed, TaskRequest, utcnow
 from nbflow.kinds import kind_of
-from nbflow.kinds.discovery import STATE_DIR_NAME
+from nbflow.paths import StateDir
 from nbflow.project.params import Overrides
 from nbflow.project.settings import TaskSettings
 from nbflow.project.specs import TaskSpec
 from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
 from nbflow.views.text import counts_text
-
-STATE_FILE_NAME = "state.duckdb"
-
-
-def state_dir(root: Path) -> Path:
-    return root / STATE_DIR_NAME
-
 
 def new_run_id() -> str:
     """Sortable and unique: ``20261125-143012-a1b2c3``."""
@@ -229,11 +222,10 @@ class Runner:
         reasons = reasons or {}
         self._prints = fingerprints(self.dag, self.specs, overrides)
         run_id = run_id or new_run_id()
-        run_dir = state_dir(self.root) / "runs" / run_id
+        state_dir = StateDir(self.root)
+        state_dir.ensure()
+        run_dir = state_dir.run(run_id)
         run_dir.mkdir(parents=True, exist_ok=True)
-        ignore = state_dir(self.root) / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# nbflow's state and executed notebooks\n*\n")
         run = RunRecord(
             run_id=run_id,
             pipeline=str(self.root),

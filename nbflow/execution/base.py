@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nbflow import states
+from nbflow.paths import AttemptPaths
 from nbflow.project.settings import MAX_CELL_OUTPUT
 
 
@@ -58,7 +59,7 @@ class TaskRequest:
 
 def kernel_log_path(request: TaskRequest) -> Path:
     """Where the kernel process of a notebook attempt writes its own output."""
-    return request.log_path.with_suffix(".kernel.log")
+    return AttemptPaths.of_log(request.log_path).kernel_log
 
 
 @dataclass

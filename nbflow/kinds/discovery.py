@@ -33,14 +33,9 @@ from nbflow.errors import (
     PipelineNotFoundError,
 )
 from nbflow.kinds import file_kinds
+from nbflow.paths import STATE_DIR_NAME, StateDir
 from nbflow.project.specs import ParametersDecl, TaskSpec
 
-#: nbflow's own folder inside a pipeline: the state store and every run's executed notebooks
-STATE_DIR_NAME = "_nbflow"
-#: what was read from each file, by (size, mtime, inode); inside the state folder
-CACHE_FILE_NAME = "discovery.json"
-#: the cache of older versions: never read (unpickling runs code); removed when the new one is written
-LEGACY_CACHE_FILE_NAME = "discovery.pickle"
 _CACHE_FORMAT = "nbflow-discovery"
 _CACHE_VERSION = 2
 #: a file changed this recently is not cached: another change within the file system's
@@ -250,7 +245,7 @@ def _load_cache(path: Path) -> dict[str, tuple[_Stamp, Any]]:
 _CACHE_MAX_BYTES = 256 * 1024 * 1024
 
 
-def _save_cache(path: Path, entries: dict[str, tuple[_Stamp, TaskSpec]]) -> None:
+def _save_cache(state: StateDir, entries: dict[str, tuple[_Stamp, TaskSpec]]) -> None:
     from nbflow import __version__
 
     data = {
@@ -263,15 +258,13 @@ def _save_cache(path: Path, entries: dict[str, tuple[_Stamp, TaskSpec]]) -> None
         text = json.dumps(data, separators=(",", ":"))
     except (TypeError, ValueError):
         return  # a notebook's metadata JSON cannot hold: nothing to cache
+    path = state.discovery_cache
     try:
-        path.parent.mkdir(exist_ok=True)
-        ignore = path.parent / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# nbflow's state and executed notebooks\n*\n")
+        state.ensure()
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
-        (path.parent / LEGACY_CACHE_FILE_NAME).unlink(missing_ok=True)
+        state.legacy_discovery_cache.unlink(missing_ok=True)
     except OSError:
         pass  # a read-only folder: no cache, same result
 
@@ -296,7 +289,8 @@ def discover(
     if not root_path.is_dir():
         raise PipelineNotFoundError(str(root), "is not a folder (a pipeline is a folder of notebooks)")
     found = Discovery(root_path)
-    cache_path = root_path / STATE_DIR_NAME / CACHE_FILE_NAME
+    state = StateDir(root_path)
+    cache_path = state.discovery_cache
     if within is not None and not is_inside(cache_path, within):
         cache = False
     cached = _load_cache(cache_path) if cache else {}
@@ -335,7 +329,7 @@ def discover(
     for path in outside:
         found.problems.append(OutsideFolderError(path.relative_to(root_path).as_posix(), str(within)))
     if cache and save_cache and _changed(fresh, cached):
-        _save_cache(cache_path, fresh)
+        _save_cache(state, fresh)
     found.specs.sort(key=lambda s: s.name)
     return found
 

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from nbflow import __version__, states
-from nbflow.kinds.discovery import STATE_DIR_NAME, is_inside
 from nbflow.errors import (
     ChildRunFailedError,
     InvalidRequestError,
@@ -42,6 +41,8 @@ from nbflow.errors import (
     UnknownTaskError,
     ValidationProblem,
 )
+from nbflow.kinds.discovery import is_inside
+from nbflow.paths import StateDir
 from nbflow.views.json import panel_run_json
 
 #: what nbflow reads or writes in a pipeline folder, besides its notebooks: each must stay inside the root
@@ -49,12 +50,7 @@ OWN_PATHS = (
     "nbflow.toml",
     "pyproject.toml",
     "nbflow_tasks.py",
-    STATE_DIR_NAME,
-    f"{STATE_DIR_NAME}/state.duckdb",
-    f"{STATE_DIR_NAME}/run.lock",
-    f"{STATE_DIR_NAME}/runs",
-    f"{STATE_DIR_NAME}/panel-runs",
-    f"{STATE_DIR_NAME}/discovery.json",
+    *(own.as_posix() for own in StateDir("").own_paths()),
 )
 
 
@@ -182,7 +178,7 @@ class NbflowService:
         from nbflow.store.watch import store_stamp
 
         folder = self.pipeline_folder(path)
-        state_path = folder / "_nbflow" / "state.duckdb"
+        state_path = StateDir(folder).store
         token = hashlib.sha256(json.dumps([store_stamp(state_path), run_id]).encode()).hexdigest()[:16]
         if since is not None and since == token:
             return {"changed": False, "token": token}
@@ -258,7 +254,7 @@ class NbflowService:
         params = dict(params or {})
         if not all(isinstance(k, str) and k for k in params):
             raise InvalidRequestError("'params' must map parameter names to values.")
-        with RunLock(folder / "_nbflow" / "run.lock", folder):  # busy? say so now, not from the process
+        with RunLock(StateDir(folder).lock, folder):  # busy? say so now, not from the process
             pass
         command = [sys.executable, "-m", "nbflow", "run", str(folder), "--no-progress"]
         for key, value in params.items():
@@ -267,7 +263,7 @@ class NbflowService:
             command += ["--only", str(name)]
         if force:
             command.append("--force")
-        logs = folder / "_nbflow" / "panel-runs"
+        logs = StateDir(folder).panel_runs
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
         with open(log_path, "wb") as out:
@@ -285,7 +281,7 @@ class NbflowService:
     def _wait_for_run(self, folder: Path, process: subprocess.Popen[bytes], log_path: Path) -> dict[str, Any]:
         from nbflow.store.reader import StoreReader
 
-        reader = StoreReader(folder / "_nbflow" / "state.duckdb")
+        reader = StoreReader(StateDir(folder).store)
         deadline = time.monotonic() + self.START_WAIT_S
         while time.monotonic() < deadline:
             snap = reader.read()
@@ -310,12 +306,12 @@ class NbflowService:
         from nbflow.store.reader import StoreReader
 
         folder = self.pipeline_folder(path)
-        run = StoreReader(folder / "_nbflow" / "state.duckdb").read(run_id).run  # written ahead counts too
+        run = StoreReader(StateDir(folder).store).read(run_id).run  # written ahead counts too
         if run is None:
-            raise RunNotFoundError(str(folder / "_nbflow" / "state.duckdb"), run_id)
+            raise RunNotFoundError(str(StateDir(folder).store), run_id)
         if run.state != states.RUNNING or run.hostname != socket.gethostname() or not pid_alive(run.pid):
             raise RunNotGoingOnError(f"Run {run_id} is not going on here (it is {run.state}).")
-        if lock_holder(folder / "_nbflow" / "run.lock") != run.pid:  # the store's pid is only data: check it
+        if lock_holder(StateDir(folder).lock) != run.pid:  # the store's pid is only data: check it
             raise RunNotGoingOnError(f"Run {run_id} is not going on here: process {run.pid} does not run this pipeline.")
         os.kill(run.pid, signal.SIGINT)
         return {"run_id": run_id, "stopping": True}

@@ -24,7 +24,8 @@ from nbflow.kinds.discovery import is_inside
 from nbflow.errors import NbflowError, UnknownTaskError
 from nbflow.execution.logs import read_log_tail
 from nbflow.core.dag import DAG
-from nbflow.engine.runner import pid_alive, state_dir
+from nbflow.paths import StateDir
+from nbflow.engine.runner import pid_alive
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
 from nbflow.views import svg as graph_layout
 from nbflow.views import dashboard as model
@@ -262,7 +263,7 @@ class Dashboard(widgets.VBox):
             if stored is not None:
                 return stored
         path = Path(attempts[-1].log_path) if attempts and attempts[-1].log_path else None
-        path = path or state_dir(self.pipeline.root) / "runs" / run_id / name / f"attempt-{number}.log"
+        path = path or StateDir(self.pipeline.root).attempt(run_id, name, number).log
         # the path is the store's word: only a file inside the pipeline's folder is shown
         return read_log_tail(path) if path.is_file() and is_inside(path, self.pipeline.root.resolve()) else None
 
@@ -427,7 +428,7 @@ class Dashboard(widgets.VBox):
         if run is not None and run.state == states.RUNNING and self._stoppable(run):
             from nbflow.engine.runlock import lock_holder
 
-            if lock_holder(self.reader.path.parent / "run.lock") != run.pid:  # the store's pid is only data
+            if lock_holder(StateDir(self.pipeline.root).lock) != run.pid:  # the store's pid is only data
                 self._say(f"Process {run.pid} is not running this pipeline any more; nothing was stopped.")
                 return False
             os.kill(run.pid, signal.SIGINT)  # nbflow run stops its kernels on SIGINT, as on Ctrl-C

@@ -83,13 +83,14 @@ def run_task(pipeline: str, name: str, context: Mapping[str, Any], output_dir: s
     """
     from nbflow.engine.retry import matching_rule
     from nbflow.integrations.single import run_one
+    from nbflow.paths import StateDir
     from nbflow.pipeline import Pipeline
 
     ti = context["ti"]
     dag_id = context["dag"].dag_id
     project = Pipeline.from_dir(pipeline, load_code=True)  # running a task: nbflow_tasks.py runs
     params = {k: v for k, v in dict(context.get("params") or {}).items() if v is not None}
-    base = Path(output_dir) if output_dir else project.root / "_nbflow" / "airflow"
+    base = Path(output_dir) if output_dir else StateDir(project.root).airflow
     request, outcome = run_one(
         project,
         name,
