@@ -18,6 +18,8 @@ from nbflow.errors import UnknownTaskError
 from nbflow.execution.attempt import needs_kernel, run_attempt
 from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest
 from nbflow.pipeline import Pipeline
+from nbflow.project.params import with_logical_date
+from nbflow.validation import check_kernels, check_secrets
 
 
 def run_one(
@@ -43,9 +45,9 @@ def run_one(
     pipeline.load_code()  # running: the folder's nbflow_tasks.py runs
     if name not in pipeline.specs:
         raise UnknownTaskError(name, list(pipeline.specs))
-    overrides = pipeline.validate_params(pipeline._with_logical_date(params, logical_date))
-    pipeline.validate_kernels([name])
-    pipeline.validate_secrets([name])
+    overrides = pipeline.validate_params(with_logical_date(params, logical_date, pipeline.specs.values()))
+    check_kernels(pipeline.specs, [name])
+    check_secrets(pipeline.specs, [name], pipeline.project.secrets)
     request = task_request(
         pipeline.specs,
         pipeline.dag,

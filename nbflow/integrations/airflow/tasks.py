@@ -48,7 +48,7 @@ def _logical_date(context: Mapping[str, Any]) -> str | None:
     """The run's logical date as ``nbflow run --logical-date`` gives it (UTC, to the second)."""
     from datetime import timezone
 
-    from nbflow.integrations.cron import logical_date_text
+    from nbflow.project.params import logical_date_text
 
     when = context.get("logical_date") or context.get("data_interval_start")
     if when is None:

@@ -1,0 +1,106 @@
+"""Checks of a pipeline beyond its graph: where products go, which kernels and secrets a run needs.
+
+Each check takes what it looks at (the folder, the task specs, the project's secrets) and
+returns or raises the problems, every one at once: :class:`~nbflow.pipeline.Pipeline`
+calls them while it is built and before it runs, :mod:`nbflow.integrations.single` before
+one task runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from nbflow.engine.requests import product_paths, resolve_product
+from nbflow.errors import (
+    InvalidDeclarationError,
+    NbflowError,
+    ParameterError,
+    PipelineValidationError,
+    UnknownKernelError,
+)
+from nbflow.kinds import kind_of
+from nbflow.paths import StateDir
+from nbflow.project.secrets import Redactor
+from nbflow.project.specs import TaskSpec
+
+
+def product_problems(root: Path, spec: TaskSpec) -> list[NbflowError]:
+    """A product may be anywhere but in nbflow's own folder of the pipeline at ``root``."""
+    own = StateDir(root).path
+    return [
+        InvalidDeclarationError(
+            spec.relpath,
+            f"'product' {path} is inside nbflow's own folder {own}; write it elsewhere",
+            spec.parameters_cell,
+        )
+        for path in product_paths(resolve_product(spec))
+        if path == own or own in path.parents
+    ]
+
+
+def check_secrets(specs: Mapping[str, TaskSpec], names: Iterable[str], secrets: Mapping[str, str]) -> None:
+    """Every secret (parameter -> environment variable) a named task declares must be set,
+    long enough to mask, and declared by a task of a kind that accepts secrets.
+
+    Raises
+    ------
+    PipelineValidationError
+        Naming each missing environment variable and who needs it.
+    """
+    names = list(names)
+    problems: list[NbflowError] = []
+    for parameter, var in sorted(secrets.items()):
+        users = [specs[n] for n in names if parameter in specs[n].params.defaults]
+        where = ", ".join(s.relpath for s in users)
+        others = [s.relpath for s in users if not kind_of(s.kind).accepts_secrets]
+        if others:
+            problems.append(
+                ParameterError(
+                    f"the secret parameter {parameter!r} is declared by {', '.join(others)}; secrets reach notebook "
+                    "tasks only (through the kernel's environment). Read the variable in the task itself."
+                )
+            )
+        elif users and var not in os.environ:
+            problems.append(
+                ParameterError(
+                    f"the secret parameter {parameter!r} comes from the environment variable {var}, which is not "
+                    f"set ({where} declare {parameter!r}). Set it before the run."
+                )
+            )
+        elif users and len(os.environ[var]) < Redactor.MIN_LENGTH:
+            problems.append(
+                ParameterError(
+                    f"the secret in {var} is shorter than {Redactor.MIN_LENGTH} characters: too short to mask in "
+                    "outputs without masking ordinary text."
+                )
+            )
+    if problems:
+        raise PipelineValidationError(problems)
+
+
+def check_kernels(specs: Mapping[str, TaskSpec], names: Iterable[str]) -> None:
+    """Every named task that runs in a kernel asks for one installed here.
+
+    Raises
+    ------
+    PipelineValidationError
+        Listing each notebook whose kernel is missing.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager  # heavy: only when a run needs kernels
+
+    installed = set(KernelSpecManager().find_kernel_specs())
+    try:  # ipykernel's own kernel is always there when ipykernel is
+        from ipykernel.kernelspec import KERNEL_NAME
+
+        installed.add(KERNEL_NAME)
+    except ImportError:
+        pass
+    problems: list[NbflowError] = [
+        UnknownKernelError(spec.relpath, spec.kernel_name, sorted(installed))
+        for spec in (specs[n] for n in names)
+        if kind_of(spec.kind).uses_kernel and spec.kernel_name not in installed
+    ]
+    if problems:
+        raise PipelineValidationError(problems)
