@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nbflow.errors import RunNotFoundError, UnknownTaskError
+from nbflow.engine.runner import load_run
+from nbflow.errors import UnknownTaskError
 from nbflow.paths import StateDir
 from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
 
@@ -16,49 +17,6 @@ def open_store(path: str | Path, read_only: bool = False) -> RunStore:
     from nbflow.store.duckdb import DuckDBRunStore
 
     return DuckDBRunStore(StateDir(Path(path).resolve()).store, read_only=read_only)
-
-
-def load_run(store: RunStore, run_id: str | None) -> tuple[RunRecord, dict[str, TaskRecord]]:
-    """A run (the latest when ``run_id`` is None) and its tasks.
-
-    A run whose process died is first recorded ``interrupted``; a read-only store (a view's)
-    is not written: the run is shown as it would be recorded.
-
-    Raises
-    ------
-    RunNotFoundError
-        No such run, or no run at all.
-    """
-    from nbflow.engine.runner import reap_stale_runs
-
-    run = store.get_run(run_id) if run_id else store.latest_run()
-    if run is None:
-        raise RunNotFoundError(str(getattr(store, "path", "the state store")), run_id)
-    if run.state == "running" and getattr(store, "read_only", False):
-        return _as_reaped(run, store.get_tasks(run.run_id))
-    if run.state == "running" and reap_stale_runs(store):
-        run = store.get_run(run.run_id) or run
-    return run, store.get_tasks(run.run_id)
-
-
-def _as_reaped(run: RunRecord, tasks: dict[str, TaskRecord]) -> tuple[RunRecord, dict[str, TaskRecord]]:
-    """A run whose process on this machine died, as :func:`~nbflow.engine.runner.reap_stale_runs` would
-    record it (``interrupted``), without writing; any other run as it is."""
-    import dataclasses
-    import socket
-
-    from nbflow import states
-    from nbflow.engine.runner import pid_alive
-
-    if run.hostname != socket.gethostname() or pid_alive(run.pid):
-        return run, tasks
-    shown = {}
-    for name, task in tasks.items():
-        if task.state in (states.RUNNING, states.UP_FOR_RETRY):
-            error = task.error or "Interrupted: the nbflow process running this task died"
-            task = dataclasses.replace(task, state=states.INTERRUPTED, error=error)
-        shown[name] = task
-    return dataclasses.replace(run, state=states.INTERRUPTED), shown
 
 
 def task_log(
@@ -87,8 +45,8 @@ def task_log(
     text = store.get_log(run.run_id, task, chosen.attempt)
     log_path = Path(chosen.log_path) if chosen.log_path else None
     if text is None and log_path is not None and log_path.is_file():
-        from nbflow.kinds.discovery import is_inside
         from nbflow.execution.logs import read_log_tail
+        from nbflow.kinds.discovery import is_inside
 
         if within is None or is_inside(log_path, within):  # the path is the store's word: not trusted
             text = read_log_tail(log_path)  # a running attempt: read its file
@@ -115,8 +73,8 @@ def write_report(path: str | Path, run_id: str | None, out: str | Path) -> RunRe
     ------
     RunNotFoundError, PipelineValidationError
     """
-    from nbflow.views.html_report import run_to_html
     from nbflow.pipeline import Pipeline
+    from nbflow.views.html_report import run_to_html
     from nbflow.views.svg import layout
 
     pipeline = Pipeline.from_dir(path, save_cache=False)  # looking: nbflow_tasks.py is read, not run

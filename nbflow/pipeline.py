@@ -4,20 +4,35 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
+from nbflow import states
 from nbflow.core.dag import DAG, build_dag, find_cycle
+from nbflow.engine.incremental import fingerprints, resume_plan, reused, source_hashes
+from nbflow.engine.incremental import plan as make_plan
 from nbflow.engine.requests import product_paths, resolve_product
-from nbflow.errors import CycleError, DuplicateTaskError, NbflowError, PipelineValidationError, UnknownTaskError
+from nbflow.engine.runner import load_run
+from nbflow.engine.session import RunOptions, RunSession
+from nbflow.errors import (
+    CycleError,
+    DuplicateTaskError,
+    NbflowError,
+    PipelineValidationError,
+    RunStillRunningError,
+    UnknownExecutorError,
+    UnknownTaskError,
+)
 from nbflow.kinds import code_kind, kind_of
 from nbflow.kinds.discovery import discover, is_inside
 from nbflow.kinds.http import HTTP
 from nbflow.kinds.python import PYTHON
 from nbflow.paths import StateDir
 from nbflow.project.code import CodeDeclarations, DeclaredTask, read_declarations
-from nbflow.project.params import Overrides, validate_overrides
+from nbflow.project.params import Overrides, validate_overrides, with_logical_date
 from nbflow.project.specs import Product, TaskSpec
+from nbflow.validation import check_kernels, check_secrets, product_problems
 
 if TYPE_CHECKING:
     import threading
@@ -25,7 +40,7 @@ if TYPE_CHECKING:
     from nbflow.engine.runner import RunListener, RunResult
     from nbflow.execution.base import Executor
     from nbflow.project.settings import TaskSettings
-    from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
+    from nbflow.store.base import RunStore
 
 TaskRefs = Union["Task", Sequence["Task"]]
 #: a pipeline folder's file of tasks defined in code (functions, HTTP requests)
@@ -94,35 +109,6 @@ def _flatten(items: Iterable[Any]) -> list[Task]:
     return out
 
 
-def _source_hashes(store: RunStore, run: RunRecord) -> dict[str, str | None]:
-    """The code each task last ran with, as of ``run``: a task reused there ran in the run it resumed."""
-    hashes: dict[str, str | None] = {}
-    seen: set[str] = set()
-    current: RunRecord | None = run
-    while current is not None and current.run_id not in seen:
-        seen.add(current.run_id)
-        for attempt in reversed(store.get_attempts(current.run_id)):
-            hashes.setdefault(attempt.task, attempt.source_hash)  # the latest attempt wins
-        current = store.get_run(current.resumed_from) if current.resumed_from else None
-    return hashes
-
-
-def _reused_task(earlier: AttemptRecord) -> TaskRecord:
-    """The record of an up-to-date task: where its last success is."""
-    from nbflow.store.base import TaskRecord
-
-    return TaskRecord(
-        earlier.run_id,
-        earlier.task,
-        "up_to_date",
-        0,
-        earlier.started_at,
-        earlier.ended_at,
-        None,
-        earlier.output_notebook,
-    )
-
-
 def _read_tasks_file(hook: Path, within: Path | None) -> CodeDeclarations:
     """What ``nbflow_tasks.py`` declares, read as text (never run)."""
     if within is not None and not is_inside(hook, within):
@@ -144,22 +130,16 @@ def _placeholder(root: Path, task: DeclaredTask) -> TaskSpec:
     return code_kind(task.kind).declare(root / TASKS_FILE, task.name, product=task.product, defaults=task.defaults)
 
 
+def _products(spec: TaskSpec) -> tuple[Path, ...]:
+    """The paths of a task's declared products."""
+    return product_paths(resolve_product(spec))
+
+
 class _Node(NamedTuple):
     """A task as the graph is built from it: its name and the upstreams it is checked with."""
 
     name: str
     upstream: tuple[str, ...]
-
-
-def _close_quietly(store: RunStore) -> None:
-    """Close a store at the end of a run: a problem is a warning, not the run's failure."""
-    import logging
-
-    try:
-        store.close()
-    except NbflowError as e:
-        if e is not store.failure:  # that one stopped the run, and the run reports it
-            logging.getLogger("nbflow").warning("nbflow: warning: %s", e)
 
 
 class Pipeline:
@@ -284,18 +264,7 @@ class Pipeline:
         return [problem for spec in self.specs.values() for problem in self._product_problems(spec)]
 
     def _product_problems(self, spec: TaskSpec) -> list[NbflowError]:
-        from nbflow.errors import InvalidDeclarationError
-
-        own = StateDir(self.root).path
-        return [
-            InvalidDeclarationError(
-                spec.relpath,
-                f"'product' {path} is inside nbflow's own folder {own}; write it elsewhere",
-                spec.parameters_cell,
-            )
-            for path in product_paths(resolve_product(spec))
-            if path == own or own in path.parents
-        ]
+        return product_problems(self.root, spec)
 
     @classmethod
     def from_dir(
@@ -641,39 +610,7 @@ class Pipeline:
         PipelineValidationError
             Naming each missing environment variable and who needs it.
         """
-        import os
-
-        from nbflow.errors import ParameterError
-        from nbflow.project.secrets import Redactor
-
-        problems: list[NbflowError] = []
-        for parameter, var in sorted(self.project.secrets.items()):
-            users = [self.specs[n] for n in names if parameter in self.specs[n].params.defaults]
-            where = ", ".join(s.relpath for s in users)
-            others = [s.relpath for s in users if not kind_of(s.kind).accepts_secrets]
-            if others:
-                problems.append(
-                    ParameterError(
-                        f"the secret parameter {parameter!r} is declared by {', '.join(others)}; secrets reach notebook "
-                        "tasks only (through the kernel's environment). Read the variable in the task itself."
-                    )
-                )
-            elif users and var not in os.environ:
-                problems.append(
-                    ParameterError(
-                        f"the secret parameter {parameter!r} comes from the environment variable {var}, which is not "
-                        f"set ({where} declare {parameter!r}). Set it before the run."
-                    )
-                )
-            elif users and len(os.environ[var]) < Redactor.MIN_LENGTH:
-                problems.append(
-                    ParameterError(
-                        f"the secret in {var} is shorter than {Redactor.MIN_LENGTH} characters: too short to mask in "
-                        "outputs without masking ordinary text."
-                    )
-                )
-        if problems:
-            raise PipelineValidationError(problems)
+        check_secrets(self.specs, names, self.project.secrets)
 
     def validate_kernels(self, names: Iterable[str] | None = None) -> None:
         """Check that every (named) task's kernel is installed.
@@ -683,24 +620,7 @@ class Pipeline:
         PipelineValidationError
             Listing each notebook whose kernel is missing.
         """
-        from jupyter_client.kernelspec import KernelSpecManager
-
-        from nbflow.errors import UnknownKernelError
-
-        installed = set(KernelSpecManager().find_kernel_specs())
-        try:  # ipykernel's own kernel is always there when ipykernel is
-            from ipykernel.kernelspec import KERNEL_NAME
-
-            installed.add(KERNEL_NAME)
-        except ImportError:
-            pass
-        problems: list[NbflowError] = [
-            UnknownKernelError(spec.relpath, spec.kernel_name, sorted(installed))
-            for spec in (self.specs[n] for n in (names if names is not None else self.specs))
-            if kind_of(spec.kind).uses_kernel and spec.kernel_name not in installed
-        ]
-        if problems:
-            raise PipelineValidationError(problems)
+        check_kernels(self.specs, names if names is not None else self.specs)
 
     @property
     def state_path(self) -> Path:
@@ -722,6 +642,18 @@ class Pipeline:
 
         return DuckDBRunStore(self.state_path)
 
+    def _session(self, store: RunStore | None = None, executor: Executor | None = None) -> RunSession:
+        """What a run (or a plan) holds: the store and executor given, or its own, and the run lock."""
+        return RunSession(
+            self.root,
+            store_path=self.state_path,
+            lock_path=StateDir(self.root).lock,
+            store=store,
+            executor=executor,
+            make_executor=self.make_executor,
+            executor_kind=self.project.executor,
+        )
+
     def resume(
         self,
         run_id: str | None = None,
@@ -742,59 +674,29 @@ class Pipeline:
         ------
         RunNotFoundError
             No such run.
-        NbflowError
+        RunStillRunningError
             The run is still going on.
         """
-        from nbflow.history import load_run
-
         self.load_code()
-
-        own_store = store is None
-        store = store or self.open_store()
-        try:
-            earlier, earlier_tasks = load_run(store, run_id)
-            if earlier.state == "running":
-                raise NbflowError(
-                    f"Run {earlier.run_id} is still running (process {earlier.pid}); wait for it or stop it first."
-                )
-            hashes = _source_hashes(store, earlier)
+        with self._session(store, executor) as session:
+            earlier, earlier_tasks = load_run(session.store, run_id)
+            if earlier.state == states.RUNNING:
+                raise RunStillRunningError(earlier.run_id, earlier.pid)
             dag = self.dag.subset(earlier.selected) if earlier.selected else self.dag
-            reuse: dict[str, TaskRecord] = {}
-            for name in dag.order:
-                if self._reusable(name, earlier_tasks.get(name), hashes.get(name)) and all(
-                    up in reuse for up in dag.upstreams[name]
-                ):
-                    reuse[name] = earlier_tasks[name]
-            return self._run(
-                earlier.params,
+            hashes = source_hashes(session.store, earlier)
+            decisions = resume_plan(dag, self.specs, earlier.run_id, earlier_tasks, hashes, _products)
+            options = RunOptions(
+                self.validate_params(earlier.params),
                 workers,
                 earlier.selected,
-                store,
-                executor,
-                listeners,
-                reuse=reuse,
-                reasons={
-                    n: f"succeeded in run {earlier.run_id}"
-                    if n in reuse
-                    else f"did not succeed in run {earlier.run_id}"
-                    for n in dag.order
-                },
+                reuse=reused(decisions),
+                reasons={n: d.reason for n, d in decisions.items()},
                 resumed_from=earlier.run_id,
                 logical_date=earlier.logical_date,
+                listeners=listeners,
                 stop=stop,
             )
-        finally:
-            if own_store:
-                store.close()
-
-    def _reusable(self, name: str, earlier: TaskRecord | None, source_hash: str | None) -> bool:
-        spec = self.specs[name]
-        return (
-            earlier is not None
-            and earlier.state in ("success", "up_to_date")
-            and source_hash == spec.source_hash
-            and all(p.exists() for p in product_paths(resolve_product(spec)))
-        )
+            return self._run(session, options)
 
     def run(
         self,
@@ -846,38 +748,21 @@ class Pipeline:
             A bad override; nothing runs.
         """
         self.load_code()
-        params = self._with_logical_date(params, logical_date)
-        own_store = store is None
-        store = store or self.open_store()
-        try:
-            decisions = self.plan(params, only, force, force_tasks, store=store)
-            reuse = {n: _reused_task(d.earlier) for n, d in decisions.items() if not d.run and d.earlier}
-            reasons = {n: d.reason for n, d in decisions.items()}
-            return self._run(
-                params,
+        params = with_logical_date(params, logical_date, self.specs.values())
+        with self._session(store, executor) as session:
+            decisions = self.plan(params, only, force, force_tasks, store=session.store)
+            options = RunOptions(
+                self.validate_params(params),
                 workers,
                 only,
-                store,
-                executor,
-                listeners,
-                reuse=reuse,
+                reuse=reused(decisions),
+                reasons={n: d.reason for n, d in decisions.items()},
                 logical_date=logical_date,
-                reasons=reasons,
                 warm_kernels=warm_kernels,
+                listeners=listeners,
                 stop=stop,
             )
-        finally:
-            if own_store:
-                _close_quietly(store)
-
-    def _with_logical_date(
-        self, params: Mapping[str, Any] | None, logical_date: str | None
-    ) -> Mapping[str, Any] | None:
-        from nbflow.integrations.cron import LOGICAL_DATE
-
-        if logical_date is not None and any(LOGICAL_DATE in s.params.defaults for s in self.specs.values()):
-            return {LOGICAL_DATE: logical_date, **(params or {})}
-        return params
+            return self._run(session, options)
 
     def plan(
         self,
@@ -898,33 +783,16 @@ class Pipeline:
         PipelineValidationError
             A bad override; UnknownTaskError: an unknown ``force_tasks`` name.
         """
-        from nbflow.engine.incremental import fingerprints
-        from nbflow.engine.incremental import plan as make_plan
-
         self.load_code()
         for name in force_tasks:
             if name not in self.specs:
                 raise UnknownTaskError(name, list(self.specs), context="--force-task")
         overrides = self.validate_params(params)
         dag = self.dag.subset(only) if only else self.dag
-        own_store = store is None
-        store = store or self.open_store()
-        try:
-            last = store.last_successes()
-        finally:
-            if own_store:
-                store.close()
+        with self._session(store) as session:
+            last = session.store.last_successes()
         prints = fingerprints(dag, self.specs, overrides)
-        return make_plan(
-            dag,
-            self.specs,
-            prints,
-            overrides,
-            last,
-            lambda s: product_paths(resolve_product(s)),
-            force=force,
-            force_tasks=force_tasks,
-        )
+        return make_plan(dag, self.specs, prints, overrides, last, _products, force=force, force_tasks=force_tasks)
 
     def make_executor(
         self,
@@ -950,80 +818,17 @@ class Pipeline:
                 worker_root=worker_root or self.project.dask.worker_root,
             )
         if kind != "local":
-            raise NbflowError(f'unknown executor {kind!r}: "local" or "dask"')
+            raise UnknownExecutorError(kind)
         if warm_kernels is None:
             warm_kernels = self.project.warm_kernels
         return LocalExecutor(workers=workers, warm_kernels=warm_kernels)
 
-    def _run(
-        self,
-        params: Mapping[str, Any] | None,
-        workers: int | None,
-        only: Sequence[str] | None,
-        store: RunStore | None,
-        executor: Executor | None,
-        listeners: Sequence[RunListener],
-        reuse: Mapping[str, TaskRecord] | None = None,
-        resumed_from: str | None = None,
-        logical_date: str | None = None,
-        reasons: Mapping[str, str] | None = None,
-        warm_kernels: int | None = None,
-        stop: threading.Event | None = None,
-    ) -> RunResult:
-        from nbflow.engine.runner import Runner, reap_stale_runs
-        from nbflow.execution.local import default_workers
-
-        overrides = self.validate_params(params)
-        dag = self.dag.subset(only) if only else self.dag
-        to_run = [n for n in dag.order if n not in (reuse or {})]
+    def _run(self, session: RunSession, options: RunOptions) -> RunResult:
+        """Check what the run needs (kernels, secrets), then run it in ``session``."""
+        dag = self.dag.subset(options.selected) if options.selected else self.dag
+        to_run = [n for n in dag.order if n not in options.reuse]
         if to_run:  # an up-to-date pipeline needs no kernel (nor the machinery to find one)
             self.validate_kernels(to_run)
         self.validate_secrets(to_run)
-        own_executor = executor is None
-        if executor is None and self.project.executor != "local":
-            executor = self.make_executor(workers=workers)
-        try:
-            # an up-to-date run asks nothing of the executor (a cluster is started on first use)
-            capacity = executor.capacity if executor is not None and to_run else None
-            workers = workers or capacity or default_workers()
-            if capacity:  # more would only wait in the executor's queue while recorded "running"
-                workers = min(workers, capacity)
-            if workers < 1:
-                raise PipelineValidationError([NbflowError(f"workers must be at least 1 (got {workers}).")])
-            from nbflow.engine.runlock import RunLock
-
-            with RunLock(StateDir(self.root).lock, self.root):
-                own_store = store is None
-                store = store or self.open_store()
-                executor = executor or self.make_executor("local", workers=workers, warm_kernels=warm_kernels)
-                try:
-                    if to_run:
-                        executor.check(self.root)
-                    reap_stale_runs(store)
-                    listeners = [*listeners, *self._notifiers(store)]
-                    runner = Runner(
-                        self.root,
-                        self.specs,
-                        dag,
-                        store,
-                        executor,
-                        workers,
-                        listeners,
-                        self.settings,
-                        self.project.secrets,
-                    )
-                    return runner.run(
-                        overrides,
-                        selected=only,
-                        reuse=reuse,
-                        resumed_from=resumed_from,
-                        logical_date=logical_date,
-                        reasons=reasons,
-                        stop=stop,
-                    )
-                finally:
-                    if own_store:
-                        _close_quietly(store)
-        finally:
-            if own_executor and executor is not None:
-                executor.close()
+        listeners = [*options.listeners, *self._notifiers(session.store)]
+        return session.run(dag, self.specs, self.settings, self.project.secrets, replace(options, listeners=listeners))

@@ -1,9 +1,17 @@
-"""Which tasks are up to date. Pure: the caller says what exists and what ran before.
+"""Which tasks need not run again: the one place that decides what a run reuses.
 
-A task's fingerprint hashes its code, its effective parameters (overrides, upstream and
-product paths), its kernel and its upstreams' fingerprints. A task is up to date when its
-latest success had the same fingerprint, its declared products still exist, and every
-upstream is up to date too (an upstream that runs again may write something new).
+A run (:func:`plan`): a task's fingerprint hashes its code, its effective parameters
+(overrides, upstream and product paths), its kernel and its upstreams' fingerprints. A
+task is up to date when its latest success had the same fingerprint, its declared
+products still exist, and every upstream is up to date too (an upstream that runs again
+may write something new).
+
+A resumed run (:func:`resume_plan`): a task is reused when it succeeded in the run
+resumed, its code is unchanged since, its products still exist and every upstream is
+reused too.
+
+Both decide from what the caller gives them (what ran before, which products exist); only
+:func:`source_hashes` reads a store. A reused task is recorded by :func:`reused_task`.
 """
 
 from __future__ import annotations
@@ -14,11 +22,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from nbflow import states
 from nbflow.core.dag import DAG
 from nbflow.engine.requests import injected_parameters
 from nbflow.project.params import Overrides
 from nbflow.project.specs import TaskSpec
-from nbflow.store.base import AttemptRecord
+from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
 
 
 def fingerprints(dag: DAG, specs: Mapping[str, TaskSpec], overrides: Overrides) -> dict[str, str]:
@@ -39,8 +48,29 @@ def fingerprints(dag: DAG, specs: Mapping[str, TaskSpec], overrides: Overrides) 
 class Decision:
     run: bool
     reason: str
-    #: the earlier success this task reuses, when it does not run
-    earlier: AttemptRecord | None = None
+    #: the earlier success this task reuses, when it does not run: its attempt (a run), or
+    #: its record in the run resumed
+    earlier: AttemptRecord | TaskRecord | None = None
+
+
+def reused(decisions: Mapping[str, Decision]) -> dict[str, AttemptRecord | TaskRecord]:
+    """The tasks that do not run, each with the earlier success it reuses."""
+    return {name: d.earlier for name, d in decisions.items() if not d.run and d.earlier is not None}
+
+
+def reused_task(run_id: str, earlier: AttemptRecord | TaskRecord, reason: str | None = None) -> TaskRecord:
+    """The record, in run ``run_id``, of a task that does not run again: where its earlier success is."""
+    return TaskRecord(
+        run_id=run_id,
+        task=earlier.task,
+        state=states.UP_TO_DATE,
+        attempts=0,
+        started_at=earlier.started_at,
+        ended_at=earlier.ended_at,
+        error=None,
+        output_notebook=earlier.output_notebook,
+        reason=reason,
+    )
 
 
 def plan(
@@ -80,6 +110,45 @@ def plan(
             decisions[name] = Decision(True, f"its product {missing[0]} is missing")
         else:
             decisions[name] = Decision(False, f"up to date since run {earlier.run_id}", earlier)
+    return decisions
+
+
+def source_hashes(store: RunStore, run: RunRecord) -> dict[str, str | None]:
+    """The code each task last ran with, as of ``run``: a task reused there ran in the run it resumed."""
+    hashes: dict[str, str | None] = {}
+    seen: set[str] = set()
+    current: RunRecord | None = run
+    while current is not None and current.run_id not in seen:
+        seen.add(current.run_id)
+        for attempt in reversed(store.get_attempts(current.run_id)):
+            hashes.setdefault(attempt.task, attempt.source_hash)  # the latest attempt wins
+        current = store.get_run(current.resumed_from) if current.resumed_from else None
+    return hashes
+
+
+def resume_plan(
+    dag: DAG,
+    specs: Mapping[str, TaskSpec],
+    run_id: str,
+    tasks: Mapping[str, TaskRecord],
+    hashes: Mapping[str, str | None],
+    products: Callable[[TaskSpec], Iterable[Path]],
+) -> dict[str, Decision]:
+    """Run or reuse, for every task of ``dag`` in topological order, when resuming run ``run_id``
+    (whose ``tasks`` ran with the code of ``hashes``, see :func:`source_hashes`)."""
+    decisions: dict[str, Decision] = {}
+    for name in dag.order:
+        spec, earlier = specs[name], tasks.get(name)
+        if (
+            earlier is not None
+            and earlier.state in states.TASK_OK
+            and hashes.get(name) == spec.source_hash
+            and all(p.exists() for p in products(spec))
+            and not any(decisions[up].run for up in dag.upstreams[name])
+        ):
+            decisions[name] = Decision(False, f"succeeded in run {run_id}", earlier)
+        else:
+            decisions[name] = Decision(True, f"did not succeed in run {run_id}")
     return decisions
 
 

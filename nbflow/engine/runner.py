@@ -8,6 +8,7 @@ every state change in the store and tells the listeners (progress display, widge
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import os
@@ -25,10 +26,10 @@ from nbflow import __version__, states
 from nbflow.core.dag import DAG
 from nbflow.core.ready import Scheduler
 from nbflow.engine.environment import capture, checksums
-from nbflow.engine.incremental import fingerprints
+from nbflow.engine.incremental import fingerprints, reused_task
 from nbflow.engine.requests import product_paths, resolve_product, task_request
 from nbflow.engine.retry import decide
-from nbflow.errors import NbflowError
+from nbflow.errors import NbflowError, RunNotFoundError
 from nbflow.execution.attempt import may_take_warm_kernel
 from nbflow.execution.base import AttemptOutcome, Executor, KernelNeed, TaskRequest, utcnow
 from nbflow.kinds import kind_of
@@ -38,6 +39,7 @@ from nbflow.project.settings import TaskSettings
 from nbflow.project.specs import TaskSpec
 from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
 from nbflow.views.text import counts_text
+
 
 def new_run_id() -> str:
     """Sortable and unique: ``20261125-143012-a1b2c3``."""
@@ -124,6 +126,41 @@ def reap_stale_runs(store: RunStore) -> list[str]:
     return reaped
 
 
+def load_run(store: RunStore, run_id: str | None) -> tuple[RunRecord, dict[str, TaskRecord]]:
+    """A run (the latest when ``run_id`` is None) and its tasks.
+
+    A run whose process died is first recorded ``interrupted``; a read-only store (a view's)
+    is not written: the run is shown as it would be recorded.
+
+    Raises
+    ------
+    RunNotFoundError
+        No such run, or no run at all.
+    """
+    run = store.get_run(run_id) if run_id else store.latest_run()
+    if run is None:
+        raise RunNotFoundError(str(getattr(store, "path", "the state store")), run_id)
+    if run.state == states.RUNNING and getattr(store, "read_only", False):
+        return _as_reaped(run, store.get_tasks(run.run_id))
+    if run.state == states.RUNNING and reap_stale_runs(store):
+        run = store.get_run(run.run_id) or run
+    return run, store.get_tasks(run.run_id)
+
+
+def _as_reaped(run: RunRecord, tasks: dict[str, TaskRecord]) -> tuple[RunRecord, dict[str, TaskRecord]]:
+    """A run whose process on this machine died, as :func:`reap_stale_runs` would record it
+    (``interrupted``), without writing; any other run as it is."""
+    if run.hostname != socket.gethostname() or pid_alive(run.pid):
+        return run, tasks
+    shown = {}
+    for name, task in tasks.items():
+        if task.state in (states.RUNNING, states.UP_FOR_RETRY):
+            error = task.error or "Interrupted: the nbflow process running this task died"
+            task = dataclasses.replace(task, state=states.INTERRUPTED, error=error)
+        shown[name] = task
+    return dataclasses.replace(run, state=states.INTERRUPTED), shown
+
+
 def _never_submitted() -> Future[AttemptOutcome]:
     future: Future[AttemptOutcome] = Future()
     future.set_result(AttemptOutcome.interrupted("the run was stopped as this task started"))
@@ -156,6 +193,7 @@ class Runner:
         dag: DAG,
         store: RunStore,
         executor: Executor,
+        *,
         workers: int,
         listeners: Sequence[RunListener] = (),
         settings: Mapping[str, TaskSettings] | None = None,
@@ -206,7 +244,7 @@ class Runner:
         overrides: Overrides,
         selected: Sequence[str] | None = None,
         run_id: str | None = None,
-        reuse: Mapping[str, TaskRecord] | None = None,
+        reuse: Mapping[str, AttemptRecord | TaskRecord] | None = None,
         resumed_from: str | None = None,
         logical_date: str | None = None,
         reasons: Mapping[str, str] | None = None,
@@ -214,8 +252,9 @@ class Runner:
     ) -> RunResult:
         """Run every task of the DAG; returns when all have finished or the run was interrupted.
 
-        ``reuse`` maps tasks that need not run again (a resumed run's successes) to their
-        earlier record; they are recorded ``up_to_date`` and their downstreams run.
+        ``reuse`` maps tasks that need not run again to their earlier success (see
+        :mod:`~nbflow.engine.incremental`); they are recorded ``up_to_date`` and their
+        downstreams run.
         Setting ``stop`` (from any thread) interrupts the run as Ctrl-C does.
         """
         reuse = reuse or {}
@@ -249,17 +288,7 @@ class Runner:
         scheduler = Scheduler(self.dag, {name: s.trigger_rule for name, s in self.settings.items()})
         launching: tuple[TaskRequest, AttemptRecord] | None = None
         for name, earlier in reuse.items():
-            tasks[name] = TaskRecord(
-                run_id,
-                name,
-                states.UP_TO_DATE,
-                0,
-                earlier.started_at,
-                earlier.ended_at,
-                None,
-                earlier.output_notebook,
-                reasons.get(name),
-            )
+            tasks[name] = reused_task(run_id, earlier, reasons.get(name))
             scheduler.finish(name, states.UP_TO_DATE)
         self.store.save_run(run)
         for task in tasks.values():
