@@ -273,8 +273,8 @@ def backfill(path: str, start: str, end: str, workers: int | None, progress: boo
 
     from nbflow.errors import NoScheduleError
     from nbflow.integrations.cron import backfill_dates
-    from nbflow.project.params import logical_date_text
     from nbflow.pipeline import Pipeline
+    from nbflow.project.params import logical_date_text
 
     _sigterm_as_interrupt()
     pipeline = Pipeline.from_dir(path, load_code=True)
