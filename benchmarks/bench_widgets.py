@@ -109,13 +109,13 @@ def render_figures(n: int = 300) -> None:
 
     from nbflow import states
     from nbflow.core.dag import build_dag
-    from nbflow.project.specs import ParametersDecl, TaskSpec
     from nbflow.pipeline import Pipeline
+    from nbflow.project.specs import ParametersDecl, TaskSpec
     from nbflow.store.base import TaskRecord
+    from nbflow.store.watch import store_stamp
     from nbflow.views import dashboard as model
     from nbflow.views import svg as layout
     from nbflow.widgets import Dashboard
-    from nbflow.store.watch import store_stamp
 
     specs = []
     for i in range(n):

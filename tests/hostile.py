@@ -69,8 +69,8 @@ def make_pipeline(parent: Path) -> Path:
 def plant_run(root: Path) -> str:
     """Record a run with the hostile id, its tasks as in :data:`STATES`, the failed one with
     the hostile error; it is the latest run. Copies the latest real run's records if there is one."""
-    from nbflow.pipeline import Pipeline
     from nbflow.engine.runner import utcnow
+    from nbflow.pipeline import Pipeline
     from nbflow.store.base import RunRecord, TaskRecord
 
     store = Pipeline.from_dir(root).open_store()

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,10 +130,8 @@ def artifact_name(suffix: str) -> str:
 def keep_artifact(path: Path, suffix: str) -> None:
     """Copy ``path`` (a server's log, say) to ``test-artifacts/`` for the failing test."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    try:
+    with suppress(OSError):
         shutil.copyfile(path, ARTIFACTS / artifact_name(suffix))
-    except OSError:
-        pass
 
 
 def _wait_until_up(lab: Lab, log: Path, timeout: float = 90.0) -> None:

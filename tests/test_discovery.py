@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nbflow.kinds.discovery import discover
 from nbflow.errors import DuplicateTaskError
+from nbflow.kinds.discovery import discover
 from tests.conftest import nbflow_process, write_notebook
 
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import pytest
 
 from nbflow import states
-from nbflow.errors import CycleError, PipelineValidationError, UnknownUpstreamError
 from nbflow.core.dag import build_dag, find_cycle
 from nbflow.core.ready import Scheduler, critical_path_lengths
+from nbflow.errors import CycleError, PipelineValidationError, UnknownUpstreamError
 
 
 @dataclass

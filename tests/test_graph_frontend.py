@@ -9,8 +9,8 @@ from labserver import CHROMIUM_ARGS, chromium_path
 from nbflow import states
 from nbflow.core.dag import build_dag
 from nbflow.project.specs import ParametersDecl, TaskSpec
-from nbflow.views.svg import layout
 from nbflow.views.dashboard import TaskPaint
+from nbflow.views.svg import layout
 
 playwright = pytest.importorskip("playwright.sync_api", reason="the test extra installs playwright")
 

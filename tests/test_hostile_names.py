@@ -20,12 +20,12 @@ from hostile import ERROR, FOLDER, LT_TASK, MORE_NAMES, RUN_ID, STATES, TASKS, m
 
 from nbflow import states
 from nbflow.core.dag import build_dag
-from nbflow.project.specs import ParametersDecl, TaskSpec
 from nbflow.pipeline import Pipeline
-from nbflow.views.dot import dag_to_dot
-from nbflow.widgets import Dashboard
+from nbflow.project.specs import ParametersDecl, TaskSpec
 from nbflow.views import dashboard as widget_model
+from nbflow.views.dot import dag_to_dot
 from nbflow.views.svg import TASK_KEY_ATTR, dag_dot_source, layout, shown_name, svg_task_key, task_of_svg_key
+from nbflow.widgets import Dashboard
 
 SVG = "{http://www.w3.org/2000/svg}"
 #: every element a drawing may hold: a name that became markup would add another

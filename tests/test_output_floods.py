@@ -22,10 +22,10 @@ import nbformat
 import psutil
 import pytest
 
-from nbflow.history import open_store
 from nbflow.errors import InvalidSettingsError
-from nbflow.kinds.notebook import iopub
 from nbflow.execution.logs import LOG_FILE_CAP
+from nbflow.history import open_store
+from nbflow.kinds.notebook import iopub
 from nbflow.kinds.notebook.outputs import ENVELOPE
 from nbflow.project.settings import MAX_CELL_OUTPUT, load_project, parse_size
 from tests.conftest import write_notebook

@@ -6,11 +6,11 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from nbflow import states
-from nbflow.execution.base import AttemptOutcome, Executor, TaskRequest, utcnow
 from nbflow.core.dag import build_dag
-from nbflow.project.specs import ParametersDecl, TaskSpec
-from nbflow.project.params import Overrides
 from nbflow.engine.runner import Runner
+from nbflow.execution.base import AttemptOutcome, Executor, TaskRequest, utcnow
+from nbflow.project.params import Overrides
+from nbflow.project.specs import ParametersDecl, TaskSpec
 from nbflow.store.memory import MemoryRunStore
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nbflow.errors import InvalidSettingsError
 from nbflow.engine.retry import backoff_delay, decide
+from nbflow.errors import InvalidSettingsError
 from nbflow.project.settings import TaskSettings, load_project, parse_duration
 
 

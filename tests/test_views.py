@@ -8,9 +8,8 @@ from datetime import datetime
 from nbflow.core.dag import build_dag
 from nbflow.project.specs import ParametersDecl, TaskSpec
 from nbflow.store.base import RunRecord, TaskRecord
-from nbflow.views import dot, svg
+from nbflow.views import dot, svg, text
 from nbflow.views import json as views_json
-from nbflow.views import text
 
 STARTED = datetime(2026, 1, 2, 3, 4, 5, 678901)
 ENDED = datetime(2026, 1, 2, 3, 5, 35)

@@ -20,10 +20,10 @@ from nbflow.errors import PipelineValidationError
 from nbflow.pipeline import Pipeline
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
 from nbflow.store.duckdb import DuckDBRunStore
-from nbflow.widgets import Dashboard
+from nbflow.store.watch import StoreWatcher, store_stamp
 from nbflow.views import svg as layout_module
 from nbflow.views.svg import NO_DOT_NOTE, layout
-from nbflow.store.watch import StoreWatcher, store_stamp
+from nbflow.widgets import Dashboard
 from tests.conftest import live_kernels
 
 

@@ -234,10 +234,10 @@ def resume(
 def rerun(run_id: str, path: str, workers: int | None, as_json: bool, progress: bool | None) -> None:
     """Run RUN_ID's tasks again with its parameters, all of them, saying first what differs since it ran."""
     from nbflow.engine.environment import is_empty
-    from nbflow.views.text import changes_to_text
     from nbflow.history import changes_since, load_run, open_store
     from nbflow.pipeline import Pipeline
     from nbflow.views.json import run_to_json
+    from nbflow.views.text import changes_to_text
 
     _sigterm_as_interrupt()
     pipeline = Pipeline.from_dir(path, load_code=True)

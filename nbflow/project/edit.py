@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nbflow.errors import CycleError, InvalidDeclarationError, NbflowError, UnknownUpstreamError
 from nbflow.core.dag import find_cycle
+from nbflow.errors import CycleError, InvalidDeclarationError, NbflowError, UnknownUpstreamError
 from nbflow.project.notebook import strip_magics
 
 

@@ -173,9 +173,9 @@ class NbflowService:
         ``since`` is the ``token`` of an earlier answer: if the store has not changed since,
         the answer is only ``{"changed": false, "token": ...}`` (a few ``stat`` calls).
         """
-        from nbflow.views.dashboard import task_paint
         from nbflow.store.reader import StoreReader
         from nbflow.store.watch import store_stamp
+        from nbflow.views.dashboard import task_paint
 
         folder = self.pipeline_folder(path)
         state_path = StateDir(folder).store

@@ -11,10 +11,10 @@ from typing import Any
 
 from nbflow import states
 from nbflow.core.dag import DAG
-from nbflow.project.specs import RESERVED_NAMES, TaskSpec
 from nbflow.project.params import parse_value
-from nbflow.views.text import counts_text, format_duration, params_text
+from nbflow.project.specs import RESERVED_NAMES, TaskSpec
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
+from nbflow.views.text import counts_text, format_duration, params_text
 
 #: what the graph shows for one task: [state, fill colour, the line under its name]
 TaskPaint = list[str]

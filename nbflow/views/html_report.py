@@ -19,9 +19,9 @@ from urllib.parse import quote
 
 from nbflow import __version__, states
 from nbflow.project.specs import RESERVED_NAMES
+from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
 from nbflow.views.svg import TASK_KEY_ATTR, task_of_svg_key
 from nbflow.views.text import counts_text, format_duration
-from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
 
 SVG_NS = "http://www.w3.org/2000/svg"
 OUTPUT_TAIL = 8_000

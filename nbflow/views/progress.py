@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 from typing import IO, Any
 
 from nbflow import states
-from nbflow.views.text import counts_text, format_duration
 from nbflow.store.base import RunRecord, TaskRecord
+from nbflow.views.text import counts_text, format_duration
 
 _SYMBOL = {
     states.RUNNING: "…",

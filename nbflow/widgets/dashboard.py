@@ -20,24 +20,24 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from nbflow import states
-from nbflow.kinds.discovery import is_inside
+from nbflow.core.dag import DAG
+from nbflow.engine.runner import pid_alive
 from nbflow.errors import NbflowError, UnknownTaskError
 from nbflow.execution.logs import read_log_tail
-from nbflow.core.dag import DAG
+from nbflow.kinds.discovery import is_inside
 from nbflow.paths import StateDir
-from nbflow.engine.runner import pid_alive
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
-from nbflow.views import svg as graph_layout
-from nbflow.views import dashboard as model
-from nbflow.widgets.graph import GraphView
-from nbflow.views.svg import GraphLayout
-from nbflow.widgets.links import lab_url
 from nbflow.store.reader import Snapshot, StoreReader
 from nbflow.store.watch import StoreWatcher
+from nbflow.views import dashboard as model
+from nbflow.views import svg as graph_layout
+from nbflow.views.svg import GraphLayout
+from nbflow.widgets.graph import GraphView
+from nbflow.widgets.links import lab_url
 
 if TYPE_CHECKING:
-    from nbflow.pipeline import Pipeline
     from nbflow.engine.runner import RunResult
+    from nbflow.pipeline import Pipeline
 
 
 class _Live:
