@@ -8,7 +8,7 @@ import pytest
 
 from nbflow import states
 from nbflow.core.dag import build_dag, find_cycle
-from nbflow.core.ready import Scheduler, critical_path_lengths
+from nbflow.core.ready import ReadyQueue, critical_path_lengths
 from nbflow.errors import CycleError, PipelineValidationError, UnknownUpstreamError
 
 
@@ -61,7 +61,7 @@ def test_unknown_upstreams_are_all_reported_with_a_suggestion() -> None:
 
 def test_scheduler_blocks_downstream_of_a_failure_and_lets_other_branches_run() -> None:
     dag = build_dag([T("a"), T("b", ("a",)), T("c", ("a",)), T("d", ("b",)), T("e", ("c",))])
-    s = Scheduler(dag)
+    s = ReadyQueue(dag)
     assert s.pop_ready() == "a"
     assert not s.has_ready()
     s.finish("a", states.SUCCESS)
@@ -79,12 +79,12 @@ def test_critical_path_goes_first() -> None:
     # 'long' heads a chain of three, 'short' is alone: start 'long' first
     dag = build_dag([T("short"), T("long"), T("l2", ("long",)), T("l3", ("l2",))])
     assert critical_path_lengths(dag)["long"] == 3
-    assert Scheduler(dag).pop_ready() == "long"
+    assert ReadyQueue(dag).pop_ready() == "long"
 
 
 def test_upcoming_lists_ready_tasks_then_those_next_in_line() -> None:
     dag = build_dag([T("a"), T("b", ("a",)), T("c", ("b",)), T("x"), T("y", ("x", "c"))])
-    s = Scheduler(dag)
+    s = ReadyQueue(dag)
     assert s.upcoming(10) == ["a", "x", "b", "c", "y"]  # nothing runs yet: all could be next
     assert s.pop_ready() == "a"
     assert s.upcoming(2) == ["x", "b"]  # ready first, then what waits only on running tasks
@@ -120,7 +120,7 @@ def test_trigger_rules(rule: str, upstream_states: list[str], verdict: str) -> N
 def test_skipped_propagates_and_cleanup_runs_anyway() -> None:
     # a -> alert (one_failed) -> after_alert; a -> cleanup (all_done)
     dag = build_dag([T("a"), T("alert", ("a",)), T("after_alert", ("alert",)), T("cleanup", ("a",))])
-    s = Scheduler(dag, {"alert": "one_failed", "cleanup": "all_done"})
+    s = ReadyQueue(dag, {"alert": "one_failed", "cleanup": "all_done"})
     s.pop_ready()
     settled = s.finish("a", states.SUCCESS)
     assert settled == [("alert", "skipped"), ("after_alert", "skipped")]

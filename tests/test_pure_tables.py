@@ -15,7 +15,7 @@ import pytest
 
 from nbflow import states
 from nbflow.core.dag import build_dag
-from nbflow.core.ready import Scheduler, evaluate_trigger
+from nbflow.core.ready import ReadyQueue, evaluate_trigger
 from nbflow.engine.incremental import fingerprints, plan
 from nbflow.engine.retry import MAX_DELAY, backoff_delay, decide, matching_rule
 from nbflow.project.params import Overrides
@@ -285,7 +285,7 @@ QUEUE = [
 
 @pytest.mark.parametrize(("rules", "events", "ready", "final"), QUEUE)
 def test_ready_queue(rules: dict[str, str], events: list[str], ready: list[str], final: dict[str, str]) -> None:
-    s = Scheduler(build_dag(DIAMOND), rules)
+    s = ReadyQueue(build_dag(DIAMOND), rules)
     for event in events:
         verb, *args = event.split()
         if verb == "pop":
@@ -304,7 +304,7 @@ def test_ready_queue(rules: dict[str, str], events: list[str], ready: list[str],
 
 
 def test_the_longest_chain_goes_first_then_the_name_order() -> None:
-    s = Scheduler(build_dag(DIAMOND))
+    s = ReadyQueue(build_dag(DIAMOND))
     assert s.pop_ready() == "a"  # a -> b -> d is longer than x
     s.finish("a", S)
     assert [s.pop_ready(), s.pop_ready(), s.pop_ready()] == ["b", "c", "x"]
@@ -319,7 +319,7 @@ def test_the_longest_chain_goes_first_then_the_name_order() -> None:
 
 
 def test_finish_returns_what_it_settles_without_running() -> None:
-    s = Scheduler(build_dag(DIAMOND), {"c": "one_failed"})
+    s = ReadyQueue(build_dag(DIAMOND), {"c": "one_failed"})
     s.pop_ready()
     assert s.finish("a", F) == [("b", UF), ("d", UF)]
     assert s.pop_ready() == "c", "one_failed runs because a failed"

@@ -51,7 +51,7 @@ def evaluate_trigger(rule: str, upstream_states: list[str]) -> str:
     raise ValueError(f"unknown trigger rule {rule!r}")
 
 
-class Scheduler:
+class ReadyQueue:
     """Tracks task states for one run and hands out ready tasks."""
 
     def __init__(self, dag: DAG, trigger_rules: Mapping[str, str] | None = None) -> None:

@@ -1,6 +1,6 @@
 """One run of a pipeline: plan the attempts, drive the executor, record everything.
 
-The path of data: the runner asks the :class:`~nbflow.core.ready.Scheduler` for ready
+The path of data: the runner asks the :class:`~nbflow.core.ready.ReadyQueue` for ready
 tasks, builds a :class:`~nbflow.execution.base.TaskRequest` for each (the parameters to
 inject, where the executed notebook and log go), submits it to the executor, and records
 every state change in the store and tells the listeners (progress display, widgets).
@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from nbflow import __version__, states
 from nbflow.core.dag import DAG
-from nbflow.core.ready import Scheduler
+from nbflow.core.ready import ReadyQueue
 from nbflow.engine.environment import capture, checksums
 from nbflow.engine.incremental import fingerprints, reused_task
 from nbflow.engine.requests import product_paths, resolve_product, task_request
@@ -228,10 +228,10 @@ class Runner:
             self.specs, self.dag, self.settings, self.secrets, run_dir, run_id, name, attempt, overrides
         )
 
-    def _anticipate(self, scheduler: Scheduler, run_dir: Path) -> None:
+    def _anticipate(self, queue: ReadyQueue, run_dir: Path) -> None:
         """Tell the executor which kernels the next tasks will want (it may start them early)."""
         needs = []
-        for name in scheduler.upcoming(self.workers + 4):
+        for name in queue.upcoming(self.workers + 4):
             spec = self.specs[name]
             if may_take_warm_kernel(spec.kind, any(p in spec.params.defaults for p in self.secrets)):
                 needs.append(KernelNeed(spec.kernel_name, spec.folder, run_dir))
@@ -285,11 +285,11 @@ class Runner:
             ),
         )
         tasks = {name: TaskRecord(run_id, name, states.PENDING, reason=reasons.get(name)) for name in self.dag.order}
-        scheduler = Scheduler(self.dag, {name: s.trigger_rule for name, s in self.settings.items()})
+        queue = ReadyQueue(self.dag, {name: s.trigger_rule for name, s in self.settings.items()})
         launching: tuple[TaskRequest, AttemptRecord] | None = None
         for name, earlier in reuse.items():
             tasks[name] = reused_task(run_id, earlier, reasons.get(name))
-            scheduler.finish(name, states.UP_TO_DATE)
+            queue.finish(name, states.UP_TO_DATE)
         self.store.save_run(run)
         for task in tasks.values():
             self.store.save_task(task)
@@ -307,14 +307,14 @@ class Runner:
                     raise _StopRequested
                 now = time.monotonic()
                 while delayed and delayed[0][0] <= now:
-                    scheduler.requeue(heapq.heappop(delayed)[1])
-                while scheduler.has_ready() and len(running) < self.workers:
-                    name = scheduler.pop_ready()
+                    queue.requeue(heapq.heappop(delayed)[1])
+                while queue.has_ready() and len(running) < self.workers:
+                    name = queue.pop_ready()
                     request = self._request(run_dir, run_id, name, tasks[name].attempts + 1, overrides)
                     launching = (request, self._start_attempt(run, tasks[name], request))
                     running[self.executor.submit(request)] = launching
                     launching = None
-                self._anticipate(scheduler, run_dir)
+                self._anticipate(queue, run_dir)
                 if not running and not delayed:
                     break
                 pause = 0.5 if not delayed else max(0.0, min(0.5, delayed[0][0] - time.monotonic()))
@@ -329,11 +329,11 @@ class Runner:
                 done, _ = wait(list(running), timeout=pause, return_when=FIRST_COMPLETED)
                 for future in done:
                     request, attempt = running.pop(future)
-                    self._finish_attempt(run, tasks, scheduler, attempt, _outcome(future, attempt), delayed)
+                    self._finish_attempt(run, tasks, queue, attempt, _outcome(future, attempt), delayed)
         except (KeyboardInterrupt, _StopRequested):
             if launching is not None and launching not in running.values():
                 running[_never_submitted()] = launching  # recorded as running, never submitted
-            self._interrupt(run, tasks, scheduler, running, delayed, because=problem)
+            self._interrupt(run, tasks, queue, running, delayed, because=problem)
         else:
             done_ok = states.TASK_OK | {states.SKIPPED}
             run.state = states.SUCCESS if all(t.state in done_ok for t in tasks.values()) else states.FAILED
@@ -381,7 +381,7 @@ class Runner:
         self,
         run: RunRecord,
         tasks: dict[str, TaskRecord],
-        scheduler: Scheduler,
+        queue: ReadyQueue,
         attempt: AttemptRecord,
         outcome: AttemptOutcome,
         delayed: list[tuple[float, str]] | None = None,
@@ -401,12 +401,12 @@ class Runner:
                 task.state = states.UP_FOR_RETRY
                 task.error = f"{outcome.error} [attempt {attempt.attempt}; retrying in {decision.delay:g}s]"
                 self._save_task(run, task, outcome=outcome)
-                scheduler.retry_later(task.task)
+                queue.retry_later(task.task)
                 heapq.heappush(delayed, (time.monotonic() + decision.delay, task.task))
                 return
         task.state = outcome.state
         self._save_task(run, task, outcome=outcome)
-        for other_name, state in scheduler.finish(task.task, outcome.state):
+        for other_name, state in queue.finish(task.task, outcome.state):
             other = tasks[other_name]
             other.state = state
             if state == states.UPSTREAM_FAILED:
@@ -422,7 +422,7 @@ class Runner:
         self,
         run: RunRecord,
         tasks: dict[str, TaskRecord],
-        scheduler: Scheduler,
+        queue: ReadyQueue,
         running: dict[Future[AttemptOutcome], tuple[TaskRequest, AttemptRecord]],
         delayed: list[tuple[float, str]],
         because: NbflowError | None = None,
@@ -435,7 +435,7 @@ class Runner:
         for name in sorted(waiting):  # waiting to retry (its delay over or not): stopped as well
             tasks[name].state = states.INTERRUPTED
             tasks[name].error = f"Interrupted: {why} while this task waited to retry"
-            scheduler.finish(name, states.INTERRUPTED)
+            queue.finish(name, states.INTERRUPTED)
             self._save_task(run, tasks[name])
         deadline = time.monotonic() + self.STOP_WAIT_S
         while running and time.monotonic() < deadline:
@@ -445,7 +445,7 @@ class Runner:
                 continue  # a second Ctrl-C while kernels are being stopped: keep stopping them
             for future in done:
                 _request, attempt = running.pop(future)
-                self._finish_attempt(run, tasks, scheduler, attempt, _outcome(future, attempt))
+                self._finish_attempt(run, tasks, queue, attempt, _outcome(future, attempt))
         for _request, attempt in running.values():  # did not stop in time: recorded, not waited for
             outcome = AttemptOutcome.interrupted("did not stop in time", attempt.started_at)
-            self._finish_attempt(run, tasks, scheduler, attempt, outcome)
+            self._finish_attempt(run, tasks, queue, attempt, outcome)
