@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from nbflow import states
 from nbflow.cli.options import (
     RUN_JSON_HELP,
     executor_options,
@@ -282,7 +283,7 @@ def backfill(path: str, start: str, end: str, workers: int | None, progress: boo
         raise NoScheduleError(path)
     first, last = datetime.fromisoformat(_iso_date(start)), datetime.fromisoformat(_iso_date(end))
     with pipeline.open_store() as store:
-        done = {r.logical_date for r in store.list_runs() if r.state == "success" and r.logical_date}
+        done = {r.logical_date for r in store.list_runs() if r.state == states.SUCCESS and r.logical_date}
     exit_code = 0
     for when in backfill_dates(pipeline.project.schedule, first, last):
         date = logical_date_text(when)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 
+from nbflow import states
 from nbflow.store.base import AttemptRecord, NotificationRecord, RunRecord, RunStore, TaskRecord
 
 
@@ -69,7 +70,7 @@ class MemoryRunStore(RunStore):
         with self._lock:
             latest: dict[str, AttemptRecord] = {}
             for a in self._attempts.values():
-                if a.state != "success" or a.ended_at is None:
+                if a.state != states.SUCCESS or a.ended_at is None:
                     continue
                 best = latest.get(a.task)
                 if best is None or best.ended_at is None or a.ended_at >= best.ended_at:

@@ -22,6 +22,7 @@ from typing import Any
 from airflow.sdk import BaseNotifier
 from airflow.sdk.exceptions import AirflowFailException
 
+from nbflow import states
 from nbflow.errors import AirflowTaskFailedError
 
 try:  # Airflow 3.3 and newer
@@ -105,7 +106,7 @@ def run_task(pipeline: str, name: str, context: Mapping[str, Any], output_dir: s
         lines = output.splitlines()[-LOG_LINES:]
         print(f"--- output of {name} (full log: {request.log_path}) ---", *lines, sep="\n")
     notebook = str(request.output_notebook)
-    if outcome.state == "success":
+    if outcome.state == states.SUCCESS:
         print(f"{name} succeeded; executed notebook: {notebook}")
         return notebook
     error = outcome.error or f"the task ended {outcome.state}"
@@ -172,7 +173,7 @@ class NbflowAlert(BaseNotifier):
         ti = context.get("ti")
         task = None if self.event == "run_end" else self.task or (ti.task_id if ti is not None else None)
         dag_run = context.get("dag_run")
-        state = {"failure": "failed", "retry": "up_for_retry", "success": "success"}.get(self.event)
+        state = {"failure": states.FAILED, "retry": states.UP_FOR_RETRY, "success": states.SUCCESS}.get(self.event)
         if state is None:
             state = str(getattr(dag_run, "state", "") or "ended")
         exception = context.get("exception")
