@@ -806,11 +806,11 @@ class Pipeline:
         """The executor for a run: ``kind`` (``local`` or ``dask``; default: the project's
         ``executor``), with the project's ``[dask]`` settings where these are not given.
         The caller closes it. A Dask cluster is reached (or started) on first use."""
-        from nbflow.execution.local import LocalExecutor
+        from nbflow.executors.local import LocalExecutor
 
         kind = kind or self.project.executor
         if kind == "dask":
-            from nbflow.execution.dask import DaskExecutor
+            from nbflow.executors.dask import DaskExecutor
 
             return DaskExecutor(
                 scheduler or self.project.dask.scheduler,

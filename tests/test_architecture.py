@@ -17,10 +17,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "nbflow"
 LAYERS = {
     "errors": 1, "states": 1, "paths": 1, "core": 1,
     "project": 2, "store": 2, "views": 2,
-    "kinds": 3, "execution": 3,
-    "engine": 4,
-    "pipeline": 5, "history": 5, "validation": 5,
-    "cli": 6, "widgets": 6, "server": 6, "integrations": 6,
+    "execution": 3,
+    "kinds": 4,
+    "executors": 5,
+    "engine": 6,
+    "pipeline": 7, "history": 7, "validation": 7,
+    "cli": 8, "widgets": 8, "server": 8, "integrations": 8,
 }  # fmt: skip
 #: the lazy public facade and the entry point import from any layer; nothing may import them
 #: (except the bare package, for ``__version__``)

@@ -20,7 +20,7 @@ distributed = pytest.importorskip("distributed")
 import dask  # noqa: E402
 
 from nbflow.engine.runner import pid_alive  # noqa: E402
-from nbflow.execution.dask import DaskExecutor, ExecutorUnavailableError  # noqa: E402
+from nbflow.executors.dask import DaskExecutor, ExecutorUnavailableError  # noqa: E402
 from nbflow.pipeline import Pipeline  # noqa: E402
 from nbflow.store import DuckDBRunStore  # noqa: E402
 from tests.conftest import live_kernels, nbflow_process, rendezvous, write_notebook  # noqa: E402

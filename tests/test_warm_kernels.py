@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 
 from nbflow import Pipeline
-from nbflow.execution.local import LocalExecutor
+from nbflow.executors.local import LocalExecutor
 from tests.conftest import live_kernels
 
 PIDS = "import os, json, pathlib\npathlib.Path(f'pid-{name}.txt').write_text(str(os.getpid()))"

@@ -30,8 +30,8 @@ from nbflow.engine.incremental import fingerprints, reused_task
 from nbflow.engine.requests import product_paths, resolve_product, task_request
 from nbflow.engine.retry import decide
 from nbflow.errors import NbflowError, RunNotFoundError
-from nbflow.execution.attempt import may_take_warm_kernel
 from nbflow.execution.base import AttemptOutcome, Executor, KernelNeed, TaskRequest, utcnow
+from nbflow.executors.attempt import may_take_warm_kernel
 from nbflow.kinds import kind_of
 from nbflow.paths import StateDir
 from nbflow.project.params import Overrides

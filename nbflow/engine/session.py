@@ -182,7 +182,7 @@ class RunSession:
         PipelineValidationError
             Fewer than one.
         """
-        from nbflow.execution.local import default_workers
+        from nbflow.executors.local import default_workers
 
         # an up-to-date run asks nothing of the executor (a cluster is started on first use)
         capacity = executor.capacity if executor is not None and runs_tasks else None

@@ -15,8 +15,8 @@ from typing import Any
 
 from nbflow.engine.requests import task_request
 from nbflow.errors import UnknownTaskError
-from nbflow.execution.attempt import needs_kernel, run_attempt
 from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest
+from nbflow.executors.attempt import needs_kernel, run_attempt
 from nbflow.pipeline import Pipeline
 from nbflow.project.params import with_logical_date
 from nbflow.validation import check_kernels, check_secrets

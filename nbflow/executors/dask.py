@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from nbflow.errors import ExecutorUnavailableError
-from nbflow.execution.attempt import run_attempt
 from nbflow.execution.base import AttemptControl, AttemptOutcome, Executor, KernelNeed, StopReason, TaskRequest, utcnow
+from nbflow.executors.attempt import run_attempt
 from nbflow.kinds import kind_of
 
 log = logging.getLogger("nbflow.execution")
@@ -258,7 +258,7 @@ class DaskExecutor(Executor):
                 return distributed.Client(self._scheduler, timeout=self._connect_timeout)
             except OSError as e:
                 raise ExecutorUnavailableError(f"cannot reach the Dask scheduler at {self._scheduler}: {e}") from e
-        from nbflow.execution.local import default_workers
+        from nbflow.executors.local import default_workers
 
         # Python function tasks run in a child process of the worker, which a daemon
         # process may not have (read by the nannies, also when they restart one)

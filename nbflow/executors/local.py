@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from nbflow.execution.attempt import begin_attempt, needs_kernel
 from nbflow.execution.base import AttemptControl, AttemptOutcome, Executor, KernelNeed, StopReason, TaskRequest
+from nbflow.executors.attempt import begin_attempt, needs_kernel
 
 if TYPE_CHECKING:
     from nbflow.execution.kernels import KernelLauncher
