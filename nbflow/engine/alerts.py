@@ -10,11 +10,11 @@ Credentials come only from environment variables.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import smtplib
 import ssl
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -28,6 +28,8 @@ from nbflow.execution.base import AttemptOutcome, utcnow
 from nbflow.project.settings import EmailSettings, ProjectSettings, TaskSettings, WebhookSettings
 from nbflow.store.base import NotificationRecord, RunRecord, RunStore, TaskRecord
 from nbflow.views.text import counts_text
+
+log = logging.getLogger("nbflow.alerts")
 
 TRACEBACK_LINES = 20
 _EVENT_OF_STATE = {states.FAILED: "failure", states.UP_FOR_RETRY: "retry", states.SUCCESS: "success"}
@@ -196,7 +198,7 @@ class Notifier:
         self._queue.put(None)
         self._thread.join(self.DRAIN_TIMEOUT)
         if self._thread.is_alive():
-            print("nbflow: warning: alerts are still being sent; giving up on them", file=sys.stderr)
+            log.warning("nbflow: warning: alerts are still being sent; giving up on them")
         self._thread = None
 
     def _send_loop(self) -> None:
@@ -210,10 +212,7 @@ class Notifier:
                     channel.send(alert)
                 except Exception as e:  # a channel that is down must not break the run
                     error = f"{type(e).__name__}: {e}"
-                    print(
-                        f"nbflow: warning: could not send the {alert.event} alert by {channel.name}: {error}",
-                        file=sys.stderr,
-                    )
+                    log.warning("nbflow: warning: could not send the %s alert by %s: %s", alert.event, channel.name, error)
                 if self.store is not None:
                     self.store.save_notification(
                         NotificationRecord(
