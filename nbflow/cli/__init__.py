@@ -1,4 +1,4 @@
-"""The ``nbflow`` command line. Parses arguments and prints; the work is in the core.
+"""The ``nbflow`` command line. Parses arguments and prints; the work is in the layers below.
 
 Exit codes: 0 all tasks succeeded, 1 a task failed, 2 the pipeline or the command is
 invalid, 130 the run was interrupted.
