@@ -42,17 +42,21 @@ class ValidationProblem(NbflowError):
 
 
 class MalformedNotebookError(ValidationProblem):
-    """A notebook file that cannot be read, or a declaration in it that is not valid."""
+    """A task file (a notebook, a SQL file, ``nbflow_tasks.py``) that cannot be read, or a
+    declaration in it that is not valid.
 
-    def __init__(self, path: str, reason: str) -> None:
+    ``what`` is what the file is meant to be ("notebook", "SQL task": its kind's noun), set
+    by whoever knows: the discovery of the file, or the raiser. Unset, "task file".
+    """
+
+    def __init__(self, path: str, reason: str, *, what: str | None = None) -> None:
         self.path = path
         self.reason = reason
+        self.what = what
         super().__init__(self._message())
 
     def _message(self) -> str:
-        path = self.path or ""
-        what = "SQL task" if path.endswith(".sql") else "tasks file" if path.endswith(".py") else "notebook"
-        return f"{self.path} is not a valid {what}: {self.reason}"
+        return f"{self.path} is not a valid {getattr(self, 'what', None) or 'task file'}: {self.reason}"
 
 
 class InvalidDeclarationError(MalformedNotebookError):

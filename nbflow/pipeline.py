@@ -24,12 +24,11 @@ from nbflow.errors import (
     UnknownExecutorError,
     UnknownTaskError,
 )
-from nbflow.kinds import code_kind, kind_of
+from nbflow.kinds import code_kind, code_kinds, file_nouns, kind_of
 from nbflow.kinds.discovery import discover, is_inside
-from nbflow.kinds.http import HTTP
-from nbflow.kinds.python import PYTHON
 from nbflow.paths import StateDir
-from nbflow.project.code import CodeDeclarations, DeclaredTask, read_declarations
+from nbflow.project import code as code_reading
+from nbflow.project.code import CodeDeclarations, DeclaredTask
 from nbflow.project.params import Overrides, validate_overrides, with_logical_date
 from nbflow.project.specs import Product, TaskSpec
 from nbflow.validation import check_kernels, check_secrets, product_problems
@@ -107,6 +106,12 @@ def _flatten(items: Iterable[Any]) -> list[Task]:
         else:
             raise TypeError(f"expected a Task or a list of Tasks, got {type(item).__name__}")
     return out
+
+
+def read_declarations(source: str) -> CodeDeclarations:
+    """What the source of a ``nbflow_tasks.py`` declares, read with ``ast`` (never run) by
+    every kind declared in code (:func:`nbflow.kinds.code_kinds`)."""
+    return code_reading.read_declarations(source, [kind.reader() for kind in code_kinds().values()])
 
 
 def _read_tasks_file(hook: Path, within: Path | None) -> CodeDeclarations:
@@ -296,7 +301,9 @@ class Pipeline:
         if not found.specs and not found.problems and not hook.is_file():
             from nbflow.errors import PipelineNotFoundError
 
-            raise PipelineNotFoundError(str(path), "holds no notebooks (*.ipynb) and no SQL tasks (*.sql)")
+            nouns = [f"no {noun}" for noun in file_nouns()]
+            listed = " and ".join([", ".join(nouns[:-1]), nouns[-1]] if len(nouns) > 2 else nouns)
+            raise PipelineNotFoundError(str(path), f"holds {listed or 'no task files'}")
         code = _read_tasks_file(hook, within) if hook.is_file() else None
         pipeline = cls(found.root, found.specs, found.problems, code=code)
         if load_code:
@@ -380,7 +387,7 @@ class Pipeline:
             namespace = runpy.run_path(str(hook), run_name="nbflow_tasks")
             setup = namespace.get("setup")
             if not callable(setup):
-                raise MalformedNotebookError(TASKS_FILE, "it defines no setup(pipeline) function")
+                raise MalformedNotebookError(TASKS_FILE, "it defines no setup(pipeline) function", what="tasks file")
             setup(self)
             for up, down in stashed:  # edges added (in code) to tasks listed before loading
                 self.add_edge(up, down)
@@ -388,7 +395,7 @@ class Pipeline:
             raise
         except Exception as e:  # the user's code: name the file and the error
             raise PipelineValidationError(
-                [MalformedNotebookError(TASKS_FILE, f"it raised {type(e).__name__}: {e}")]
+                [MalformedNotebookError(TASKS_FILE, f"it raised {type(e).__name__}: {e}", what="tasks file")]
             ) from e
         self._open = False
         self.dag = self._build()  # every task is known now: each upstream must name one
@@ -491,10 +498,7 @@ class Pipeline:
         """
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
-            spec = PYTHON.declare_function(
-                self.root / TASKS_FILE, f, name, upstream=upstream, product=product, settings=settings
-            )
-            self._add_code_task(spec)
+            self.add_task("python", name or f.__name__, func=f, upstream=upstream, product=product, **settings)
             return f
 
         return register(func) if func is not None else register
@@ -515,17 +519,44 @@ class Pipeline:
         """An HTTP request as a task: ``method url`` must answer ``expect_status``; the response
         body is saved to ``product``. ``params`` (overridable with ``-p``) go in the query string
         of a GET/DELETE/HEAD, or in the JSON body with the upstreams' products otherwise."""
-        spec = HTTP.declare_request(
-            self.root / TASKS_FILE,
-            name,
-            url,
-            method=method,
-            expect_status=expect_status,
-            headers=headers,
-            upstream=upstream,
-            product=product,
-            params=params,
-            settings=settings,
+        request = {"url": url, "method": method, "expect_status": expect_status, "headers": headers, "params": params}
+        return self.add_task("http", name, upstream=upstream, product=product, **request, **settings)
+
+    def add_task(
+        self,
+        kind: str,
+        name: str,
+        /,
+        *,
+        upstream: Sequence[str] = (),
+        product: Product = None,
+        **declaration: Any,
+    ) -> Task:
+        """Add the task ``name`` of ``kind``, any kind declared in code (``python``, ``http``, or
+        one registered in :data:`nbflow.kinds.KINDS`): ``pipeline.add_task("http", "rates",
+        url=..., product="rates.json", retries=2)``.
+
+        ``declaration`` holds the kind's own arguments (its ``arguments``: ``func`` for
+        ``python``; ``url``, ``method``, ``params``, ... for ``http``) and task settings
+        (``retries``, ``timeout``, ...). :meth:`task` and :meth:`http_task` are this for their
+        kinds. In ``nbflow_tasks.py``, a call with a literal kind, name, ``upstream`` and
+        ``product`` is listed by views without running the file.
+
+        Raises
+        ------
+        UnknownKindError
+            No kind declared in code is named ``kind``.
+        TypeError
+            An argument the kind needs is missing, or of the wrong type.
+        PipelineValidationError
+            A duplicate name, bad settings, an argument's value the kind refuses, an unknown
+            upstream or a cycle; nothing is added.
+        """
+        code = code_kind(kind)
+        arguments = {k: v for k, v in declaration.items() if k in code.arguments}
+        settings = {k: v for k, v in declaration.items() if k not in code.arguments}
+        spec = code.declare_task(
+            self.root / TASKS_FILE, name, arguments, upstream=upstream, product=product, settings=settings
         )
         return self._add_code_task(spec)
 

@@ -208,7 +208,7 @@ def test_a_folders_tasks_file_adds_code_tasks_for_the_cli(tmp_path: Path) -> Non
     ids=["decorator", "other-forms", "http", "edges", "not-literal"],
 )
 def test_the_tasks_file_is_read_without_running_it(body: str, tasks: dict, edges: list, unread: list) -> None:
-    from nbflow.project.code import read_declarations
+    from nbflow.pipeline import read_declarations
 
     found = read_declarations(f"import os\nos.system('never run')\n\ndef setup(pipeline):\n{body}")
     assert {t.name: (t.kind, t.upstream, t.product, t.defaults) for t in found.tasks} == tasks

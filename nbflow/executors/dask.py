@@ -39,7 +39,7 @@ from typing import Any
 from nbflow.errors import ExecutorUnavailableError
 from nbflow.execution.base import AttemptControl, AttemptOutcome, Executor, KernelNeed, StopReason, TaskRequest, utcnow
 from nbflow.executors.attempt import run_attempt
-from nbflow.kinds import kind_of
+from nbflow.kinds import KINDS, kind_of
 
 log = logging.getLogger("nbflow.execution")
 
@@ -103,7 +103,9 @@ def _worker_launcher(nthreads: int) -> Any:
     global _launcher
     with _launcher_lock:  # one thread imports: concurrent first imports of jupyter_client break
         if _launcher is None:
-            import nbflow.kinds.notebook.papermill  # noqa: F401 - what notebook attempts need, loaded once
+            for kind in KINDS.values():  # what kernel attempts need (papermill, ...), loaded once
+                if kind.uses_kernel:
+                    kind.preload()
             from nbflow.execution.kernels import KernelLauncher
 
             _launcher = KernelLauncher(max_concurrent_starts=max(2, nthreads), warm=nthreads)
@@ -111,8 +113,9 @@ def _worker_launcher(nthreads: int) -> Any:
 
 
 async def _prepare_on_worker(dask_worker: Any) -> None:
-    """Run on every worker as the executor starts: load what notebook attempts need
-    (papermill, nbclient, jupyter_client) off the worker's event loop."""
+    """Run on every worker as the executor starts: load what kernel attempts need
+    (:meth:`~nbflow.kinds.base.TaskKind.preload`: papermill, nbclient, jupyter_client for
+    notebooks) off the worker's event loop."""
     import asyncio
 
     await asyncio.get_running_loop().run_in_executor(None, _worker_launcher, dask_worker.state.nthreads)

@@ -2,12 +2,15 @@
 
 :data:`KINDS` is the registry, by name. Everything outside a kind's own module asks the
 kind (:func:`kind_of`) for its flags and methods; folder discovery asks the
-:func:`file kinds <file_kinds>` by suffix. Adding a kind is a module of its own (a
-:class:`~nbflow.kinds.base.FileKind` or :class:`~nbflow.kinds.base.CodeKind`) and its
-line here.
+:func:`file kinds <file_kinds>` by suffix (:func:`file_kind_for`), ``Pipeline.add_task``
+and the reading of ``nbflow_tasks.py`` the :func:`code kinds <code_kinds>`. Adding a kind
+is a module of its own (a :class:`~nbflow.kinds.base.FileKind` or
+:class:`~nbflow.kinds.base.CodeKind`) and its line here.
 """
 
 from __future__ import annotations
+
+from pathlib import PurePath
 
 from nbflow.errors import UnknownKindError
 from nbflow.kinds.base import CodeKind, FileKind, TaskKind
@@ -16,7 +19,18 @@ from nbflow.kinds.notebook import NOTEBOOK
 from nbflow.kinds.python import PYTHON
 from nbflow.kinds.sql import SQL
 
-__all__ = ["KINDS", "CodeKind", "FileKind", "TaskKind", "code_kind", "file_kinds", "kind_of"]
+__all__ = [
+    "KINDS",
+    "CodeKind",
+    "FileKind",
+    "TaskKind",
+    "code_kind",
+    "code_kinds",
+    "file_kind_for",
+    "file_kinds",
+    "file_nouns",
+    "kind_of",
+]
 
 #: every kind of task, by name
 KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (NOTEBOOK, SQL, PYTHON, HTTP)}
@@ -41,6 +55,31 @@ def file_kinds() -> dict[str, FileKind]:
     return {suffix: kind for kind in KINDS.values() if isinstance(kind, FileKind) for suffix in kind.suffixes}
 
 
+def file_kind_for(path: str | PurePath) -> tuple[FileKind, str] | None:
+    """The file kind of the file ``path`` and the suffix it matched: the longest suffix it ends
+    with (``report.sql.j2`` is a ``.sql.j2`` kind's, if one is registered, before ``.sql``'s);
+    None if no file kind's."""
+    name = path.name if isinstance(path, PurePath) else PurePath(path).name
+    for suffix, kind in sorted(file_kinds().items(), key=lambda item: -len(item[0])):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return kind, suffix
+    return None
+
+
+def file_nouns() -> list[str]:
+    """The task files a folder may hold, kind by kind, for messages: ``["notebooks (*.ipynb)", "SQL tasks (*.sql)"]``."""
+    return [
+        f"{kind.noun}s ({', '.join('*' + s for s in kind.suffixes)})"
+        for kind in KINDS.values()
+        if isinstance(kind, FileKind) and kind.suffixes
+    ]
+
+
+def code_kinds() -> dict[str, CodeKind]:
+    """The kinds whose tasks are declared in code, by name."""
+    return {name: kind for name, kind in KINDS.items() if isinstance(kind, CodeKind)}
+
+
 def code_kind(name: str) -> CodeKind:
     """The kind named ``name``, one whose tasks are declared in code.
 
@@ -51,5 +90,5 @@ def code_kind(name: str) -> CodeKind:
     """
     kind = KINDS.get(name)
     if not isinstance(kind, CodeKind):
-        raise UnknownKindError(name, [k.name for k in KINDS.values() if isinstance(k, CodeKind)])
+        raise UnknownKindError(name, list(code_kinds()))
     return kind

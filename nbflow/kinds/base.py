@@ -5,7 +5,7 @@ name every :class:`~nbflow.project.specs.TaskSpec` and
 :class:`~nbflow.execution.base.TaskRequest` carries. The rest of nbflow asks a kind's
 flags and methods, never its name: adding a kind touches only its own module and the
 registry. Importing a kind is cheap; what its attempts need (papermill, DuckDB) is
-imported inside :meth:`TaskKind.run`.
+imported inside :meth:`TaskKind.run` (or ahead of time by :meth:`TaskKind.preload`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from nbflow.project.code import DeclaredTask, TaskCall, TaskReader, article, declared_task, literal
 from nbflow.project.specs import ParametersDecl, Product, TaskSpec
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ class TaskKind(abc.ABC):
 
     #: the name tasks of this kind carry (``TaskSpec.kind``, ``TaskRequest.kind``)
     name: ClassVar[str]
+    #: what one task of this kind is called in messages ("notebook", "SQL task")
+    noun: ClassVar[str] = "task"
     #: the file suffixes discovered as tasks of this kind; empty for kinds declared in code
     suffixes: ClassVar[tuple[str, ...]] = ()
     #: an attempt runs in a Jupyter kernel: kernels are checked before a run, may be
@@ -52,12 +55,26 @@ class TaskKind(abc.ABC):
         kernels, for kinds that :attr:`use one <uses_kernel>` (None for the others).
         """
 
+    def preload(self) -> None:
+        """Import what :meth:`run` needs ahead of time, once, in a process about to run
+        attempts (a Dask worker, as the executor starts): the first attempt does not pay
+        for it, nor do concurrent first imports race. Nothing by default."""
+
     def __repr__(self) -> str:
         return f"<task kind {self.name}>"
 
 
 class FileKind(TaskKind):
-    """A kind whose tasks are files of a pipeline folder, found by :attr:`suffixes`."""
+    """A kind whose tasks are files of a pipeline folder, found by :attr:`suffixes`.
+
+    A file is the kind whose suffix it ends with, the longest when several do
+    (``.sql.j2`` before ``.sql``); the task's name is its path without that suffix.
+    """
+
+    #: what one task file of this kind is called in messages ("x is not a valid <noun>",
+    #: "holds no <noun>s"); a malformed file's :class:`~nbflow.errors.MalformedNotebookError`
+    #: is worded with it
+    noun: ClassVar[str] = "task file"
 
     @abc.abstractmethod
     def read(self, path: Path, name: str, relpath: str) -> TaskSpec:
@@ -71,7 +88,72 @@ class FileKind(TaskKind):
 
 
 class CodeKind(TaskKind):
-    """A kind whose tasks are declared in code (``nbflow_tasks.py``, or a ``Pipeline`` in Python)."""
+    """A kind whose tasks are declared in code (``nbflow_tasks.py``, or a ``Pipeline`` in Python).
+
+    Every code kind is declared with ``Pipeline.add_task(kind, name, /, upstream=...,
+    product=..., **declaration)``, in Python and in ``nbflow_tasks.py`` alike: the keywords
+    in :attr:`arguments` are the kind's own (given to :meth:`declare_task`), the others are
+    task settings. A kind may also have a ``Pipeline`` method of its own, its :attr:`facade`
+    (``task``, ``http_task``), a thin wrapper over ``add_task``. Reading ``nbflow_tasks.py``
+    without running it, each declaration of the kind is handed to :meth:`read_call`.
+    """
+
+    #: the ``Pipeline`` method declaring a task of this kind, and the call read as one in
+    #: ``nbflow_tasks.py`` (``pipeline.<facade>(...)``); None: only ``add_task`` declares one
+    facade: ClassVar[str | None] = None
+    #: the facade decorates a function (``@pipeline.task``): it returns the function, not the
+    #: task, and ``@pipeline.<facade>``, ``pipeline.<facade>(...)(f)`` are read as declarations
+    decorates: ClassVar[bool] = False
+    #: the keyword arguments of its own a declaration takes (besides ``upstream`` and
+    #: ``product``); the other keywords of ``add_task`` are task settings
+    arguments: ClassVar[frozenset[str]] = frozenset()
+
+    @abc.abstractmethod
+    def declare_task(
+        self,
+        path: Path,
+        name: str,
+        arguments: Mapping[str, Any],
+        *,
+        upstream: Sequence[str] = (),
+        product: Product = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> TaskSpec:
+        """The spec of the task ``name`` declared in the code file ``path`` with the kind's own
+        ``arguments`` (a subset of :attr:`arguments`, as given), usually through :meth:`declare`.
+
+        Raises
+        ------
+        TypeError
+            An argument the kind needs is missing, or of the wrong type.
+        PipelineValidationError
+            An argument's value is not one the kind can take.
+        """
+
+    def read_call(self, call: TaskCall) -> DeclaredTask | str:
+        """The task one declaration in ``nbflow_tasks.py`` declares, read from its ``ast``
+        (never run), or why it cannot be read that way.
+
+        By default: the name ``add_task`` gives, or the facade's first argument (or its
+        ``name=``); ``upstream`` and ``product`` literals; the defaults of
+        :meth:`read_defaults`. Helpers: :func:`nbflow.project.code.literal`,
+        :func:`~nbflow.project.code.declared_task`.
+        """
+        name = call.name
+        if name is None:
+            ok, name = literal(call.args[0] if call.args else call.keywords.get("name"))
+        if not isinstance(name, str) or not name:
+            return f"{article(self.noun)} whose name is not a literal"
+        return declared_task(self.name, name, call.keywords, self.read_defaults(call), call.line)
+
+    def read_defaults(self, call: TaskCall) -> dict[str, str]:
+        """The parameters a declaration in ``nbflow_tasks.py`` gives its task, read from its
+        ``ast`` (name -> the source of the literal default). None by default."""
+        return {}
+
+    def reader(self) -> TaskReader:
+        """How ``nbflow_tasks.py`` is read for this kind (:func:`nbflow.project.code.read_declarations`)."""
+        return TaskReader(self.name, self.read_call, self.facade, self.decorates, self.noun)
 
     def declare(
         self,

@@ -3,8 +3,9 @@
 A pipeline is a folder: every file below it with the suffix of a file kind (``*.ipynb``,
 ``*.sql``: :func:`nbflow.kinds.file_kinds`) is a task, except in hidden folders,
 ``.ipynb_checkpoints`` and nbflow's own output folder, and except notebooks that opt out with
-``{"nbflow": {"task": false}}`` in their metadata (a dashboard beside the pipeline). A task's name is its path relative
-to the folder, without its suffix, with ``/`` separators.
+``{"nbflow": {"task": false}}`` in their metadata (a dashboard beside the pipeline). A file is
+the kind of the longest suffix it ends with (:func:`nbflow.kinds.file_kind_for`). A task's
+name is its path relative to the folder, without that suffix, with ``/`` separators.
 
 What was read from each file is kept in ``_nbflow/discovery.json``, keyed by the
 file's size, modification time and inode: an unchanged file is not read again (a
@@ -32,7 +33,7 @@ from nbflow.errors import (
     OutsideFolderError,
     PipelineNotFoundError,
 )
-from nbflow.kinds import file_kinds
+from nbflow.kinds import FileKind, file_kind_for, file_kinds
 from nbflow.paths import STATE_DIR_NAME, StateDir
 from nbflow.project.specs import ParametersDecl, TaskSpec
 
@@ -97,9 +98,23 @@ def iter_task_paths(root: Path, outside: list[Path] | None = None, within: Path 
         stack.extend(reversed(subdirs))
 
 
+def _kind_of_file(path: Path) -> FileKind:
+    found = file_kind_for(path)
+    if found is None:  # only the files of a file kind are walked
+        raise ValueError(f"{path} is no file kind's task file")
+    return found[0]
+
+
 def read_task_spec(path: Path, name: str, relpath: str) -> TaskSpec:
-    """The spec of the task file ``path``, read by the kind its suffix names."""
-    return file_kinds()[path.suffix].read(path, name, relpath)
+    """The spec of the task file ``path``, read by the kind its suffix names (a malformed file's
+    error is worded with the kind's :attr:`~nbflow.kinds.base.FileKind.noun`)."""
+    kind = _kind_of_file(path)
+    try:
+        return kind.read(path, name, relpath)
+    except MalformedNotebookError as e:
+        if e.what is None:
+            e.what = kind.noun
+        raise
 
 
 def is_inside(path: Path, folder: Path) -> bool:
@@ -122,7 +137,9 @@ def _is_text(name: str) -> bool:
 
 def task_name(root: Path, path: Path) -> str:
     """``etl/clean.ipynb`` (or ``etl/clean.sql``, any file kind's suffix) below ``root`` is the task ``etl/clean``."""
-    return path.relative_to(root).with_suffix("").as_posix()
+    found = file_kind_for(path)
+    relative = path.relative_to(root)
+    return relative.as_posix()[: -len(found[1])] if found is not None else relative.with_suffix("").as_posix()
 
 
 _Stamp = tuple[int, int, int]
@@ -167,7 +184,7 @@ def _spec_from_json(data: Any, path: Path, name: str, relpath: str) -> TaskSpec 
     """The spec a cache entry holds, or None when anything in it is not what nbflow writes."""
     if not isinstance(data, dict):
         return None
-    kind = file_kinds()[path.suffix].name
+    kind = _kind_of_file(path).name
     cell = data.get("parameters_cell")
     defaults = data.get("defaults") or {}
     checks = (
@@ -302,9 +319,8 @@ def discover(
         relpath = path.relative_to(root_path).as_posix()
         if not _is_text(relpath):
             shown = relpath.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            found.problems.append(
-                MalformedNotebookError(shown, "its path is not valid UTF-8 text; rename it (task names are text)")
-            )
+            reason = "its path is not valid UTF-8 text; rename it (task names are text)"
+            found.problems.append(MalformedNotebookError(shown, reason, what=_kind_of_file(path).noun))
             continue
         folded = name.casefold()
         if folded in by_folded_name:

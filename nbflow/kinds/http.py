@@ -17,19 +17,47 @@ from nbflow.errors import ParameterError, PipelineValidationError
 from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, stopped_outcome, utcnow
 from nbflow.execution.logs import CappedLog
 from nbflow.kinds.base import CodeKind
-from nbflow.project.specs import TaskSpec
+from nbflow.project.code import TaskCall, literal
+from nbflow.project.specs import Product, TaskSpec
 
 if TYPE_CHECKING:
     from nbflow.execution.kernels import KernelLauncher
 
 
 class HttpKind(CodeKind):
-    """An HTTP request declared in code (``Pipeline.http_task``)."""
+    """An HTTP request declared in code (``Pipeline.http_task``, ``add_task("http", name, url=...)``)."""
 
     name = "http"
+    noun = "HTTP task"
     injects_defaults = True  # its ``params`` are data sent with the request: no code of its own holds them
+    facade = "http_task"
+    arguments = frozenset({"url", "method", "expect_status", "headers", "params"})
 
-    def declare_request(
+    def declare_task(
+        self,
+        path: Path,
+        name: str,
+        arguments: Mapping[str, Any],
+        *,
+        upstream: Sequence[str] = (),
+        product: Product = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> TaskSpec:
+        """The spec of a request task (see :meth:`nbflow.Pipeline.http_task`); its code is the request itself.
+
+        Raises
+        ------
+        TypeError
+            No ``url``.
+        PipelineValidationError
+            A parameter's value is not a literal (it is sent as data, and injected like a
+            SQL task's defaults).
+        """
+        if "url" not in arguments:
+            raise TypeError(f"the HTTP task {name!r} needs url=, the address it requests")
+        return self._declare_request(path, name, upstream=upstream, product=product, settings=settings, **arguments)
+
+    def _declare_request(
         self,
         path: Path,
         name: str,
@@ -39,18 +67,10 @@ class HttpKind(CodeKind):
         expect_status: int = 200,
         headers: Mapping[str, str] | None = None,
         upstream: Sequence[str] = (),
-        product: str | None = None,
+        product: Product = None,
         params: Mapping[str, Any] | None = None,
         settings: Mapping[str, Any] | None = None,
     ) -> TaskSpec:
-        """The spec of a request task (see :meth:`nbflow.Pipeline.http_task`); its code is the request itself.
-
-        Raises
-        ------
-        PipelineValidationError
-            A parameter's value is not a literal (it is sent as data, and injected like a
-            SQL task's defaults).
-        """
         target = {"method": method.upper(), "url": url, "expect_status": expect_status, "headers": dict(headers or {})}
         defaults = {k: repr(v) for k, v in (params or {}).items()}
         for key, value in (params or {}).items():
@@ -76,6 +96,13 @@ class HttpKind(CodeKind):
             source=source,
             settings=settings,
         )
+
+    def read_defaults(self, call: TaskCall) -> dict[str, str]:
+        """Its ``params=``, when a literal dict."""
+        ok, params = literal(call.keywords.get("params"))
+        if ok and isinstance(params, dict) and all(isinstance(k, str) for k in params):
+            return {k: repr(v) for k, v in params.items()}
+        return {}
 
     def run(self, request: TaskRequest, control: AttemptControl, launcher: KernelLauncher | None) -> AttemptOutcome:
         return run_http(request, control)

@@ -8,13 +8,14 @@ gets ``upstream`` and ``product`` if its signature asks for them, and its parame
 
 from __future__ import annotations
 
+import ast
 import inspect
 import json
 import os
 import sys
 import traceback as tb
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from nbflow import states
 from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, stopped_outcome, utcnow
 from nbflow.execution.logs import read_log_tail
 from nbflow.kinds.base import CodeKind
+from nbflow.project.code import DeclaredTask, TaskCall, declared_task, function_defaults, literal
 from nbflow.project.specs import RESERVED_NAMES, Product, TaskSpec
 
 if TYPE_CHECKING:
@@ -29,23 +31,30 @@ if TYPE_CHECKING:
 
 
 class PythonKind(CodeKind):
-    """A Python function declared in code (``@pipeline.task``)."""
+    """A Python function declared in code (``@pipeline.task``, ``add_task("python", name, func=f)``)."""
 
     name = "python"
+    noun = "Python task"
     starts_process = True
+    facade = "task"
+    decorates = True
+    arguments = frozenset({"func"})
 
-    def declare_function(
+    def declare_task(
         self,
         path: Path,
-        func: Callable[..., Any],
-        name: str | None = None,
+        name: str,
+        arguments: Mapping[str, Any],
         *,
         upstream: Sequence[str] = (),
         product: Product = None,
         settings: Mapping[str, Any] | None = None,
     ) -> TaskSpec:
-        """The spec of a function task (see :meth:`nbflow.Pipeline.task`): its parameters are
-        the arguments with a default; its code, the function's source."""
+        """The spec of a function task (see :meth:`nbflow.Pipeline.task`), ``func`` in ``arguments``:
+        its parameters are the arguments with a default; its code, the function's source."""
+        func = arguments.get("func")
+        if not callable(func):
+            raise TypeError(f"the Python task {name!r} needs func=, the function it runs")
         sig = inspect.signature(func)
         defaults = {
             p.name: repr(p.default)
@@ -58,7 +67,7 @@ class PythonKind(CodeKind):
             source = func.__qualname__
         return self.declare(
             path,
-            name or func.__name__,
+            name,
             target=func,
             upstream=upstream,
             product=product,
@@ -66,6 +75,26 @@ class PythonKind(CodeKind):
             source=source,
             settings=settings,
         )
+
+    def read_call(self, call: TaskCall) -> DeclaredTask | str:
+        """``@pipeline.task(...)`` on a function, ``pipeline.task(...)(f)``, ``pipeline.task(f)``,
+        ``pipeline.add_task("python", "name", func=f, ...)``; the parameters of a decorated
+        function are its arguments with a literal default."""
+        name: Any = call.name
+        function_name = call.function_name
+        if name is None and function_name is None and call.function is None:  # pipeline.task(f)
+            if call.args and isinstance(call.args[0], ast.Name):
+                function_name = call.args[0].id
+            else:
+                return "a task registered in a way read only by running it"
+        if name is None:
+            name = function_name
+            if "name" in call.keywords:
+                ok, name = literal(call.keywords["name"])
+        if not isinstance(name, str) or not name:
+            return "a task whose name is not a literal"
+        defaults = function_defaults(call.function) if call.function is not None else {}
+        return declared_task(self.name, name, call.keywords, defaults, call.line)
 
     def run(self, request: TaskRequest, control: AttemptControl, launcher: KernelLauncher | None) -> AttemptOutcome:
         return run_function(request, control)

@@ -30,6 +30,7 @@ class SqlKind(FileKind):
     """A ``.sql`` file: declarations in its header comment (:mod:`nbflow.project.sql`), run by DuckDB."""
 
     name = "sql"
+    noun = "SQL task"
     suffixes = (".sql",)
     injects_defaults = True  # no code of its own holds the defaults: they are bound with the overrides
 

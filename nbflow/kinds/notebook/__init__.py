@@ -2,7 +2,7 @@
 
 This module is the kind alone, cheap to import; what runs an attempt (papermill, nbclient,
 jupyter_client: ``papermill.py``, ``client.py``, ``iopub.py``, ``spool.py``) is imported
-by :meth:`NotebookKind.run`.
+by :meth:`NotebookKind.run` (or ahead of time by :meth:`NotebookKind.preload`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ class NotebookKind(FileKind):
     """A Jupyter notebook: its tagged ``parameters`` cell declares (:mod:`nbflow.project.notebook`)."""
 
     name = "notebook"
+    noun = "notebook"
     suffixes = (".ipynb",)
     uses_kernel = True
     writes_notebook = True
@@ -38,6 +39,9 @@ class NotebookKind(FileKind):
         if launcher is None:  # a caller's mistake, not the task's: say so plainly
             raise TypeError("a notebook attempt needs a KernelLauncher")
         return run_notebook(request, launcher, control)
+
+    def preload(self) -> None:
+        import nbflow.kinds.notebook.papermill  # noqa: F401 - papermill, nbclient, jupyter_client
 
 
 #: the notebook kind (the registry's, :data:`nbflow.kinds.KINDS`)
