@@ -280,3 +280,45 @@ def test_a_tasks_file_that_fails_to_load_leaves_the_pipeline_as_it_was(tmp_path:
     assert (dict(pipeline.specs), pipeline.dag.upstreams) == before and pipeline.not_loaded == {"ping"}
     with pytest.raises(PipelineValidationError, match="it raised RuntimeError: oops"):
         pipeline.run()  # and a run still tries, and says why it cannot
+
+
+def test_add_task_is_read_without_running_it_for_each_code_kind() -> None:
+    from nbflow.pipeline import read_declarations
+
+    found = read_declarations(
+        "import os\nos.system('never run')\n\ndef setup(pipeline):\n"
+        "    pipeline.add_task('python', 'p', func=f, upstream=['a'], product='p.txt', retries=2)\n"
+        "    pipeline.add_task('http', 'h', url=URL, params={'k': 1}) >> pipeline['p']\n"
+        "    pipeline.add_task(KIND, 'x')\n"
+        "    pipeline.add_task('python', NAME, func=f)\n"
+        "    pipeline.add_task('http', 'y', **more)\n"
+    )
+    assert {t.name: (t.kind, t.upstream, t.product, t.defaults) for t in found.tasks} == {
+        "p": ("python", ("a",), "p.txt", {}),
+        "h": ("http", (), None, {"k": "1"}),
+    }
+    assert found.edges == [("h", "p")]
+    assert found.unread == [
+        "line 7: a task whose kind is not a literal",
+        "line 8: a Python task whose name is not a literal",
+        "line 9: an HTTP task's arguments given as *args or **mapping",
+    ]
+
+
+def test_add_task_declares_a_python_task_as_task_does(tmp_path: Path) -> None:
+    (tmp_path / "load.sql").write_text("-- product = 'load.csv'\nSELECT 21 AS n\n")
+    pipeline = Pipeline.from_dir(tmp_path)
+
+    def double(upstream, product, factor=2):
+        n = int(Path(upstream["load"]).read_text().split()[1])
+        Path(product).write_text(str(factor * n))
+
+    task = pipeline.add_task("python", "double", func=double, upstream=["load"], product="double.txt", retries=1)
+
+    assert task is pipeline["double"] and pipeline.dag.upstreams["double"] == ("load",)
+    assert pipeline.specs["double"].params.defaults == {"factor": "2"} and pipeline.settings["double"].retries == 1
+    with pytest.raises(TypeError, match="needs func="):
+        pipeline.add_task("python", "nothing")
+    result = pipeline.run(params={"double.factor": 3}, workers=1)
+    assert result.ok, result.tasks
+    assert (tmp_path / "double.txt").read_text() == "63"
