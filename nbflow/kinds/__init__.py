@@ -57,13 +57,16 @@ def file_kinds() -> dict[str, FileKind]:
 
 def file_kind_for(path: str | PurePath) -> tuple[FileKind, str] | None:
     """The file kind of the file ``path`` and the suffix it matched: the longest suffix it ends
-    with (``report.sql.j2`` is a ``.sql.j2`` kind's, if one is registered, before ``.sql``'s);
+    with (``report.j2.sql`` is a ``.j2.sql`` kind's, if one is registered, before ``.sql``'s);
     None if no file kind's."""
     name = path.name if isinstance(path, PurePath) else PurePath(path).name
-    for suffix, kind in sorted(file_kinds().items(), key=lambda item: -len(item[0])):
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return kind, suffix
-    return None
+    found: tuple[FileKind, str] | None = None
+    for kind in KINDS.values():
+        if isinstance(kind, FileKind):
+            for suffix in kind.suffixes:
+                if name.endswith(suffix) and len(name) > len(suffix) and (found is None or len(suffix) > len(found[1])):
+                    found = kind, suffix
+    return found
 
 
 def file_nouns() -> list[str]:

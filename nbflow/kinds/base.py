@@ -68,7 +68,7 @@ class FileKind(TaskKind):
     """A kind whose tasks are files of a pipeline folder, found by :attr:`suffixes`.
 
     A file is the kind whose suffix it ends with, the longest when several do
-    (``.sql.j2`` before ``.sql``); the task's name is its path without that suffix.
+    (``.j2.sql`` before ``.sql``); the task's name is its path without that suffix.
     """
 
     #: what one task file of this kind is called in messages ("x is not a valid <noun>",
