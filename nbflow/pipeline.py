@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import runpy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +19,10 @@ from nbflow.engine.session import RunOptions, RunSession
 from nbflow.errors import (
     CycleError,
     DuplicateTaskError,
+    InvalidSettingsError,
+    MalformedNotebookError,
     NbflowError,
+    PipelineNotFoundError,
     PipelineValidationError,
     RunStillRunningError,
     UnknownExecutorError,
@@ -30,6 +34,7 @@ from nbflow.paths import StateDir
 from nbflow.project import code as code_reading
 from nbflow.project.code import CodeDeclarations, DeclaredTask
 from nbflow.project.params import Overrides, validate_overrides, with_logical_date
+from nbflow.project.settings import ProjectSettings, TaskSettings, load_project
 from nbflow.project.specs import Product, TaskSpec
 from nbflow.validation import check_kernels, check_secrets, product_problems
 
@@ -38,7 +43,6 @@ if TYPE_CHECKING:
 
     from nbflow.engine.runner import RunListener, RunResult
     from nbflow.execution.base import Executor
-    from nbflow.project.settings import TaskSettings
     from nbflow.store.base import RunStore
 
 TaskRefs = Union["Task", Sequence["Task"]]
@@ -227,8 +231,6 @@ class Pipeline:
 
     def _load_settings(self, problems: list[NbflowError], code: CodeDeclarations | None) -> dict[str, TaskSettings]:
         """Each task's settings: the project's, then the notebook's own (problems are gathered)."""
-        from nbflow.errors import InvalidSettingsError
-        from nbflow.project.settings import ProjectSettings, load_project
 
         try:
             self.project = load_project(self.root)
@@ -299,7 +301,6 @@ class Pipeline:
         found = discover(path, save_cache=save_cache, within=within)
         hook = found.root / TASKS_FILE
         if not found.specs and not found.problems and not hook.is_file():
-            from nbflow.errors import PipelineNotFoundError
 
             nouns = [f"no {noun}" for noun in file_nouns()]
             listed = " and ".join([", ".join(nouns[:-1]), nouns[-1]] if len(nouns) > 2 else nouns)
@@ -372,9 +373,7 @@ class Pipeline:
 
     def _load_tasks_file(self, hook: Path) -> None:
         """Run the folder's ``nbflow_tasks.py``: its ``setup(pipeline)`` adds tasks defined in code."""
-        import runpy
 
-        from nbflow.errors import InvalidSettingsError, MalformedNotebookError
 
         for name in self.not_loaded:  # what was read is replaced by what the code adds
             del self.specs[name], self.settings[name], self.tasks[name]
