@@ -46,7 +46,7 @@ def task_log(
     log_path = Path(chosen.log_path) if chosen.log_path else None
     if text is None and log_path is not None and log_path.is_file():
         from nbflow.execution.logs import read_log_tail
-        from nbflow.kinds.discovery import is_inside
+        from nbflow.paths import is_inside
 
         if within is None or is_inside(log_path, within):  # the path is the store's word: not trusted
             text = read_log_tail(log_path)  # a running attempt: read its file

@@ -80,6 +80,11 @@ class AttemptPaths:
         """The output of the attempt's kernel process."""
         return self._with(".kernel.log")
 
+    @property
+    def result(self) -> Path:
+        """What a ``python`` task's forked process hands back (its return value, or its error)."""
+        return self._with(".result.json")
+
 
 @dataclass(frozen=True)
 class StateDir:
@@ -160,3 +165,12 @@ class StateDir:
         if not self.gitignore.exists():
             self.gitignore.write_text(GITIGNORE_TEXT)
         return self.path
+
+
+def is_inside(path: Path, folder: Path) -> bool:
+    """Whether ``path``'s real location (every symlink followed) is ``folder`` or below it."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+    return real == folder or folder in real.parents

@@ -29,8 +29,8 @@ from nbflow.errors import (
     UnknownTaskError,
 )
 from nbflow.kinds import code_kind, code_kinds, file_nouns, kind_of
-from nbflow.kinds.discovery import discover, is_inside
-from nbflow.paths import StateDir
+from nbflow.kinds.discovery import discover
+from nbflow.paths import StateDir, is_inside
 from nbflow.project import code as code_reading
 from nbflow.project.code import CodeDeclarations, DeclaredTask
 from nbflow.project.params import Overrides, validate_overrides, with_logical_date

@@ -25,6 +25,7 @@ from nbflow.paths import AttemptPaths, StateDir
         (lambda s: s.attempt("r1", "load", 1).notebook, "_nbflow/runs/r1/load/attempt-1.ipynb"),
         (lambda s: s.attempt("r1", "load", 1).log, "_nbflow/runs/r1/load/attempt-1.log"),
         (lambda s: s.attempt("r1", "load", 1).kernel_log, "_nbflow/runs/r1/load/attempt-1.kernel.log"),
+        (lambda s: s.attempt("r1", "load", 1).result, "_nbflow/runs/r1/load/attempt-1.result.json"),
         (lambda s: s.attempt("r1", "sub/clean.v2", 12).log, "_nbflow/runs/r1/sub/clean.v2/attempt-12.log"),
     ],
 )

@@ -34,7 +34,7 @@ from nbflow.errors import (
     PipelineNotFoundError,
 )
 from nbflow.kinds import FileKind, file_kind_for, file_kinds
-from nbflow.paths import STATE_DIR_NAME, StateDir
+from nbflow.paths import STATE_DIR_NAME, StateDir, is_inside
 from nbflow.project.specs import ParametersDecl, TaskSpec
 
 _CACHE_FORMAT = "nbflow-discovery"
@@ -115,15 +115,6 @@ def read_task_spec(path: Path, name: str, relpath: str) -> TaskSpec:
         if e.what is None:
             e.what = kind.noun
         raise
-
-
-def is_inside(path: Path, folder: Path) -> bool:
-    """Whether ``path``'s real location (every symlink followed) is ``folder`` or below it."""
-    try:
-        real = path.resolve()
-    except (OSError, RuntimeError):  # a symlink loop
-        return False
-    return real == folder or folder in real.parents
 
 
 def _is_text(name: str) -> bool:

@@ -23,6 +23,7 @@ from nbflow import states
 from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, stopped_outcome, utcnow
 from nbflow.execution.logs import read_log_tail
 from nbflow.kinds.base import CodeKind
+from nbflow.paths import AttemptPaths
 from nbflow.project.code import DeclaredTask, TaskCall, declared_task, function_defaults, literal
 from nbflow.project.specs import RESERVED_NAMES, Product, TaskSpec
 
@@ -149,7 +150,7 @@ def run_function(request: TaskRequest, control: AttemptControl) -> AttemptOutcom
     request.log_path.parent.mkdir(parents=True, exist_ok=True)
     for product in request.products:
         product.parent.mkdir(parents=True, exist_ok=True)
-    result_path = request.log_path.with_suffix(".result.json")
+    result_path = AttemptPaths.of_log(request.log_path).result
     result_path.unlink(missing_ok=True)
     kwargs = call_arguments(request.target, request.parameters)
     ctx = multiprocessing.get_context("fork")

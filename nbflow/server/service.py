@@ -41,8 +41,7 @@ from nbflow.errors import (
     UnknownTaskError,
     ValidationProblem,
 )
-from nbflow.kinds.discovery import is_inside
-from nbflow.paths import StateDir
+from nbflow.paths import StateDir, is_inside
 from nbflow.views.json import panel_run_json
 
 #: what nbflow reads or writes in a pipeline folder, besides its notebooks: each must stay inside the root

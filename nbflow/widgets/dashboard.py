@@ -24,8 +24,7 @@ from nbflow.core.dag import DAG
 from nbflow.engine.runner import pid_alive
 from nbflow.errors import NbflowError, UnknownTaskError
 from nbflow.execution.logs import read_log_tail
-from nbflow.kinds.discovery import is_inside
-from nbflow.paths import StateDir
+from nbflow.paths import StateDir, is_inside
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
 from nbflow.store.reader import Snapshot, StoreReader
 from nbflow.store.watch import StoreWatcher
