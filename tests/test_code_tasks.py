@@ -322,3 +322,25 @@ def test_add_task_declares_a_python_task_as_task_does(tmp_path: Path) -> None:
     result = pipeline.run(params={"double.factor": 3}, workers=1)
     assert result.ok, result.tasks
     assert (tmp_path / "double.txt").read_text() == "63"
+
+
+def test_a_python_tasks_product_left_by_an_earlier_run_does_not_count_as_written(tmp_path: Path) -> None:
+    pipeline = Pipeline.from_dir(_empty_folder(tmp_path))
+
+    def maybe(product, write=True):
+        if write:
+            Path(product).write_text("fresh")
+
+    pipeline.add_task("python", "maybe", func=maybe, product="out.txt")
+    assert pipeline.run(workers=1).ok
+    stale = pipeline.run(params={"maybe.write": False}, workers=1)
+
+    assert stale.states == {"maybe": "failed"}
+    assert stale.tasks["maybe"].error == f"MissingProduct: the Python task ran but did not write {tmp_path / 'out.txt'}"
+    assert (tmp_path / "out.txt").read_text() == "fresh"  # what was there stays
+
+
+def _empty_folder(folder: Path) -> Path:
+    """A pipeline folder whose only task is defined in code: an ``nbflow_tasks.py`` with an empty setup."""
+    (folder / "nbflow_tasks.py").write_text("def setup(pipeline):\n    pass\n")
+    return folder

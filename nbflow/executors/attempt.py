@@ -2,15 +2,22 @@
 
 An attempt is begun where it is submitted (a kernel started ahead of time is set aside
 for it there, so that the next ``anticipate`` does not count that kernel as free, and
-its timeout starts), then run wherever the executor runs it: its kind's ``run``, then
-the cleanup. :func:`run_attempt` does both at once.
+its timeout starts), then run wherever the executor runs it: its kind's ``run``, the
+check of its declared products, then the cleanup. :func:`run_attempt` does both at once.
+
+The products are checked here, once for every kind: each declared file must exist after a
+successful attempt and must have been written by it (a file left exactly as it was, from
+an earlier run, does not count), or the attempt fails with ``MissingProduct``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nbflow import states
 from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, kernel_log_path, start_timeout
 from nbflow.kinds import kind_of
 
@@ -29,6 +36,22 @@ def may_take_warm_kernel(kind: str, has_secrets: bool) -> bool:
     return kind_of(kind).uses_kernel and not has_secrets
 
 
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime, size) of ``path``, or None if it does not exist."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def unwritten_products(
+    products: Sequence[Path], before: dict[Path, tuple[int, int] | None]
+) -> list[Path]:
+    """The declared ``products`` that do not exist, or that the attempt left exactly as they were."""
+    return [p for p in products if _stamp(p) is None or _stamp(p) == before.get(p)]
+
+
 def begin_attempt(
     request: TaskRequest, launcher: KernelLauncher | None, control: AttemptControl
 ) -> Callable[[], AttemptOutcome]:
@@ -41,7 +64,18 @@ def begin_attempt(
 
     def run() -> AttemptOutcome:
         try:
-            return kind.run(request, control, launcher)
+            try:
+                for product in request.products:
+                    product.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:  # a full disk, a folder it may not write: this attempt fails, not the run
+                return AttemptOutcome.failed(type(e).__name__, str(e))
+            before = {p: _stamp(p) for p in request.products}
+            outcome = kind.run(request, control, launcher)
+            missing = unwritten_products(request.products, before) if outcome.state == states.SUCCESS else []
+            if missing:
+                error = f"MissingProduct: the {kind.noun} ran but did not write " + ", ".join(map(str, missing))
+                outcome = replace(outcome, state=states.FAILED, error=error, ename="MissingProduct")
+            return outcome
         finally:
             if timer is not None:
                 timer.cancel()

@@ -148,8 +148,6 @@ def run_function(request: TaskRequest, control: AttemptControl) -> AttemptOutcom
 
     started = utcnow()
     request.log_path.parent.mkdir(parents=True, exist_ok=True)
-    for product in request.products:
-        product.parent.mkdir(parents=True, exist_ok=True)
     result_path = AttemptPaths.of_log(request.log_path).result
     result_path.unlink(missing_ok=True)
     kwargs = call_arguments(request.target, request.parameters)
@@ -174,11 +172,6 @@ def run_function(request: TaskRequest, control: AttemptControl) -> AttemptOutcom
     elif not result["ok"]:
         state, ename = states.FAILED, result["ename"]
         error, traceback = f"{result['ename']}: {result['evalue']}", result["traceback"]
-    else:
-        missing = [p for p in request.products if not p.exists()]
-        if missing:
-            state, ename = states.FAILED, "MissingProduct"
-            error = "MissingProduct: the function ran but did not write " + ", ".join(map(str, missing))
     state, error, ename = stopped_outcome(control, request, state, error, ename, "its process was killed")
     log = read_log_tail(request.log_path) if request.log_path.exists() else ""
     return AttemptOutcome(state, started, utcnow(), error=error, traceback=traceback, log=log, ename=ename)

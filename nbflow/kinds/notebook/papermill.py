@@ -236,19 +236,6 @@ def register_engine() -> None:
         pass
 
 
-def _stat(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size)
-
-
-def _unwritten_products(request: TaskRequest, before: dict[Path, tuple[int, int] | None]) -> list[Path]:
-    """Declared products that do not exist, or that this attempt left exactly as they were."""
-    return [p for p in request.products if _stat(p) is None or _stat(p) == before[p]]
-
-
 def run_notebook(
     request: TaskRequest, launcher: KernelLauncher, control: AttemptControl | None = None
 ) -> AttemptOutcome:
@@ -261,9 +248,6 @@ def run_notebook(
     control = control or AttemptControl()
     started = utcnow()
     request.output_notebook.parent.mkdir(parents=True, exist_ok=True)
-    for product in request.products:
-        product.parent.mkdir(parents=True, exist_ok=True)
-    products_before = {p: _stat(p) for p in request.products}
     secret_values = {name: os.environ.get(var, "") for name, var in request.secrets.items()}
     redactor = Redactor(secret_values.values())
     output_log = CappedLog(request.log_path, redact=redactor.text if redactor else None, holdback=redactor.longest)
@@ -291,10 +275,6 @@ def run_notebook(
             cancelled=lambda: control.stopped,
             secrets=secret_values,
         )
-        missing = _unwritten_products(request, products_before)
-        if missing:
-            state, ename = states.FAILED, "MissingProduct"
-            error = "MissingProduct: the notebook ran but did not write " + ", ".join(map(str, missing))
     except PapermillExecutionError as e:
         state, ename = states.FAILED, e.ename
         error = f"{e.ename}: {e.evalue}" + (f" (In [{e.exec_count}])" if e.exec_count else "")
