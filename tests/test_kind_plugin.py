@@ -57,7 +57,7 @@ class TemplateKind(FileKind):
     def run(self, request: TaskRequest, control: AttemptControl, launcher: object) -> AttemptOutcome:
         started = utcnow()
         try:
-            body = "\n".join(line for line in request.notebook.read_text().splitlines() if not line.startswith("--"))
+            body = "\n".join(line for line in request.source.read_text().splitlines() if not line.startswith("--"))
             upstream = request.parameters["upstream"]
 
             def rows(match: re.Match[str]) -> str:

@@ -73,7 +73,7 @@ def task_request(
         run_id=run_id,
         task=name,
         attempt=attempt,
-        notebook=spec.path,
+        source=spec.path,
         cwd=spec.folder,
         kernel_name=spec.kernel_name,
         parameters=injected_parameters(spec, dag, specs, overrides),

@@ -34,11 +34,13 @@ class TaskRequest:
     run_id: str
     task: str
     attempt: int
-    notebook: Path
+    #: the task's file: a notebook, a ``.sql`` file, the ``nbflow_tasks.py`` of a task defined in code
+    source: Path
     cwd: Path
     kernel_name: str
-    #: injected into the notebook: overrides, ``upstream`` and ``product``
+    #: injected into the task: overrides, ``upstream`` and ``product``
     parameters: dict[str, Any]
+    #: where a kind that :attr:`writes a notebook <nbflow.kinds.base.TaskKind.writes_notebook>` writes it
     output_notebook: Path
     log_path: Path
     #: files the task declared; an attempt that does not write them fails

@@ -83,7 +83,7 @@ class PathMap:
                 params[name] = self._value(params[name])
         return replace(
             request,
-            notebook=self.path(request.notebook),
+            source=self.path(request.source),
             cwd=self.path(request.cwd),
             output_notebook=self.path(request.output_notebook),
             log_path=self.path(request.log_path),

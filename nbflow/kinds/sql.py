@@ -76,7 +76,7 @@ def run_sql(request: TaskRequest, control: AttemptControl) -> AttemptOutcome:
     try:
         if control.stopped:
             raise duckdb.InterruptException("stopped before it started")
-        sql = request.notebook.read_text(encoding="utf-8")
+        sql = request.source.read_text(encoding="utf-8")
         params = {k: v for k, v in request.parameters.items() if k not in ("upstream", "product")}
         for name, path in _views(request.parameters.get("upstream") or {}).items():
             if Path(path).suffix in (".parquet", ".csv", ".json"):

@@ -133,7 +133,7 @@ def _execute(request: TaskRequest, spool: OutputSpool, **engine_kwargs: Any) -> 
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
-    input_path, output_path = str(request.notebook), str(request.output_notebook)
+    input_path, output_path = str(request.source), str(request.output_notebook)
     nb = load_notebook_node(input_path)
     if request.parameters:
         nb = parameterize_notebook(
