@@ -113,7 +113,7 @@ def render_figures(n: int = 300) -> None:
     from nbflow.project.specs import ParametersDecl, TaskSpec
     from nbflow.store.base import TaskRecord
     from nbflow.store.watch import store_stamp
-    from nbflow.views import dashboard as model
+    from nbflow.views import live as model
     from nbflow.views import svg as layout
     from nbflow.widgets import Dashboard
 

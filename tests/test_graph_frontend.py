@@ -9,7 +9,7 @@ from labserver import CHROMIUM_ARGS, chromium_path
 from nbflow import states
 from nbflow.core.dag import build_dag
 from nbflow.project.specs import ParametersDecl, TaskSpec
-from nbflow.views.dashboard import TaskPaint
+from nbflow.views.live import TaskPaint
 from nbflow.views.svg import layout
 
 playwright = pytest.importorskip("playwright.sync_api", reason="the test extra installs playwright")

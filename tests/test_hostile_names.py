@@ -22,7 +22,7 @@ from nbflow import states
 from nbflow.core.dag import build_dag
 from nbflow.pipeline import Pipeline
 from nbflow.project.specs import ParametersDecl, TaskSpec
-from nbflow.views import dashboard as widget_model
+from nbflow.views import live as widget_model
 from nbflow.views.dot import dag_to_dot
 from nbflow.views.svg import TASK_KEY_ATTR, dag_dot_source, layout, shown_name, svg_task_key, task_of_svg_key
 from nbflow.widgets import Dashboard

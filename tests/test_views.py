@@ -131,7 +131,7 @@ def test_params_text() -> None:
 
 
 def test_the_summary_lines_share_the_counts() -> None:
-    from nbflow.views.dashboard import summary
+    from nbflow.views.live import summary
     from nbflow.views.progress import summary_line
 
     assert summary_line(RUN, TASKS) == "run r1 failed in 1m29s: 2 success, 1 failed, 1 upstream_failed"

@@ -116,7 +116,7 @@ class NbflowService:
         if direction not in ("LR", "TB"):
             raise InvalidRequestError("'direction' must be LR or TB.")
         from nbflow.pipeline import Pipeline
-        from nbflow.views.dashboard import declared_parameters
+        from nbflow.views.live import declared_parameters
         from nbflow.views.svg import layout
 
         folder = self.pipeline_folder(path)
@@ -174,7 +174,7 @@ class NbflowService:
         """
         from nbflow.store.reader import StoreReader
         from nbflow.store.watch import store_stamp
-        from nbflow.views.dashboard import task_paint
+        from nbflow.views.live import task_paint
 
         folder = self.pipeline_folder(path)
         state_path = StateDir(folder).store

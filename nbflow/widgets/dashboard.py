@@ -28,7 +28,7 @@ from nbflow.paths import StateDir, is_inside
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
 from nbflow.store.reader import Snapshot, StoreReader
 from nbflow.store.watch import StoreWatcher
-from nbflow.views import dashboard as model
+from nbflow.views import live as model
 from nbflow.views import svg as graph_layout
 from nbflow.views.svg import GraphLayout
 from nbflow.widgets.graph import GraphView

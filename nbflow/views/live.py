@@ -1,4 +1,4 @@
-"""What the dashboard (``nbflow.widgets``) and the lab panel (``nbflow.server``) show, computed from run
+"""What the live views, the dashboard (``nbflow.widgets``) and the lab panel (``nbflow.server``), show, computed from run
 records: each task's paint, the parameters form, the history list, HTML fragments. Pure: no widgets, no I/O."""
 
 from __future__ import annotations
