@@ -5,14 +5,13 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from nbflow.pipeline import Pipeline
-from tests.conftest import free_port, write_notebook
+from tests.conftest import free_port, http_server, write_notebook
 
 
 @pytest.fixture
@@ -28,14 +27,8 @@ def webhook_server():
         def log_message(self, *args):
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(Handler) as base:
+        yield f"{base}/hook", received
 
 
 def test_failure_retry_and_run_end_alerts_arrive_by_email_and_webhook(

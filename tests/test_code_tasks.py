@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -12,7 +11,7 @@ import pytest
 
 from nbflow.errors import PipelineValidationError
 from nbflow.pipeline import Pipeline
-from tests.conftest import nbflow_process, write_notebook
+from tests.conftest import http_server, nbflow_process, write_notebook
 
 
 @pytest.fixture
@@ -37,13 +36,8 @@ def api_server():
         def log_message(self, *args):
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(Handler) as base:
+        yield f"{base}", seen
 
 
 def test_function_and_http_tasks_run_beside_notebooks(tmp_path: Path, api_server) -> None:

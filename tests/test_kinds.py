@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -20,7 +19,7 @@ import pytest
 from nbflow.errors import PipelineValidationError
 from nbflow.kinds import KINDS, code_kind, file_kinds, kind_of
 from nbflow.pipeline import Pipeline
-from tests.conftest import nbflow_process, write_notebook
+from tests.conftest import http_server, nbflow_process, write_notebook
 
 KIND_NAMES = ("notebook", "sql", "python", "http")
 PAIRS = [(up, down) for up in KIND_NAMES for down in KIND_NAMES]
@@ -53,13 +52,8 @@ def csv_server():
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", posted
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(Handler) as base:
+        yield f"{base}", posted
 
 
 def _value(path: Path) -> str:
