@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Pipeline", "Task", "RunResult", "NbflowError", "show", "__version__"]
+__all__ = ["Pipeline", "Task", "RunResult", "NbflowError", "show", "connect", "__version__"]
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
@@ -36,6 +36,10 @@ def __getattr__(name: str):  # import lazily: `nbflow dag` and `nbflow status` s
         from nbflow.widgets import show
 
         return show
+    if name == "connect":
+        from nbflow.systems.connect import connect
+
+        return connect
     if name == "NbflowError":
         from nbflow.errors import NbflowError
 

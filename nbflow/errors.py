@@ -572,3 +572,46 @@ class WorkerCountError(ValidationProblem):
 
     def _message(self) -> str:
         return f"workers must be at least 1 (got {self.workers})."
+
+
+class UnknownConnectionError(ValidationProblem):
+    """A task names a connection that neither the project settings nor the environment define."""
+
+    def __init__(self, name: str, known: Sequence[str], used_by: str | None = None) -> None:
+        self.name = name
+        self.known = sorted(known)
+        self.used_by = used_by
+        self.path = used_by
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        who = (
+            f"{self.used_by} uses the connection {self.name!r}, which"
+            if self.used_by
+            else f"the connection {self.name!r}"
+        )
+        return (
+            f"{who} is not defined. Known connections: "
+            f"{', '.join(self.known) or '(none)'}. Define it in nbflow.toml ([connections] {self.name} = "
+            f'"ENV_VAR") or set AIRFLOW_CONN_{self.name.upper()}.'
+        )
+
+
+class ConnectionVariableError(ValidationProblem):
+    """A connection's environment variable is not set, or does not hold a URI nbflow can use.
+    The message names the variable, never its value."""
+
+    def __init__(self, name: str, variable: str, reason: str) -> None:
+        self.name = name
+        self.variable = variable
+        self.reason = reason
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return (
+            f"the connection {self.name!r} reads its URI from the environment variable {self.variable}, {self.reason}"
+        )
+
+
+class ClientUnavailableError(NbflowError):
+    """A connection's client library is not installed, or the engine asked for does not exist."""

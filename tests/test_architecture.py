@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "nbflow"
 LAYERS = {
     "errors": 1, "states": 1, "paths": 1, "core": 1,
     "project": 2, "store": 2, "views": 2,
-    "execution": 3,
+    "execution": 3, "systems": 3,
     "kinds": 4,
     "executors": 5,
     "engine": 6,

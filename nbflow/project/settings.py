@@ -1,4 +1,4 @@
-"""Operational settings: retries, timeouts, trigger rules, alerts, secrets, output limits.
+"""Operational settings: retries, timeouts, trigger rules, alerts, secrets, connections, output limits.
 
 Two places, the notebook winning: project-wide in ``nbflow.toml`` (top level) or
 ``pyproject.toml`` (``[tool.nbflow]``) in the pipeline folder, with per-task sections
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nbflow.errors import InvalidSettingsError
+from nbflow.project.connections import parse_connections_table
 
 TRIGGER_RULES = ("all_success", "all_done", "one_failed", "one_success", "none_failed", "all_failed")
 ALERT_EVENTS = ("failure", "retry", "success", "run_end")
@@ -131,6 +132,8 @@ class ProjectSettings:
     webhook: WebhookSettings | None = None
     #: parameter name -> the environment variable that holds its value
     secrets: Mapping[str, str] = field(default_factory=dict)
+    #: connection name -> the environment variable that holds its URI (:mod:`nbflow.project.connections`)
+    connections: Mapping[str, str] = field(default_factory=dict)
     #: a cron line or preset (``@daily``) for ``nbflow scheduler``
     schedule: str | None = None
     #: runs of this pipeline running or waiting at once under the scheduler
@@ -157,6 +160,7 @@ _PROJECT_ONLY = {
     "email",
     "webhook",
     "secrets",
+    "connections",
     "schedule",
     "max_active_runs",
     "warm_kernels",
@@ -333,6 +337,10 @@ def parse_project(raw: Mapping[str, Any], source: str) -> ProjectSettings:
     secrets = raw.get("secrets", {})
     if not isinstance(secrets, Mapping) or not all(isinstance(v, str) and v for v in secrets.values()):
         raise InvalidSettingsError(source, "secrets", "must map parameter names to environment variable names")
+    try:
+        connections = parse_connections_table(raw.get("connections", {}))
+    except ValueError as e:
+        raise InvalidSettingsError(source, "connections", str(e)) from None
     schedule = raw.get("schedule")
     if schedule is not None:
         from croniter import croniter
@@ -362,6 +370,7 @@ def parse_project(raw: Mapping[str, Any], source: str) -> ProjectSettings:
         email=_email(raw["email"], source) if "email" in raw else None,
         webhook=_webhook(raw["webhook"], source) if "webhook" in raw else None,
         secrets=dict(secrets),
+        connections=connections,
     )
 
 
