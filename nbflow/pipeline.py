@@ -36,7 +36,7 @@ from nbflow.project.code import CodeDeclarations, DeclaredTask
 from nbflow.project.params import Overrides, validate_overrides, with_logical_date
 from nbflow.project.settings import ProjectSettings, TaskSettings, load_project
 from nbflow.project.specs import Product, TaskSpec
-from nbflow.validation import check_kernels, check_secrets, product_problems
+from nbflow.validation import check_connections, check_kernels, check_secrets, product_problems, target_problems
 
 if TYPE_CHECKING:
     import threading
@@ -271,7 +271,7 @@ class Pipeline:
         return [problem for spec in self.specs.values() for problem in self._product_problems(spec)]
 
     def _product_problems(self, spec: TaskSpec) -> list[NbflowError]:
-        return product_problems(self.root, spec)
+        return product_problems(self.root, spec) + target_problems(spec)
 
     @classmethod
     def from_dir(
@@ -301,7 +301,6 @@ class Pipeline:
         found = discover(path, save_cache=save_cache, within=within)
         hook = found.root / TASKS_FILE
         if not found.specs and not found.problems and not hook.is_file():
-
             nouns = [f"no {noun}" for noun in file_nouns()]
             listed = " and ".join([", ".join(nouns[:-1]), nouns[-1]] if len(nouns) > 2 else nouns)
             raise PipelineNotFoundError(str(path), f"holds {listed or 'no task files'}")
@@ -373,7 +372,6 @@ class Pipeline:
 
     def _load_tasks_file(self, hook: Path) -> None:
         """Run the folder's ``nbflow_tasks.py``: its ``setup(pipeline)`` adds tasks defined in code."""
-
 
         for name in self.not_loaded:  # what was read is replaced by what the code adds
             del self.specs[name], self.settings[name], self.tasks[name]
@@ -640,7 +638,9 @@ class Pipeline:
         PipelineValidationError
             Naming each missing environment variable and who needs it.
         """
+        names = list(names)
         check_secrets(self.specs, names, self.project.secrets)
+        check_connections(self.specs, names, self.project.connections)
 
     def validate_kernels(self, names: Iterable[str] | None = None) -> None:
         """Check that every (named) task's kernel is installed.
@@ -861,4 +861,11 @@ class Pipeline:
             self.validate_kernels(to_run)
         self.validate_secrets(to_run)
         listeners = [*options.listeners, *self._notifiers(session.store)]
-        return session.run(dag, self.specs, self.settings, self.project.secrets, replace(options, listeners=listeners))
+        return session.run(
+            dag,
+            self.specs,
+            self.settings,
+            self.project.secrets,
+            replace(options, listeners=listeners),
+            connections=self.project.connections,
+        )

@@ -12,18 +12,22 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from nbflow.engine.requests import product_paths, resolve_product
+from nbflow.engine.requests import product_paths, product_targets, resolve_product
 from nbflow.errors import (
+    ConnectionVariableError,
     InvalidDeclarationError,
     NbflowError,
     ParameterError,
     PipelineValidationError,
+    UnknownConnectionError,
     UnknownKernelError,
 )
 from nbflow.kinds import kind_of
 from nbflow.paths import StateDir
+from nbflow.project.connections import resolve_connection
 from nbflow.project.secrets import Redactor
 from nbflow.project.specs import TaskSpec
+from nbflow.project.targets import TableTarget, parse_target
 
 
 def product_problems(root: Path, spec: TaskSpec) -> list[NbflowError]:
@@ -38,6 +42,55 @@ def product_problems(root: Path, spec: TaskSpec) -> list[NbflowError]:
         for path in product_paths(resolve_product(spec))
         if path == own or own in path.parents
     ]
+
+
+def used_connections(spec: TaskSpec) -> list[str]:
+    """The connections a task uses that nbflow can see: those it names, and its tables' (in order, once)."""
+    names = list(spec.connections)
+    for uri in product_targets(resolve_product(spec)):
+        target = parse_target(uri)
+        if isinstance(target, TableTarget):
+            names.append(target.connection)
+    return list(dict.fromkeys(names))
+
+
+def target_problems(spec: TaskSpec) -> list[NbflowError]:
+    """Each product URI must name an object or a table the way nbflow reads them."""
+    problems: list[NbflowError] = []
+    for uri in product_targets(resolve_product(spec)):
+        try:
+            parse_target(uri)
+        except ValueError as e:
+            problems.append(InvalidDeclarationError(spec.relpath, f"'product' {e}", spec.parameters_cell))
+    return problems
+
+
+def check_connections(
+    specs: Mapping[str, TaskSpec],
+    names: Iterable[str],
+    declared: Mapping[str, str],
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Every connection a named task uses must be defined, its variable set to a URI nbflow knows.
+
+    Raises
+    ------
+    PipelineValidationError
+        Naming each unknown connection (and the known ones) or variable (never its value).
+    """
+    environ = os.environ if environ is None else environ
+    problems: dict[str, NbflowError] = {}
+    for name in names:
+        spec = specs[name]
+        for connection in used_connections(spec):
+            if connection in problems:
+                continue
+            try:
+                resolve_connection(connection, declared, environ, used_by=spec.relpath)
+            except (UnknownConnectionError, ConnectionVariableError) as e:
+                problems[connection] = e
+    if problems:
+        raise PipelineValidationError(list(problems.values()))
 
 
 def check_secrets(specs: Mapping[str, TaskSpec], names: Iterable[str], secrets: Mapping[str, str]) -> None:

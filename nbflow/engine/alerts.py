@@ -212,7 +212,9 @@ class Notifier:
                     channel.send(alert)
                 except Exception as e:  # a channel that is down must not break the run
                     error = f"{type(e).__name__}: {e}"
-                    log.warning("nbflow: warning: could not send the %s alert by %s: %s", alert.event, channel.name, error)
+                    log.warning(
+                        "nbflow: warning: could not send the %s alert by %s: %s", alert.event, channel.name, error
+                    )
                 if self.store is not None:
                     self.store.save_notification(
                         NotificationRecord(

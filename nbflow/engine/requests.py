@@ -18,25 +18,38 @@ from nbflow.paths import AttemptPaths
 from nbflow.project.params import Overrides
 from nbflow.project.settings import TaskSettings
 from nbflow.project.specs import Product, TaskSpec
+from nbflow.project.targets import is_remote
+
+
+def _resolve(folder: Path, value: str) -> str:
+    return value if is_remote(value) else str((folder / value).resolve())
 
 
 def resolve_product(spec: TaskSpec) -> Product:
-    """The task's declared product with each path made absolute (relative to its file's folder)."""
+    """The task's declared product with each path made absolute (relative to its file's
+    folder); URIs (``s3://``, ``table://``) as they are."""
     product = spec.product
     if product is None:
         return None
     if isinstance(product, str):
-        return str((spec.folder / product).resolve())
-    return {key: str((spec.folder / path).resolve()) for key, path in product.items()}
+        return _resolve(spec.folder, product)
+    return {key: _resolve(spec.folder, path) for key, path in product.items()}
+
+
+def _values(product: Product) -> tuple[str, ...]:
+    if product is None:
+        return ()
+    return (product,) if isinstance(product, str) else tuple(product.values())
 
 
 def product_paths(product: Product) -> tuple[Path, ...]:
-    """The paths of a (resolved) product."""
-    if product is None:
-        return ()
-    if isinstance(product, str):
-        return (Path(product),)
-    return tuple(Path(p) for p in product.values())
+    """The local files of a (resolved) product."""
+    return tuple(Path(p) for p in _values(product) if not is_remote(p))
+
+
+def product_targets(product: Product) -> tuple[str, ...]:
+    """The URIs of a (resolved) product: objects and tables."""
+    return tuple(p for p in _values(product) if is_remote(p))
 
 
 def injected_parameters(
@@ -65,6 +78,7 @@ def task_request(
     name: str,
     attempt: int,
     overrides: Overrides,
+    connections: Mapping[str, str] | None = None,
 ) -> TaskRequest:
     """What an executor needs to run attempt ``attempt`` of task ``name``; its files go in ``run_dir/name/``."""
     spec = specs[name]
@@ -80,6 +94,8 @@ def task_request(
         output_notebook=files.notebook,
         log_path=files.log,
         products=product_paths(resolve_product(spec)),
+        targets=product_targets(resolve_product(spec)),
+        connections=dict(connections or {}),
         timeout=settings[name].timeout,
         max_cell_output=settings[name].max_cell_output,
         kind=spec.kind,

@@ -198,9 +198,11 @@ class Runner:
         listeners: Sequence[RunListener] = (),
         settings: Mapping[str, TaskSettings] | None = None,
         secrets: Mapping[str, str] | None = None,
+        connections: Mapping[str, str] | None = None,
     ) -> None:
         self.root = root
         self.secrets = dict(secrets or {})
+        self.connections = dict(connections or {})
         self.settings = {name: (settings or {}).get(name) or TaskSettings() for name in dag.order}
         self.specs = specs
         self.dag = dag
@@ -225,7 +227,16 @@ class Runner:
 
     def _request(self, run_dir: Path, run_id: str, name: str, attempt: int, overrides: Overrides) -> TaskRequest:
         return task_request(
-            self.specs, self.dag, self.settings, self.secrets, run_dir, run_id, name, attempt, overrides
+            self.specs,
+            self.dag,
+            self.settings,
+            self.secrets,
+            run_dir,
+            run_id,
+            name,
+            attempt,
+            overrides,
+            self.connections,
         )
 
     def _anticipate(self, queue: ReadyQueue, run_dir: Path) -> None:

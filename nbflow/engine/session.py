@@ -200,6 +200,7 @@ class RunSession:
         settings: Mapping[str, TaskSettings],
         secrets: Mapping[str, str],
         options: RunOptions,
+        connections: Mapping[str, str] | None = None,
     ) -> RunResult:
         """Take the run lock, then run ``dag`` (checked and planned by the caller) and wait for it.
 
@@ -232,6 +233,7 @@ class RunSession:
             listeners=options.listeners,
             settings=settings,
             secrets=secrets,
+            connections=connections,
         )
         return runner.run(
             options.overrides,

@@ -19,6 +19,7 @@ from typing import Any
 
 from nbflow import states
 from nbflow.paths import AttemptPaths
+from nbflow.project.secrets import Redactor
 from nbflow.project.settings import MAX_CELL_OUTPUT
 
 
@@ -45,6 +46,10 @@ class TaskRequest:
     log_path: Path
     #: files the task declared; an attempt that does not write them fails
     products: tuple[Path, ...] = ()
+    #: products that are URIs (``s3://`` objects, ``table://`` tables); checked the same way
+    targets: tuple[str, ...] = ()
+    #: the project's connections: name -> the environment variable holding its URI (read where it runs)
+    connections: dict[str, str] = field(default_factory=dict)
     #: seconds per cell before the attempt fails (None: no limit)
     cell_timeout: float | None = None
     #: seconds for the whole attempt; past it the kernel is killed (None: no limit)
@@ -57,6 +62,22 @@ class TaskRequest:
     target: Any = None
     #: characters of output each cell keeps in the executed notebook (the rest is counted)
     max_cell_output: int = MAX_CELL_OUTPUT
+
+
+def secret_values(request: TaskRequest) -> dict[str, str]:
+    """The request's secret parameters with their values, read from this process's environment."""
+    import os
+
+    return {name: os.environ.get(var, "") for name, var in request.secrets.items()}
+
+
+def request_redactor(request: TaskRequest) -> Redactor:
+    """What masks the request's secrets and its connections' credentials, wherever they show."""
+    import os
+
+    from nbflow.project.connections import connection_secrets
+
+    return Redactor([*secret_values(request).values(), *connection_secrets(request.connections, os.environ)])
 
 
 def kernel_log_path(request: TaskRequest) -> Path:

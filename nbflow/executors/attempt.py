@@ -45,9 +45,7 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return (st.st_mtime_ns, st.st_size)
 
 
-def unwritten_products(
-    products: Sequence[Path], before: dict[Path, tuple[int, int] | None]
-) -> list[Path]:
+def unwritten_products(products: Sequence[Path], before: dict[Path, tuple[int, int] | None]) -> list[Path]:
     """The declared ``products`` that do not exist, or that the attempt left exactly as they were."""
     return [p for p in products if _stamp(p) is None or _stamp(p) == before.get(p)]
 

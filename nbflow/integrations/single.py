@@ -19,7 +19,7 @@ from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest
 from nbflow.executors.attempt import needs_kernel, run_attempt
 from nbflow.pipeline import Pipeline
 from nbflow.project.params import with_logical_date
-from nbflow.validation import check_kernels, check_secrets
+from nbflow.validation import check_connections, check_kernels, check_secrets
 
 
 def run_one(
@@ -48,6 +48,7 @@ def run_one(
     overrides = pipeline.validate_params(with_logical_date(params, logical_date, pipeline.specs.values()))
     check_kernels(pipeline.specs, [name])
     check_secrets(pipeline.specs, [name], pipeline.project.secrets)
+    check_connections(pipeline.specs, [name], pipeline.project.connections)
     request = task_request(
         pipeline.specs,
         pipeline.dag,
@@ -58,6 +59,7 @@ def run_one(
         name,
         attempt,
         overrides,
+        pipeline.project.connections,
     )
     launcher = None
     if needs_kernel(request):

@@ -235,6 +235,22 @@ def _from_airflow_json(name: str, value: str, variable: str) -> Connection:
     )
 
 
+def connection_secrets(declared: Mapping[str, str], environ: Mapping[str, str]) -> list[str]:
+    """What a redactor masks for a run: the credentials of every connection it can use
+    (declared ones and Airflow's variables) whose variable is set, valid or not."""
+    found: list[str] = []
+    for name in known_connections(declared, environ):
+        variable = declared.get(name) or airflow_variable(name)
+        value = environ.get(variable)
+        if not value:
+            continue
+        try:
+            found.extend(parse_connection(name, value, variable).secrets())
+        except ConnectionVariableError:
+            found.append(value)  # not a URI nbflow knows: mask the whole value
+    return found
+
+
 def parse_connections_table(raw: object) -> dict[str, str]:
     """The settings' ``[connections]`` table: name -> environment variable.
 

@@ -52,6 +52,9 @@ class TaskSpec:
     kind: str = "notebook"
     #: what a task defined in code runs: a ``python`` task's function, an ``http`` task's request
     target: Any = None
+    #: the connections the task names where nbflow can read them without running it (a SQL
+    #: task's header, a literal ``nbflow.connect("name")`` in a notebook); table products add theirs
+    connections: tuple[str, ...] = ()
 
     @property
     def upstream(self) -> tuple[str, ...]:

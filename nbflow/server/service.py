@@ -311,7 +311,9 @@ class NbflowService:
         if run.state != states.RUNNING or run.hostname != socket.gethostname() or not pid_alive(run.pid):
             raise RunNotGoingOnError(f"Run {run_id} is not going on here (it is {run.state}).")
         if lock_holder(StateDir(folder).lock) != run.pid:  # the store's pid is only data: check it
-            raise RunNotGoingOnError(f"Run {run_id} is not going on here: process {run.pid} does not run this pipeline.")
+            raise RunNotGoingOnError(
+                f"Run {run_id} is not going on here: process {run.pid} does not run this pipeline."
+            )
         os.kill(run.pid, signal.SIGINT)
         return {"run_id": run_id, "stopping": True}
 
@@ -354,4 +356,3 @@ class NbflowService:
 
     def info(self) -> dict[str, Any]:
         return {"version": __version__, "root": str(self.root)}
-

@@ -73,10 +73,7 @@ def summary(run: RunRecord | None, tasks: Mapping[str, TaskRecord]) -> str:
 def header_html(root: Path | str, task_count: int, run: RunRecord | None, tasks: Mapping[str, TaskRecord]) -> str:
     """The dashboard's first lines: the pipeline's folder and size, then the :func:`summary` of the run shown."""
     esc = html.escape
-    return (
-        f"<b>nbflow pipeline</b> <code>{esc(str(root))}</code> · {task_count} tasks"
-        f"<br>{esc(summary(run, tasks))}"
-    )
+    return f"<b>nbflow pipeline</b> <code>{esc(str(root))}</code> · {task_count} tasks<br>{esc(summary(run, tasks))}"
 
 
 def note_html(note: str) -> str:

@@ -22,7 +22,15 @@ from papermill.engines import NBClientEngine, papermill_engines
 from papermill.exceptions import PapermillExecutionError
 
 from nbflow import states
-from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, stopped_outcome, utcnow
+from nbflow.execution.base import (
+    AttemptControl,
+    AttemptOutcome,
+    TaskRequest,
+    request_redactor,
+    secret_values,
+    stopped_outcome,
+    utcnow,
+)
 from nbflow.execution.base import kernel_log_path as base_kernel_log_path
 from nbflow.execution.kernels import KERNEL_START_TIMEOUT, IPCKernelManager, KernelLauncher, KernelStartError
 from nbflow.execution.logs import CappedLog, read_log_tail, strip_ansi
@@ -56,6 +64,7 @@ class NbflowEngine(NBClientEngine):
         on_kernel: Callable[[IPCKernelManager | None], None],
         cancelled: Callable[[], bool],
         secrets: Mapping[str, str] | None = None,
+        redactor: Redactor | None = None,
         spool: OutputSpool | None = None,
         output_log: CappedLog | None = None,
         max_cell_output: int = MAX_CELL_OUTPUT,
@@ -64,10 +73,11 @@ class NbflowEngine(NBClientEngine):
         if spool is not None:
             _spool_finished_cells(nb_man, spool)
         env = None
-        redactor = Redactor((secrets or {}).values())
+        redactor = redactor if redactor is not None else Redactor((secrets or {}).values())
+        if redactor:
+            _redact_saves(nb_man, redactor)
         if secrets:
             _inject_secrets(nb_man.nb, secrets)
-            _redact_saves(nb_man, redactor)
             env = {**os.environ, **{kernel_env_name(k): v for k, v in secrets.items()}}
         km, kc = launcher.start(kernel_name, kernel_cwd, kernel_log, on_kernel, cancelled, env=env)
         client = NbflowNotebookClient(
@@ -248,8 +258,8 @@ def run_notebook(
     control = control or AttemptControl()
     started = utcnow()
     request.output_notebook.parent.mkdir(parents=True, exist_ok=True)
-    secret_values = {name: os.environ.get(var, "") for name, var in request.secrets.items()}
-    redactor = Redactor(secret_values.values())
+    secrets = secret_values(request)
+    redactor = request_redactor(request)
     output_log = CappedLog(request.log_path, redact=redactor.text if redactor else None, holdback=redactor.longest)
     kernel_log_path = base_kernel_log_path(request)
     spool = OutputSpool(request.output_notebook.with_name(f".{request.output_notebook.name}.spool"))
@@ -273,7 +283,8 @@ def run_notebook(
             launcher=launcher,
             on_kernel=on_kernel,
             cancelled=lambda: control.stopped,
-            secrets=secret_values,
+            secrets=secrets,
+            redactor=redactor,
         )
     except PapermillExecutionError as e:
         state, ename = states.FAILED, e.ename
