@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import runpy
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 from nbflow import states
 from nbflow.core.dag import DAG, build_dag, find_cycle
-from nbflow.engine.incremental import fingerprints, resume_plan, reused, source_hashes
+from nbflow.engine.incremental import ProductCheck, fingerprints, resume_plan, reused, source_hashes
 from nbflow.engine.incremental import plan as make_plan
-from nbflow.engine.requests import product_paths, resolve_product
+from nbflow.engine.requests import product_paths, product_targets, resolve_product
 from nbflow.engine.runner import load_run
 from nbflow.engine.session import RunOptions, RunSession
 from nbflow.errors import (
@@ -140,7 +141,7 @@ def _placeholder(root: Path, task: DeclaredTask) -> TaskSpec:
 
 
 def _products(spec: TaskSpec) -> tuple[Path, ...]:
-    """The paths of a task's declared products."""
+    """The paths of a task's declared products (its files)."""
     return product_paths(resolve_product(spec))
 
 
@@ -265,6 +266,21 @@ class Pipeline:
         if not channels:
             return []
         return [Notifier(channels, self.settings, self.project.defaults.alert_on, store)]
+
+    @contextlib.contextmanager
+    def _product_probe(self) -> Iterator[Callable[[TaskSpec], Sequence[ProductCheck]]]:
+        """What a plan asks of each task's products (``exists()``): its files, and its objects
+        and tables through one probe (one client per system, closed after the plan)."""
+        if not any(product_targets(resolve_product(spec)) for spec in self.specs.values()):
+            yield _products
+            return
+        from nbflow.systems.targets import RemoteProduct, TargetProbe
+
+        with TargetProbe(self.project.connections, os.environ) as probe:
+            yield lambda spec: [
+                *_products(spec),
+                *(RemoteProduct(uri, probe) for uri in product_targets(resolve_product(spec))),
+            ]
 
     def _check_products(self) -> list[NbflowError]:
         """Products may be anywhere but in nbflow's own folder."""
@@ -714,7 +730,8 @@ class Pipeline:
                 raise RunStillRunningError(earlier.run_id, earlier.pid)
             dag = self.dag.subset(earlier.selected) if earlier.selected else self.dag
             hashes = source_hashes(session.store, earlier)
-            decisions = resume_plan(dag, self.specs, earlier.run_id, earlier_tasks, hashes, _products)
+            with self._product_probe() as products:
+                decisions = resume_plan(dag, self.specs, earlier.run_id, earlier_tasks, hashes, products)
             options = RunOptions(
                 self.validate_params(earlier.params),
                 workers,
@@ -822,7 +839,8 @@ class Pipeline:
         with self._session(store) as session:
             last = session.store.last_successes()
         prints = fingerprints(dag, self.specs, overrides)
-        return make_plan(dag, self.specs, prints, overrides, last, _products, force=force, force_tasks=force_tasks)
+        with self._product_probe() as products:
+            return make_plan(dag, self.specs, prints, overrides, last, products, force=force, force_tasks=force_tasks)
 
     def make_executor(
         self,

@@ -20,7 +20,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Protocol
 
 from nbflow import states
 from nbflow.core.dag import DAG
@@ -28,6 +28,12 @@ from nbflow.engine.requests import injected_parameters
 from nbflow.project.params import Overrides
 from nbflow.project.specs import TaskSpec
 from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
+
+
+class ProductCheck(Protocol):
+    """A declared product, as a plan sees it: a file's ``Path``, an object's or a table's probe."""
+
+    def exists(self) -> bool: ...
 
 
 def fingerprints(dag: DAG, specs: Mapping[str, TaskSpec], overrides: Overrides) -> dict[str, str]:
@@ -79,7 +85,7 @@ def plan(
     prints: Mapping[str, str],
     overrides: Overrides,
     last: Mapping[str, AttemptRecord],
-    products: Callable[[TaskSpec], Iterable[Path]],
+    products: Callable[[TaskSpec], Iterable[ProductCheck]],
     force: bool = False,
     force_tasks: Iterable[str] = (),
 ) -> dict[str, Decision]:
@@ -132,7 +138,7 @@ def resume_plan(
     run_id: str,
     tasks: Mapping[str, TaskRecord],
     hashes: Mapping[str, str | None],
-    products: Callable[[TaskSpec], Iterable[Path]],
+    products: Callable[[TaskSpec], Iterable[ProductCheck]],
 ) -> dict[str, Decision]:
     """Run or reuse, for every task of ``dag`` in topological order, when resuming run ``run_id``
     (whose ``tasks`` ran with the code of ``hashes``, see :func:`source_hashes`)."""

@@ -27,7 +27,7 @@ from nbflow.core.dag import DAG
 from nbflow.core.ready import ReadyQueue
 from nbflow.engine.environment import capture, checksums
 from nbflow.engine.incremental import fingerprints, reused_task
-from nbflow.engine.requests import product_paths, resolve_product, task_request
+from nbflow.engine.requests import product_paths, product_targets, resolve_product, task_request
 from nbflow.engine.retry import decide
 from nbflow.errors import NbflowError, RunNotFoundError
 from nbflow.execution.base import AttemptOutcome, Executor, KernelNeed, TaskRequest, utcnow
@@ -223,6 +223,18 @@ class Runner:
         self.store.save_task(task)
         self._emit("on_task", run=run, task=task, outcome=outcome)
 
+    def _checksums(self, spec: TaskSpec) -> dict[str, str]:
+        """What a successful attempt wrote: its files' checksums, its objects' and tables'."""
+        product = resolve_product(spec)
+        found = checksums(product_paths(product))
+        targets = product_targets(product)
+        if targets:
+            from nbflow.systems.targets import TargetProbe
+
+            with TargetProbe(self.connections, os.environ) as probe:
+                found.update(probe.checksums(targets))
+        return found
+
     # -- planning ----------------------------------------------------------------------
 
     def _request(self, run_dir: Path, run_id: str, name: str, attempt: int, overrides: Overrides) -> TaskRequest:
@@ -401,7 +413,7 @@ class Runner:
         attempt.error, attempt.traceback = outcome.error, outcome.traceback
         attempt.worker = outcome.extra.get("worker")
         if outcome.state == states.SUCCESS:  # what it wrote, for `nbflow diff`
-            attempt.products = checksums(product_paths(resolve_product(self.specs[attempt.task])))
+            attempt.products = self._checksums(self.specs[attempt.task])
         self.store.save_attempt(attempt)
         self.store.save_log(run.run_id, attempt.task, attempt.attempt, outcome.log)
         task = tasks[attempt.task]

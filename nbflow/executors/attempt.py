@@ -12,13 +12,22 @@ an earlier run, does not count), or the attempt fails with ``MissingProduct``.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nbflow import states
-from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, kernel_log_path, start_timeout
+from nbflow.execution.base import (
+    AttemptControl,
+    AttemptOutcome,
+    TaskRequest,
+    kernel_log_path,
+    request_redactor,
+    start_timeout,
+)
 from nbflow.kinds import kind_of
 
 if TYPE_CHECKING:
@@ -50,6 +59,51 @@ def unwritten_products(products: Sequence[Path], before: dict[Path, tuple[int, i
     return [p for p in products if _stamp(p) is None or _stamp(p) == before.get(p)]
 
 
+def _probe(request: TaskRequest) -> contextlib.AbstractContextManager[Any]:
+    if not request.targets:
+        return contextlib.nullcontext()
+    from nbflow.systems.targets import TargetProbe
+
+    return TargetProbe(request.connections, os.environ)
+
+
+def _target_stamp(probe: Any, uri: str) -> str | None:
+    try:
+        return probe.stamp(uri)
+    except Exception:  # not reachable now: the check after the attempt tells
+        return None
+
+
+def unwritten_targets(probe: Any, before: dict[str, str | None]) -> list[str]:
+    """The product URIs that do not exist after the attempt, or objects it left as they were
+    (a table counts as written when it exists)."""
+    missing = []
+    for uri, stamp in before.items():
+        try:
+            now = probe.stamp(uri)
+        except Exception as e:  # noqa: BLE001 - any failure to look means it cannot be confirmed
+            missing.append(f"{uri} (it could not be checked: {type(e).__name__})")
+            continue
+        if now is None or (uri.startswith("s3://") and now == stamp):
+            missing.append(uri)
+    return missing
+
+
+def _redacted(outcome: AttemptOutcome, request: TaskRequest) -> AttemptOutcome:
+    """The outcome with secrets and connection credentials masked in its error, traceback and log."""
+    if not (request.secrets or request.connections or any(k.startswith("AIRFLOW_CONN_") for k in os.environ)):
+        return outcome
+    redactor = request_redactor(request)
+    if not redactor:
+        return outcome
+    return replace(
+        outcome,
+        error=redactor.text(outcome.error) if outcome.error else outcome.error,
+        traceback=redactor.text(outcome.traceback) if outcome.traceback else outcome.traceback,
+        log=redactor.text(outcome.log) if outcome.log else outcome.log,
+    )
+
+
 def begin_attempt(
     request: TaskRequest, launcher: KernelLauncher | None, control: AttemptControl
 ) -> Callable[[], AttemptOutcome]:
@@ -68,12 +122,17 @@ def begin_attempt(
             except OSError as e:  # a full disk, a folder it may not write: this attempt fails, not the run
                 return AttemptOutcome.failed(type(e).__name__, str(e))
             before = {p: _stamp(p) for p in request.products}
-            outcome = kind.run(request, control, launcher)
-            missing = unwritten_products(request.products, before) if outcome.state == states.SUCCESS else []
+            with _probe(request) as probe:
+                before_targets = {uri: _target_stamp(probe, uri) for uri in request.targets}
+                outcome = kind.run(request, control, launcher)
+                missing: list[Path | str] = []
+                if outcome.state == states.SUCCESS:
+                    missing = [*unwritten_products(request.products, before)]
+                    missing += unwritten_targets(probe, before_targets)
             if missing:
                 error = f"MissingProduct: the {kind.noun} ran but did not write " + ", ".join(map(str, missing))
                 outcome = replace(outcome, state=states.FAILED, error=error, ename="MissingProduct")
-            return outcome
+            return _redacted(outcome, request)
         finally:
             if timer is not None:
                 timer.cancel()
