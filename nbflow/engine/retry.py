@@ -4,7 +4,9 @@ Backoff is Airflow's: ``retry_delay x retry_backoff^(attempt-1)``, capped at
 ``max_retry_delay``, optionally spread over ``[delay/2, delay]`` (jitter). Rules are read
 in order; the first that matches the attempt's exception name (a glob) and/or its error
 (a regex) decides: ``retry`` (optionally with its own delay), ``fail`` at once, or
-``default`` (what the settings say).
+``default`` (what the settings say). An attempt that could not reach a database or an
+object store (``ConnectionError``) is retried ``connection_retries`` times (default 2)
+even when ``retries`` is 0.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from dataclasses import dataclass
 
 from nbflow.project.settings import RetryRule, TaskSettings
 
+#: the exception name of an attempt that could not reach a connection's system (retried by
+#: ``connection_retries`` even when ``retries`` is 0)
+CONNECTION_ERROR = "ConnectionError"
 #: no wait is longer than a day, whatever the backoff computes
 MAX_DELAY = 86400.0
 
@@ -53,8 +58,11 @@ def decide(
     rng: random.Random | None = None,
 ) -> RetryDecision:
     """After failed attempt number ``attempt`` (1-based): try again, and when?"""
-    if attempt > settings.retries:
-        return RetryDecision(False, reason=f"no retries left ({settings.retries} allowed)")
+    allowed = settings.retries
+    if ename == CONNECTION_ERROR:
+        allowed = max(allowed, settings.connection_retries)
+    if attempt > allowed:
+        return RetryDecision(False, reason=f"no retries left ({allowed} allowed)")
     if ename == "TaskTimeout" and not settings.retry_on_timeout:
         return RetryDecision(False, reason="timeouts are not retried (retry_on_timeout = false)")
     rule = matching_rule(settings, ename, error)

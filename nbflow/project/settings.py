@@ -106,6 +106,9 @@ class TaskSettings:
     """The settings that apply to one task (project defaults, then its own)."""
 
     retries: int = 0
+    #: retries for an attempt that could not reach a connection's system (ename ``ConnectionError``),
+    #: even when ``retries`` is 0: a server that is down for a moment is not the task's fault
+    connection_retries: int = 2
     retry_delay: float = 30.0
     #: Airflow's multiplier: delay x multiplier^(attempt-1); 1 keeps the delay constant
     retry_backoff: float = 1.0
@@ -195,7 +198,7 @@ def _task_setting(key: str, value: Any, where: str) -> dict[str, Any]:
     def fail(expected: str) -> InvalidSettingsError:
         return InvalidSettingsError(where, key, f"must be {expected} (got {value!r})")
 
-    if key == "retries":
+    if key in ("retries", "connection_retries"):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise fail("a whole number of retries, 0 or more")
         return {key: value}
