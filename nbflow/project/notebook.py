@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,22 @@ def _structure_problem(nb: Any) -> str | None:
     return None
 
 
+_CONNECT = re.compile(r"""\bnbflow\.connect\(\s*(?:name\s*=\s*)?["']([A-Za-z_][\w.-]*)["']""")
+_BARE_CONNECT = re.compile(r"""(?<![\w.])connect\(\s*(?:name\s*=\s*)?["']([A-Za-z_][\w.-]*)["']""")
+_IMPORTS_CONNECT = re.compile(r"from\s+nbflow\s+import\s+[^\n]*\bconnect\b")
+
+
+def literal_connections(code: str) -> tuple[str, ...]:
+    """The connections code names literally: ``nbflow.connect("warehouse")`` (or ``connect("...")``
+    after ``from nbflow import connect``), so that a run checks them before it starts."""
+    if "connect(" not in code:
+        return ()
+    found = _CONNECT.findall(code)
+    if _IMPORTS_CONNECT.search(code):
+        found += _BARE_CONNECT.findall(code)
+    return tuple(dict.fromkeys(found))
+
+
 def spec_from_json(nb: Any, path: Path, name: str, relpath: str) -> TaskSpec:
     """Build a :class:`TaskSpec` from a notebook's parsed JSON. Pure: no I/O."""
     problem = _structure_problem(nb)
@@ -181,10 +198,12 @@ def spec_from_json(nb: Any, path: Path, name: str, relpath: str) -> TaskSpec:
 
     digest = hashlib.sha256(kernel_name.encode())
     params_index: int | None = None
+    sources = []
     for i, cell in enumerate(nb["cells"]):
         if cell["cell_type"] != "code":
             continue
         source = _cell_source(cell)
+        sources.append(source)
         digest.update(b"\0")
         digest.update(source.encode())
         tags = (cell.get("metadata") or {}).get("tags") or []
@@ -203,6 +222,7 @@ def spec_from_json(nb: Any, path: Path, name: str, relpath: str) -> TaskSpec:
         parameters_cell=params_index,
         source_hash=digest.hexdigest()[:16],
         settings=metadata.get("nbflow"),
+        connections=literal_connections("\n".join(sources)) if language == "python" else (),
     )
 
 
