@@ -67,6 +67,15 @@ def _probe(request: TaskRequest) -> contextlib.AbstractContextManager[Any]:
     return TargetProbe(request.connections, os.environ)
 
 
+def _in_process_connections(request: TaskRequest, uses_kernel: bool) -> contextlib.AbstractContextManager[Any]:
+    """A task that runs in this process finds its project's connections with ``nbflow.connect``."""
+    if uses_kernel or not request.connections:
+        return contextlib.nullcontext()
+    from nbflow.systems.connect import task_connections
+
+    return task_connections(request.connections)
+
+
 def _target_stamp(probe: Any, uri: str) -> str | None:
     try:
         return probe.stamp(uri)
@@ -124,7 +133,8 @@ def begin_attempt(
             before = {p: _stamp(p) for p in request.products}
             with _probe(request) as probe:
                 before_targets = {uri: _target_stamp(probe, uri) for uri in request.targets}
-                outcome = kind.run(request, control, launcher)
+                with _in_process_connections(request, kind.uses_kernel):
+                    outcome = kind.run(request, control, launcher)
                 missing: list[Path | str] = []
                 if outcome.state == states.SUCCESS:
                     missing = [*unwritten_products(request.products, before)]

@@ -1,15 +1,18 @@
 """``nbflow.connect("warehouse")``: a connection's ready client, in a notebook or a Python task.
 
-The name is looked up in the project settings of the pipeline the code runs in (found by
-walking up from the working directory, which for a notebook task is its folder), then in
+The name is looked up in the project settings of the pipeline the code runs in (a Python
+task's run says which; elsewhere they are found by walking up from the working directory,
+which for a notebook task is its folder), then in
 Airflow's ``AIRFLOW_CONN_<ID>`` variables. The URI is read from the environment, where the
 run (or the user's shell, in JupyterLab) put it; nothing is written down.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,19 @@ from nbflow.project.settings import load_project
 from nbflow.systems.clients import open_client
 
 _SETTINGS_FILES = ("nbflow.toml", "pyproject.toml")
+#: the connections of the task running in this thread, for tasks that run in the runner's process
+_running = threading.local()
+
+
+@contextlib.contextmanager
+def task_connections(declared: Mapping[str, str]) -> Iterator[None]:
+    """While a task runs in this thread (a Python task), ``connect()`` uses its project's connections."""
+    previous = getattr(_running, "declared", None)
+    _running.declared = declared
+    try:
+        yield
+    finally:
+        _running.declared = previous
 
 
 def project_connections(start: Path) -> dict[str, str]:
@@ -38,8 +54,11 @@ def connection(name: str, folder: str | Path | None = None, environ: Mapping[str
     UnknownConnectionError, ConnectionVariableError
         It is not defined, or its environment variable is not set or not a URI.
     """
-    start = Path(folder).resolve() if folder is not None else Path.cwd()
-    return resolve_connection(name, project_connections(start), os.environ if environ is None else environ)
+    declared = getattr(_running, "declared", None) if folder is None else None
+    if declared is None:
+        start = Path(folder).resolve() if folder is not None else Path.cwd()
+        declared = project_connections(start)
+    return resolve_connection(name, declared, os.environ if environ is None else environ)
 
 
 def connect(name: str, engine: str | None = None, *, folder: str | Path | None = None) -> Any:
