@@ -346,7 +346,7 @@ def test_the_projects_executor_setting_sends_every_run_to_dask(tmp_path, cluster
         ('executor = "spark"\n', "setting 'executor' must be \"local\" or \"dask\" (got 'spark')"),
         (
             'executor = "dask"\n[dask]\nworkers = 3\n',
-            "setting 'dask.workers' is not a setting (scheduler, worker_root)",
+            "setting 'dask.workers' is not a setting (scheduler, worker_root, shared_folder)",
         ),
         ('[dask]\nscheduler = ""\n', "setting 'dask.scheduler' must be a non-empty string"),
     ],

@@ -99,6 +99,10 @@ class DaskSettings:
     scheduler: str | None = None
     #: where the workers see the pipeline folder, if not at the same path
     worker_root: str | None = None
+    #: whether the workers see the pipeline folder (at its path or ``worker_root``); false: each
+    #: task's source goes to the worker with it, its executed notebook and log come back, and
+    #: its products must be URIs (``s3://``, ``table://``) or absolute paths outside the folder
+    shared_folder: bool = True
 
 
 @dataclass(frozen=True)
@@ -320,13 +324,24 @@ def _webhook(raw: Any, where: str) -> WebhookSettings:
 def _dask(raw: Any, where: str) -> DaskSettings:
     if not isinstance(raw, Mapping):
         raise InvalidSettingsError(where, "dask", "must be a table, like [dask] (or [tool.nbflow.dask])")
-    unknown = sorted(set(raw) - {"scheduler", "worker_root"})
+    unknown = sorted(set(raw) - {"scheduler", "worker_root", "shared_folder"})
     if unknown:
-        raise InvalidSettingsError(where, f"dask.{unknown[0]}", "is not a setting (scheduler, worker_root)")
+        raise InvalidSettingsError(
+            where, f"dask.{unknown[0]}", "is not a setting (scheduler, worker_root, shared_folder)"
+        )
     for key in ("scheduler", "worker_root"):
         if key in raw and not (isinstance(raw[key], str) and raw[key]):
             raise InvalidSettingsError(where, f"dask.{key}", f"must be a non-empty string (got {raw[key]!r})")
-    return DaskSettings(scheduler=raw.get("scheduler"), worker_root=raw.get("worker_root"))
+    shared = raw.get("shared_folder", True)
+    if not isinstance(shared, bool):
+        raise InvalidSettingsError(where, "dask.shared_folder", f"must be true or false (got {shared!r})")
+    if not shared and "worker_root" in raw:
+        raise InvalidSettingsError(
+            where,
+            "dask.shared_folder",
+            "is false but worker_root says where the workers see the folder: remove one of them",
+        )
+    return DaskSettings(scheduler=raw.get("scheduler"), worker_root=raw.get("worker_root"), shared_folder=shared)
 
 
 def parse_project(raw: Mapping[str, Any], source: str) -> ProjectSettings:
