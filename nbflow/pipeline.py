@@ -535,6 +535,37 @@ class Pipeline:
         request = {"url": url, "method": method, "expect_status": expect_status, "headers": headers, "params": params}
         return self.add_task("http", name, upstream=upstream, product=product, **request, **settings)
 
+    def mongo_task(
+        self,
+        name: str,
+        *,
+        connection: str,
+        collection: str,
+        product: str,
+        database: str | None = None,
+        filter: Mapping[str, Any] | None = None,
+        projection: Mapping[str, Any] | None = None,
+        batch_size: int | None = None,
+        params: Mapping[str, Any] | None = None,
+        upstream: Sequence[str] = (),
+        **settings: Any,
+    ) -> Task:
+        """A MongoDB extract as a task: the documents of ``collection`` matching ``filter``
+        (with ``projection``), read from the connection ``connection`` (its URI's database, or
+        ``database``) ``batch_size`` at a time (default 1000), written to the ``.parquet``
+        ``product`` (a path or ``s3://bucket/key.parquet``). ``params`` (overridable with ``-p``)
+        replace the filter values that are exactly ``"$param:NAME"``."""
+        extract = {
+            "connection": connection,
+            "collection": collection,
+            "database": database,
+            "filter": filter,
+            "projection": projection,
+            "batch_size": batch_size,
+            "params": params,
+        }
+        return self.add_task("mongo", name, upstream=upstream, product=product, **extract, **settings)
+
     def add_task(
         self,
         kind: str,

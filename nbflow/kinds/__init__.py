@@ -1,4 +1,4 @@
-"""Task kinds: what a notebook, SQL, Python or HTTP task is, and how one attempt of it runs.
+"""Task kinds: what a notebook, SQL, Python, HTTP or MongoDB extract task is, and how one attempt of it runs.
 
 :data:`KINDS` is the registry, by name. Everything outside a kind's own module asks the
 kind (:func:`kind_of`) for its flags and methods; folder discovery asks the
@@ -15,6 +15,7 @@ from pathlib import PurePath
 from nbflow.errors import UnknownKindError
 from nbflow.kinds.base import CodeKind, FileKind, TaskKind
 from nbflow.kinds.http import HTTP
+from nbflow.kinds.mongo import MONGO
 from nbflow.kinds.notebook import NOTEBOOK
 from nbflow.kinds.python import PYTHON
 from nbflow.kinds.sql import SQL
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 #: every kind of task, by name
-KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (NOTEBOOK, SQL, PYTHON, HTTP)}
+KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (NOTEBOOK, SQL, PYTHON, HTTP, MONGO)}
 
 
 def kind_of(name: str) -> TaskKind:
