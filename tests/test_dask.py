@@ -25,6 +25,9 @@ from nbflow.pipeline import Pipeline  # noqa: E402
 from nbflow.store import DuckDBRunStore  # noqa: E402
 from tests.conftest import live_kernels, nbflow_process, rendezvous, write_notebook  # noqa: E402
 
+#: the throwaway servers' fixtures (s3_server)
+pytest_plugins = ["servers_plugin"]
+
 pytestmark = pytest.mark.timeout(240)
 
 #: a notebook cell that records which process ran it, and which process started that kernel
@@ -68,7 +71,9 @@ def test_tasks_run_on_the_workers_in_dependency_order(tmp_path, cluster, nbflow_
     meet = tmp_path / "meet"
     meet.mkdir()
     for name, other in (("b", "c"), ("c", "b")):  # both ready at once: one on each worker
-        write_notebook(tmp_path, name, f'upstream = ["a"]\nproduct = "out/{name}.json"', rendezvous(meet, name, other), WHO)
+        write_notebook(
+            tmp_path, name, f'upstream = ["a"]\nproduct = "out/{name}.json"', rendezvous(meet, name, other), WHO
+        )
     write_notebook(
         tmp_path,
         "d",
@@ -356,3 +361,290 @@ def test_bad_executor_settings_exit_2_naming_the_file(tmp_path, nbflow_cli, toml
     write_notebook(tmp_path, "a", "upstream = None", "1")
     result = nbflow_cli("run", str(tmp_path))
     assert result.exit_code == 2 and "nbflow.toml" in result.stderr and message in result.stderr, result
+
+
+# -- workers that share no folder with the runner ---------------------------------------------
+
+#: the capabilities that let root bypass file permissions (or regain them): a worker without
+#: them is an ordinary process of uid 0, which cannot open a folder another user keeps private
+_BYPASS_CAPS = {
+    "chown": 0,
+    "dac_override": 1,
+    "dac_read_search": 2,
+    "fowner": 3,
+    "setgid": 6,
+    "setuid": 7,
+    "sys_admin": 21,
+    "sys_ptrace": 19,
+    "setpcap": 8,  # last: dropping the others needs it
+}
+
+
+def _confined() -> None:
+    """In a worker's child process before it runs: die with the test, lose every way around file permissions."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: it dies with the thread that started it
+    for cap in _BYPASS_CAPS.values():
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP: gone for it and every process it starts
+            raise OSError(ctypes.get_errno(), "cannot drop a capability")
+
+
+@pytest.fixture(scope="module")
+def foreign_cluster(s3_server, tmp_path_factory):
+    """A scheduler here and two worker processes (``dask worker``, their own working, local and
+    temporary folders) that cannot read a folder owned by another user: they run without the
+    capabilities that bypass file permissions. Each has its own S3 credentials and secret in
+    its environment, different from this process's."""
+    if os.geteuid() != 0:
+        pytest.skip("starting workers that cannot read the pipeline folder needs root (to drop their capabilities)")
+    import secrets
+    import subprocess
+    import sys
+    import tempfile
+
+    servers = sys.modules["nbflow_scripts_servers"]  # loaded by servers_plugin
+
+    bucket = f"nbflow-shipped-{secrets.token_hex(4)}"
+    s3_server.create_bucket(bucket)
+    worker_s3 = servers.S3Server(s3_server.endpoint, key="worker-key", secret="worker-" + secrets.token_hex(8))
+    home = Path(tempfile.mkdtemp(prefix="nbflow-test-workers-"))
+    (home / "tmp").mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("LAKE_", "TOKEN_", "AWS_"))},
+        "HOME": str(home),
+        "TMPDIR": str(home / "tmp"),
+        "LAKE_URL": worker_s3.uri(bucket),
+        "TOKEN_VAR": "worker-token-" + secrets.token_hex(8),
+        "PYTHONWARNINGS": "ignore",
+    }
+    procs = []
+    with (
+        dask.config.set({"distributed.scheduler.worker-saturation": 1.0}),
+        distributed.LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        try:
+            for i in range(2):
+                log = open(home / f"worker-{i}.log", "wb")  # noqa: SIM115 - closed with the process
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address]
+                        + ["--name", f"foreign-{i}", "--nthreads", "1", "--no-nanny", "--host", "127.0.0.1"]
+                        + ["--no-dashboard", "--death-timeout", "30", "--local-directory", str(home / f"w{i}")],
+                        cwd=home,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        preexec_fn=_confined,
+                    )
+                )
+                log.close()
+            try:
+                client.wait_for_workers(2, timeout=60)
+            except TimeoutError:
+                pytest.fail("the workers did not start:\n" + (home / "worker-0.log").read_text()[-3000:])
+            yield {"client": client, "home": home, "bucket": bucket, "env": env, "s3": s3_server}
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+            import shutil
+
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _private_pipeline(root: Path) -> Path:
+    """``root`` made, owned by user nobody, mode 0700: no process without file-permission
+    capabilities but nobody's may list or read it."""
+    import pwd
+
+    root.mkdir(parents=True)
+    nobody = pwd.getpwnam("nobody")
+    os.chown(root, nobody.pw_uid, nobody.pw_gid)
+    root.chmod(0o700)
+    return root
+
+
+EXTRACT = """\
+import hashlib, json, os
+import pandas as pd
+import nbflow
+from nbflow.systems.connect import connection
+lake = nbflow.connect("lake")
+with lake.open(product, "wb") as f:
+    pd.DataFrame({"x": [1, 2, 3, 4]}).to_parquet(f)
+try:
+    open("lookup.csv").read()
+    sibling = "found"
+except FileNotFoundError:
+    sibling = "missing"
+who = {
+    "cwd": os.getcwd(),
+    "files": sorted(os.listdir(".")),
+    "sibling": sibling,
+    "key": connection("lake").user,
+    "token": hashlib.sha256(token.encode()).hexdigest(),
+}
+lake.pipe(product.replace("extract.parquet", "who.json"), json.dumps(who).encode())
+print("extracted 4 rows in", os.getcwd())
+"""
+
+SUMMARIZE = """\
+import json
+import pandas as pd
+import nbflow
+lake = nbflow.connect("lake")
+with lake.open(upstream["extract"], "rb") as f:
+    total = int(pd.read_parquet(f)["x"].sum())
+lake.pipe(product, json.dumps({"total": total}).encode())
+print("total", total)
+"""
+
+
+@pytest.mark.slow  # a cluster of worker processes, kernels and moto's S3 server
+def test_workers_that_share_no_folder_get_each_task_and_send_back_its_files(
+    tmp_path, foreign_cluster, monkeypatch, nbflow_cli
+):
+    """``[dask] shared_folder = false``: workers that cannot read the pipeline folder run a notebook,
+    a SQL file and a Python function; data goes between tasks through S3 (moto's server); the
+    executed notebooks and logs land in the run folder here; secrets and connections are read
+    from the workers' own environment."""
+    import hashlib
+    import tempfile
+
+    client, home, bucket, s3 = (foreign_cluster[k] for k in ("client", "home", "bucket", "s3"))
+    root = _private_pipeline(tmp_path / "p")
+    denied = client.run(os.listdir, str(root), on_error="return")
+    assert len(denied) == 2 and all(isinstance(e, PermissionError) for e in denied.values()), denied
+
+    shared = Path(tempfile.mkdtemp(prefix="nbflow-test-shared-"))  # storage both sides see, by absolute path
+    runner_token = "runner-token-value"
+    monkeypatch.setenv("TOKEN_VAR", runner_token)
+    monkeypatch.setenv("LAKE_URL", s3.uri(bucket))  # this process's credentials: not the workers'
+    (root / "nbflow.toml").write_text(
+        f'executor = "dask"\n[dask]\nscheduler = "{client.scheduler.address}"\nshared_folder = false\n'
+        '[connections]\nlake = "LAKE_URL"\n[secrets]\ntoken = "TOKEN_VAR"\n'
+    )
+    (root / "lookup.csv").write_text("a,b\n")
+    write_notebook(
+        root, "extract", f'upstream = None\nproduct = "s3://{bucket}/extract.parquet"\ntoken = None', EXTRACT
+    )
+    write_notebook(root, "summarize", f'upstream = ["extract"]\nproduct = "s3://{bucket}/summary.json"', SUMMARIZE)
+    (root / "answer.sql").write_text(
+        f'-- upstream = None\n-- product = "{shared / "answer.csv"}"\nSELECT 42 AS answer\n'
+    )
+    (root / "nbflow_tasks.py").write_text(
+        "def setup(pipeline):\n"
+        f"    @pipeline.task(upstream=['extract'], product='s3://{bucket}/count.txt')\n"
+        "    def count(upstream, product):\n"
+        "        import pandas as pd\n"
+        "        import nbflow\n"
+        "        lake = nbflow.connect('lake')\n"
+        "        with lake.open(upstream['extract'], 'rb') as f:\n"
+        "            lake.pipe(product, str(len(pd.read_parquet(f))).encode())\n"
+    )
+    try:
+        result = nbflow_cli("run", str(root), "--json", "--no-progress")
+        report = result.json()
+        assert result.exit_code == 0, {n: t["error"] for n, t in report["tasks"].items()}
+        assert {n: t["state"] for n, t in report["tasks"].items()} == dict.fromkeys(
+            ["answer", "count", "extract", "summarize"], "success"
+        )
+        assert (shared / "answer.csv").read_text().split() == ["answer", "42"]
+    finally:
+        import shutil
+
+        shutil.rmtree(shared, ignore_errors=True)
+
+    objects = s3.client()
+    read = lambda key: objects.get_object(Bucket=bucket, Key=key)["Body"].read().decode()  # noqa: E731
+    assert json.loads(read("summary.json")) == {"total": 10} and read("count.txt") == "4"
+    who = json.loads(read("who.json"))
+    assert who["cwd"].startswith(str(home / "tmp" / "nbflow-attempt-")), "a fresh folder on the worker"
+    assert who["files"] == ["extract.ipynb", "nbflow.toml"] and who["sibling"] == "missing"
+    assert who["key"] == "worker-key", "the connection's URI came from the worker's environment"
+    worker_token = foreign_cluster["env"]["TOKEN_VAR"]
+    assert who["token"] == hashlib.sha256(worker_token.encode()).hexdigest(), "so did the secret's value"
+    assert not list((home / "tmp").glob("nbflow-attempt-*")), "the workers removed their attempt folders"
+
+    # the executed notebooks and logs came back into this run's folder
+    run_dir = root / "_nbflow" / "runs" / report["run_id"]
+    assert "total 10" in (run_dir / "summarize" / "attempt-1.ipynb").read_text()
+    assert "extracted 4 rows in " + str(home / "tmp") in (run_dir / "extract" / "attempt-1.log").read_text()
+    logs = nbflow_cli("logs", str(root), "summarize").stdout
+    assert "total 10" in logs and "(on Dask worker tcp://127.0.0.1:" in logs
+    assert "42" in (run_dir / "answer" / "attempt-1.log").read_text()
+    workers = set(client.scheduler_info()["workers"])
+    assert {a.worker for a in attempts(root, report["run_id"])} <= workers
+
+    # what is sent to a worker names the variables, never their values
+    from distributed.protocol.pickle import dumps
+
+    from nbflow.engine.requests import task_request
+    from nbflow.executors.shipping import pack
+
+    pipeline = Pipeline.from_dir(root, load_code=True)
+    for name in ("extract", "count"):
+        request = task_request(
+            pipeline.specs,
+            pipeline.dag,
+            pipeline.settings,
+            pipeline.project.secrets,
+            run_dir,
+            "r",
+            name,
+            1,
+            pipeline.validate_params({}),
+            pipeline.project.connections,
+        )
+        sent = dumps(pack(request))
+        assert b"LAKE_URL" in sent and (name != "extract" or b"TOKEN_VAR" in sent)
+        for value in (runner_token, s3.uri(bucket), s3.secret, s3.key):
+            assert value.encode() not in sent, f"{name}'s request holds a value"
+
+
+def test_products_in_the_folder_are_refused_before_anything_runs_without_a_shared_folder(tmp_path, cluster, nbflow_cli):
+    (tmp_path / "nbflow.toml").write_text(
+        f'executor = "dask"\n[dask]\nscheduler = "{cluster.scheduler.address}"\nshared_folder = false\n'
+    )
+    write_notebook(tmp_path, "local", 'upstream = None\nproduct = "out/a.json"', "open(product, 'w')")
+    write_notebook(tmp_path, "inside", f'upstream = None\nproduct = "{tmp_path / "abs.txt"}"', "1")
+    write_notebook(tmp_path, "remote", 'upstream = None\nproduct = "s3://bucket/a.json"', "1")
+    write_notebook(tmp_path, "elsewhere", 'upstream = None\nproduct = "/mnt/shared/x.txt"', "1")
+    (tmp_path / "nbflow_tasks.py").write_text(
+        "def setup(pipeline):\n    @pipeline.task(product={'rows': 'out/rows.csv'})\n    def code():\n        pass\n"
+    )
+    result = nbflow_cli("run", str(tmp_path), "--no-progress")
+    assert result.exit_code == 2, result
+    message = " ".join(result.stderr.split())
+    assert "shared_folder = false" in message
+    assert "code (out/rows.csv); inside (" + str(tmp_path / "abs.txt") + "); local (out/a.json)." in message
+    assert "remote" not in message.split("products:")[1] and "elsewhere" not in message
+    assert not (tmp_path / "out").exists() and not (tmp_path / "_nbflow" / "runs").exists()
+
+
+def test_a_product_in_the_folder_named_only_at_run_time_fails_its_task_not_the_cluster(tmp_path, cluster, nbflow_cli):
+    """A product ``nbflow_tasks.py`` computes is only known once it runs: its attempt fails at once."""
+    (tmp_path / "nbflow.toml").write_text(
+        f'executor = "dask"\n[dask]\nscheduler = "{cluster.scheduler.address}"\nshared_folder = false\n'
+    )
+    (tmp_path / "nbflow_tasks.py").write_text(
+        "import os\n"
+        "def setup(pipeline):\n"
+        "    @pipeline.task(product=os.path.join('out', 'x.txt'))\n"
+        "    def code(product):\n"
+        "        open(product, 'w').write('x')\n"
+    )
+    result = nbflow_cli("run", str(tmp_path), "--json", "--no-progress")
+    assert result.exit_code == 1, result
+    error = result.json()["tasks"]["code"]["error"]
+    assert error.startswith("LocalProduct:") and str(tmp_path / "out" / "x.txt") in error
+    assert not (tmp_path / "out").exists()

@@ -14,10 +14,14 @@ and is the only writer of the state store; a worker only runs one attempt and re
   worker watches: it kills the attempt's kernel (or process, or query) there;
 * timeouts are kept on the worker, next to the kernel they kill.
 
-Files: workers read the notebooks and write executed notebooks, logs and products at the
-paths the runner gives, so they must see the pipeline folder, at the same path or at
+Files: by default workers read the notebooks and write executed notebooks, logs and products
+at the paths the runner gives, so they must see the pipeline folder, at the same path or at
 ``worker_root`` (a shared filesystem: NFS, a cluster's home folders, ...). :meth:`check`
-asks every worker before anything runs.
+asks every worker before anything runs. With ``shared_folder=False`` (``[dask]
+shared_folder = false``) they need no folder of the runner's: each task's source goes with it,
+it runs in a temporary folder on the worker, and its executed notebook and log come back
+in the result (:mod:`nbflow.executors.shipping`); its products must then be URIs or absolute
+paths on shared storage, which :meth:`check` makes sure of before anything runs.
 """
 
 from __future__ import annotations
@@ -36,9 +40,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from nbflow import states
 from nbflow.errors import ExecutorUnavailableError
 from nbflow.execution.base import AttemptControl, AttemptOutcome, Executor, KernelNeed, StopReason, TaskRequest, utcnow
 from nbflow.executors.attempt import run_attempt
+from nbflow.executors.shipping import (
+    AttemptFiles,
+    ShippedOutcome,
+    ShippedTask,
+    pack,
+    pipeline_local_products,
+    request_local_products,
+    run_shipped,
+    write_back,
+)
 from nbflow.kinds import KINDS, kind_of
 
 log = logging.getLogger("nbflow.execution")
@@ -135,9 +150,11 @@ def _lost_outcome(where: str, started: datetime | None = None) -> AttemptOutcome
     )
 
 
-def attempt_on_worker(request: TaskRequest, key: str, cancel_event: str) -> AttemptOutcome:
+def attempt_on_worker(task: TaskRequest | ShippedTask, key: str, cancel_event: str) -> AttemptOutcome | ShippedOutcome:
     """Run one attempt on this Dask worker; never raises for what the task does.
 
+    A :class:`ShippedTask` (workers that share no folder with the runner) runs in a
+    temporary folder here and returns a :class:`ShippedOutcome` (its files with it).
     Marks the attempt as started (a Dask ``Event``): if the scheduler starts this key
     again after its worker died, the attempt is reported failed instead of run twice.
     """
@@ -147,7 +164,8 @@ def attempt_on_worker(request: TaskRequest, key: str, cancel_event: str) -> Atte
     client = get_client()
     started = Event(f"{key}-started", client=client)
     if started.is_set():
-        return _lost_outcome("a worker before this one")
+        lost = _lost_outcome("a worker before this one")
+        return ShippedOutcome(lost, AttemptFiles()) if isinstance(task, ShippedTask) else lost
     started.set()
 
     control = AttemptControl()
@@ -165,13 +183,7 @@ def attempt_on_worker(request: TaskRequest, key: str, cancel_event: str) -> Atte
             except Exception:  # the scheduler is unreachable: keep running, try again
                 done.wait(0.5)
 
-    watcher = threading.Thread(target=watch_cancel, name=f"nbflow-cancel-{key}", daemon=True)
-    watcher.start()
-    try:
-        if not request.cwd.is_dir():
-            return AttemptOutcome.failed(
-                "SharedFilesystemError", f"the worker {worker.address} cannot see the folder {request.cwd}"
-            )
+    def run(request: TaskRequest) -> AttemptOutcome:
         if kind_of(request.kind).starts_process and multiprocessing.current_process().daemon:
             return AttemptOutcome.failed(
                 "DaemonWorker",
@@ -181,8 +193,30 @@ def attempt_on_worker(request: TaskRequest, key: str, cancel_event: str) -> Atte
         outcome = run_attempt(request, _worker_launcher(worker.state.nthreads), control)
         outcome.extra["worker"] = worker.address
         return outcome
+
+    watcher = threading.Thread(target=watch_cancel, name=f"nbflow-cancel-{key}", daemon=True)
+    watcher.start()
+    try:
+        if isinstance(task, ShippedTask):
+            return run_shipped(task, run)
+        if not task.cwd.is_dir():
+            return AttemptOutcome.failed(
+                "SharedFilesystemError", f"the worker {worker.address} cannot see the folder {task.cwd}"
+            )
+        return run(task)
     finally:
         done.set()
+
+
+def _temp_writable() -> bool:
+    """Whether this worker can make the temporary folders shipped attempts run in."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="nbflow-check-"):
+            return True
+    except OSError:
+        return False
 
 
 def _visible(path: str) -> bool:
@@ -206,6 +240,12 @@ class DaskExecutor(Executor):
         count), one task at a time each.
     worker_root
         Where workers see the pipeline folder, when not at the same path as here.
+    shared_folder
+        Whether the workers see the pipeline folder (here or at ``worker_root``). False: each
+        task's source is sent with it, it runs in a temporary folder on its worker, its
+        executed notebook and log come back with its outcome, and its products must be URIs
+        or absolute paths outside the folder. None: the project's ``[dask] shared_folder``
+        (read by :meth:`check`), true when ``worker_root`` is given.
     client
         An existing ``distributed.Client`` to use instead (it is not closed).
     connect_timeout
@@ -220,7 +260,13 @@ class DaskExecutor(Executor):
         worker_root: str | os.PathLike[str] | None = None,
         client: Any = None,
         connect_timeout: float = 10.0,
+        shared_folder: bool | None = None,
     ) -> None:
+        if shared_folder is False and worker_root is not None:
+            raise ExecutorUnavailableError(
+                f"worker_root ({worker_root}) is where the Dask workers see a shared pipeline folder; "
+                "it cannot go with shared_folder=False: leave out one of them"
+            )
         try:
             import distributed  # noqa: F401
         except ImportError as e:
@@ -232,6 +278,7 @@ class DaskExecutor(Executor):
         self._client = client
         self._own_client = client is None
         self._worker_root = worker_root
+        self._shared = True if worker_root is not None else shared_folder
         self._paths: PathMap | None = None
         self._warming = False
         self._lock = threading.Lock()
@@ -294,8 +341,20 @@ class DaskExecutor(Executor):
         info = self.client.scheduler_info()
         return max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
 
+    @property
+    def shared_folder(self) -> bool:
+        """Whether the workers see the pipeline folder (else tasks are shipped to them)."""
+        return self._shared is not False
+
     def check(self, root: Path) -> None:
         self._paths = PathMap(root, self._worker_root)
+        if self._shared is None:
+            from nbflow.project.settings import load_project
+
+            self._shared = load_project(Path(root)).dask.shared_folder
+        if not self._shared:
+            self._check_shipping(Path(root))
+            return
         where = str(self._paths.worker_root)
         seen = self.client.run(_visible, where)
         if not seen:
@@ -306,7 +365,31 @@ class DaskExecutor(Executor):
                 f"Dask workers {', '.join(blind)} cannot see the pipeline folder at {where}. "
                 "Workers read the notebooks and write executed notebooks and products there: "
                 "share the folder with them (NFS, ...) and, if they see it at another path, "
-                "give that path with --worker-root."
+                "give that path with --worker-root; or, if every product is a URI (s3://, table://), "
+                "set shared_folder = false in the project's [dask] settings."
+            )
+
+    def _check_shipping(self, root: Path) -> None:
+        """Before a run on workers that share no folder: every product must be reachable from a
+        worker, and every worker must be able to make a temporary folder."""
+        local = pipeline_local_products(root)
+        if local:
+            listed = "; ".join(f"{name} ({', '.join(values)})" for name, values in local.items())
+            raise ExecutorUnavailableError(
+                "the Dask workers share no folder with this machine ([dask] shared_folder = false), so a "
+                f"task cannot write files in the pipeline folder, but these tasks declare such products: {listed}. "
+                "Declare them as URIs (s3://bucket/key, table://connection/schema.table) or absolute paths on "
+                "storage the workers share; or share the folder with the workers (shared_folder = true, and "
+                "worker_root if they see it at another path)."
+            )
+        ready = self.client.run(_temp_writable)
+        if not ready:
+            raise ExecutorUnavailableError(f"the Dask cluster at {self.scheduler_address} has no workers")
+        unable = sorted(addr for addr, ok in ready.items() if not ok)
+        if unable:
+            raise ExecutorUnavailableError(
+                f"Dask workers {', '.join(unable)} cannot make a temporary folder to run tasks in: "
+                "give them a writable TMPDIR"
             )
 
     def _event(self, run_id: str) -> str:
@@ -318,20 +401,43 @@ class DaskExecutor(Executor):
                 self._events[run_id] = Event(name, client=self.client)
         return name
 
+    def _shipped(self, request: TaskRequest) -> ShippedTask | AttemptOutcome:
+        """What goes to a worker that shares no folder, or the outcome of an attempt that cannot go."""
+        root = self._paths.local_root if self._paths is not None else request.cwd
+        local = request_local_products(request, root)
+        if local:  # declared in code at run time, so not seen by check()
+            return AttemptOutcome.failed(
+                "LocalProduct",
+                f"the Dask workers share no folder with this machine, so {request.task} cannot write "
+                f"{', '.join(map(str, local))}: declare its products as URIs or absolute paths on shared storage",
+            )
+        try:
+            return pack(request)
+        except OSError as e:
+            return AttemptOutcome.failed(type(e).__name__, f"cannot read {request.source} to send it: {e}")
+
     def submit(self, request: TaskRequest) -> Future[AttemptOutcome]:
-        paths = self._paths or PathMap(request.cwd, None)
-        key = f"nbflow-{request.run_id}-{request.task}-{request.attempt}-{uuid.uuid4().hex[:8]}"
         result: Future[AttemptOutcome] = Future()
+        task: TaskRequest | ShippedTask
+        if self.shared_folder:
+            task = (self._paths or PathMap(request.cwd, None)).request(request)
+        else:
+            shipped = self._shipped(request)
+            if isinstance(shipped, AttemptOutcome):
+                result.set_result(shipped)
+                return result
+            task = shipped
+        key = f"nbflow-{request.run_id}-{request.task}-{request.attempt}-{uuid.uuid4().hex[:8]}"
         started = utcnow()
         dask_future = self.client.submit(
-            attempt_on_worker, paths.request(request), key, self._event(request.run_id), key=key, pure=False, retries=0
+            attempt_on_worker, task, key, self._event(request.run_id), key=key, pure=False, retries=0
         )
         with self._lock:
             self._futures[key] = dask_future
 
         def done(f: Any) -> None:
             try:
-                outcome = f.result()
+                outcome = self._returned(f.result(), request)
             except BaseException as e:  # noqa: BLE001 - every way a Dask task can end
                 outcome = self._failure(e, started)
             finally:
@@ -342,6 +448,17 @@ class DaskExecutor(Executor):
 
         dask_future.add_done_callback(done)
         return result
+
+    @staticmethod
+    def _returned(value: AttemptOutcome | ShippedOutcome, request: TaskRequest) -> AttemptOutcome:
+        """The outcome a worker returned; a shipped attempt's files are written into the run folder here."""
+        if not isinstance(value, ShippedOutcome):
+            return value
+        try:
+            write_back(request, value.files)
+        except OSError as e:  # a full disk, ...: this attempt fails, not the run
+            return replace(value.outcome, state=states.FAILED, error=f"{type(e).__name__}: {e}", ename=type(e).__name__)
+        return value.outcome
 
     @staticmethod
     def _failure(e: BaseException, started: datetime) -> AttemptOutcome:
