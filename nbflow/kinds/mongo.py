@@ -268,13 +268,33 @@ class _ExtractError(Exception):
         super().__init__(message)
 
 
+#: the types Arrow takes as they are (exactly these; a subclass, like bson's Int64, goes the longer way)
+_AS_IS = frozenset({str, int, float, bool, type(None), datetime, bytes})
+
+
 def plain(value: Any) -> Any:
     """A BSON value as Arrow takes it: ObjectId (and other values with no Arrow type) as text,
     a BSON timestamp as a datetime, an empty document as None."""
-    if value is None or isinstance(value, (str, bool, int, float, datetime, bytes)):
+    kind = type(value)
+    if kind in _AS_IS:
+        return value
+    if kind is dict:
+        return plain_document(value) or None
+    if kind is list:
+        return [v if type(v) in _AS_IS else plain(v) for v in value]
+    return _plain_other(value)
+
+
+def plain_document(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A document's fields as Arrow takes them (:func:`plain`)."""
+    return {str(k): v if type(v) in _AS_IS else plain(v) for k, v in doc.items()}
+
+
+def _plain_other(value: Any) -> Any:
+    if isinstance(value, (str, bool, int, float, datetime, bytes)):  # Int64, Binary, Code, a datetime with tzinfo
         return value
     if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()} or None
+        return plain_document(value) or None
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     from bson import Decimal128, Regex, Timestamp
@@ -285,7 +305,7 @@ def plain(value: Any) -> Any:
         return value.pattern if isinstance(value.pattern, str) else value.pattern.decode()
     if isinstance(value, Decimal128):
         return str(value.to_decimal())
-    return str(value)  # ObjectId, UUID, Code, DBRef, MinKey, ...
+    return str(value)  # ObjectId, UUID, DBRef, MinKey, ...
 
 
 def merged_type(old: Any, new: Any) -> Any:
@@ -312,7 +332,7 @@ def to_batch(docs: Sequence[Mapping[str, Any]], columns: dict[str, Any]) -> Any:
     """
     import pyarrow as pa
 
-    rows = [{k: plain(v) for k, v in doc.items()} for doc in docs]
+    rows = [plain_document(doc) for doc in docs]
     for row in rows:
         for key in row:
             columns.setdefault(key, None)
