@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,12 @@ import pyarrow.parquet as pq
 import pytest
 from bson import ObjectId
 
+from nbflow.engine.requests import task_request
 from nbflow.errors import PipelineValidationError
+from nbflow.execution.base import AttemptControl, StopReason
+from nbflow.executors.attempt import run_attempt
 from nbflow.pipeline import Pipeline, read_declarations
+from nbflow.project.params import Overrides
 from tests.conftest import free_port, nbflow_process
 
 pymongo = pytest.importorskip("pymongo")
@@ -314,6 +319,41 @@ def test_a_timeout_stops_the_extract_between_batches(tmp_path: Path, mongo) -> N
     assert not (folder / "many.parquet").exists()
     log = _log(folder, result, "many")
     assert "batch 1: 1 document so far" in log and "read 3000 documents" not in log
+
+
+def test_a_cancel_stops_the_extract_between_batches(tmp_path: Path, mongo) -> None:
+    _uri, db = mongo
+    db.many.insert_many([{"n": i} for i in range(3000)])
+    folder = _folder(
+        tmp_path,
+        "    nbflow.mongo_task('many', connection='support', collection='many', batch_size=1, product='many.parquet')\n",
+    )
+    pipeline = Pipeline.from_dir(folder, load_code=True)
+    request = task_request(
+        pipeline.specs,
+        pipeline.dag,
+        pipeline.settings,
+        pipeline.project.secrets,
+        tmp_path / "run",
+        "r1",
+        "many",
+        1,
+        Overrides.from_mapping(None),
+        pipeline.project.connections,
+    )
+    control = AttemptControl()
+    with ThreadPoolExecutor(1) as pool:
+        attempt = pool.submit(run_attempt, request, None, control)
+        deadline = time.monotonic() + DEADLINE
+        while not (request.log_path.exists() and "batch 1:" in request.log_path.read_text()):
+            assert time.monotonic() < deadline and not attempt.done(), "the extract never read its first batch"
+            time.sleep(0.02)
+        control.stop(StopReason.INTERRUPTED)
+        outcome = attempt.result(timeout=DEADLINE)
+
+    assert outcome.state == "interrupted", outcome
+    assert "read 3000 documents" not in request.log_path.read_text()
+    assert not (folder / "many.parquet").exists()
 
 
 def test_declarations_are_checked_when_made(tmp_path: Path) -> None:
