@@ -161,6 +161,33 @@ def test_an_extract_writes_the_filtered_projected_documents_row_by_row(tmp_path:
     assert '"customer_id": {"$in": [102, 103]}' in log, "the filter as sent, with its parameter"
 
 
+def test_a_date_parameter_filters_a_date_field(tmp_path: Path, mongo) -> None:
+    _uri, db = mongo
+    docs = _tickets(30)  # opened 5 hours apart from 2024-01-01
+    db.tickets.insert_many(docs)
+    folder = _folder(
+        tmp_path,
+        "    nbflow.mongo_task('recent', connection='support', collection='tickets',\n"
+        "                      filter={'opened_at': {'$gte': '$date:since', '$lt': '$date:until'}},\n"
+        "                      params={'since': '2024-01-03', 'until': '2024-01-10'},\n"
+        "                      projection={'_id': 0, 'id': 1}, product='recent.parquet')\n",
+    )
+    pipeline = Pipeline.from_dir(folder)
+
+    result = pipeline.run(params={"since": "2024-01-04T08:00:00+03:00", "recent.until": "2024-01-05"}, workers=1)
+
+    assert result.ok, result.tasks
+    since, until = dt.datetime(2024, 1, 4, 5), dt.datetime(2024, 1, 5)  # in UTC, as MongoDB keeps dates
+    expected = [{"id": d["id"]} for d in docs if since <= d["opened_at"] < until]
+    assert sorted(pq.read_table(folder / "recent.parquet").to_pylist(), key=lambda r: r["id"]) == expected
+    assert len(expected) == 4
+
+    bad = pipeline.run(params={"since": "last tuesday"}, workers=1)
+    assert bad.tasks["recent"].error.startswith(
+        "InvalidParameter: the parameter 'since' ($date:since in the filter) must be an ISO date or time"
+    )
+
+
 def test_batches_whose_fields_change_are_unified_in_one_file(tmp_path: Path, mongo) -> None:
     _uri, db = mongo
     db.events.insert_many(
@@ -363,7 +390,7 @@ def test_declarations_are_checked_when_made(tmp_path: Path) -> None:
         pipeline.add_task("mongo", "x", connection="support", product="x.parquet")
     with pytest.raises(PipelineValidationError, match=r"'product' must be one \.parquet file"):
         pipeline.mongo_task("x", connection="support", collection="c", product="x.csv")
-    with pytest.raises(PipelineValidationError, match=r"refers to \$param:since, which 'params' does not give"):
+    with pytest.raises(PipelineValidationError, match=r"refers to the parameters since, which 'params' does not give"):
         pipeline.mongo_task("x", connection="s", collection="c", product="x.parquet", filter={"t": "$param:since"})
     with pytest.raises(PipelineValidationError, match="'batch_size' must be a whole number"):
         pipeline.mongo_task("x", connection="s", collection="c", product="x.parquet", batch_size=0)

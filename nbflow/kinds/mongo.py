@@ -7,7 +7,9 @@ the connection before it starts, like every connection a task names.
 
 Parameters: ``params`` gives names and defaults (overridable with ``-p``); a filter value
 that is exactly the string ``"$param:NAME"`` is replaced by the parameter's value, as given
-(a string stays a string). Nothing is formatted into text.
+(a string stays a string), and one that is exactly ``"$date:NAME"`` by the parameter read as
+an ISO date or time (``2024-01-31``, ``2024-01-31T08:00:00Z``; UTC unless it says), for
+fields that hold dates. Nothing is formatted into text.
 
 Documents are read ``batch_size`` at a time and each batch is written before the next is
 read: nested documents become struct columns, arrays lists, ``ObjectId`` (and other BSON
@@ -34,7 +36,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +62,8 @@ if TYPE_CHECKING:
 
 #: a filter value that is exactly ``"$param:NAME"`` is replaced by parameter NAME's value
 PARAM_PREFIX = "$param:"
+#: a filter value that is exactly ``"$date:NAME"`` is replaced by parameter NAME read as a date or time
+DATE_PREFIX = "$date:"
 DEFAULT_BATCH_SIZE = 1000
 #: how long the client looks for the server, unless the URI says (``serverSelectionTimeoutMS``)
 SERVER_TIMEOUT_MS = 10_000
@@ -180,6 +184,14 @@ MONGO = MongoKind()
 # -- the declaration: pure --------------------------------------------------------------
 
 
+class _ExtractError(Exception):
+    """Why an extract failed, with the exception name the attempt records (never leaves this module)."""
+
+    def __init__(self, ename: str, message: str) -> None:
+        self.ename = ename
+        super().__init__(message)
+
+
 def declaration_problems(
     name: str,
     product: Product,
@@ -214,16 +226,26 @@ def declaration_problems(
         missing = sorted(set(param_names(filter)) - set(params or {}))
         if missing:
             problems.append(
-                "'filter' refers to " + ", ".join(f"{PARAM_PREFIX}{m}" for m in missing) + ", which 'params' "
+                "'filter' refers to the parameters " + ", ".join(missing) + ", which 'params' "
                 f"does not give; add {', '.join(repr(m) for m in missing)} to params= with a default"
             )
     return problems
 
 
+def _marker(value: Any) -> tuple[str, str] | None:
+    """(prefix, parameter name) of a ``"$param:NAME"`` or ``"$date:NAME"`` filter value, else None."""
+    if isinstance(value, str):
+        for prefix in (PARAM_PREFIX, DATE_PREFIX):
+            if value.startswith(prefix):
+                return prefix, value[len(prefix) :]
+    return None
+
+
 def param_names(value: Any) -> Iterator[str]:
-    """The parameters a filter refers to (``"$param:NAME"`` values, at any depth)."""
-    if isinstance(value, str) and value.startswith(PARAM_PREFIX):
-        yield value[len(PARAM_PREFIX) :]
+    """The parameters a filter refers to (``"$param:NAME"``, ``"$date:NAME"`` values, at any depth)."""
+    marker = _marker(value)
+    if marker is not None:
+        yield marker[1]
     elif isinstance(value, Mapping):
         for item in value.values():
             yield from param_names(item)
@@ -233,13 +255,48 @@ def param_names(value: Any) -> Iterator[str]:
 
 
 def with_params(value: Any, params: Mapping[str, Any]) -> Any:
-    """``value`` (a filter) with each ``"$param:NAME"`` replaced by ``params[NAME]``."""
-    if isinstance(value, str) and value.startswith(PARAM_PREFIX):
-        return params[value[len(PARAM_PREFIX) :]]
+    """``value`` (a filter) with each ``"$param:NAME"`` replaced by ``params[NAME]``, each
+    ``"$date:NAME"`` by it read as a date (:func:`as_datetime`).
+
+    Raises
+    ------
+    _ExtractError
+        A ``$date:`` parameter is no date (``InvalidParameter``).
+    """
+    marker = _marker(value)
+    if marker is not None:
+        prefix, name = marker
+        return params[name] if prefix == PARAM_PREFIX else as_datetime(name, params[name])
     if isinstance(value, Mapping):
         return {k: with_params(v, params) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [with_params(v, params) for v in value]
+    return value
+
+
+def as_datetime(name: str, value: Any) -> datetime:
+    """Parameter ``name``'s value as the naive UTC datetime MongoDB's driver sends as a date.
+
+    Raises
+    ------
+    _ExtractError
+        It is not an ISO date or time, nor a date (``InvalidParameter``).
+    """
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            value = None
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if not isinstance(value, datetime):
+        raise _ExtractError(
+            "InvalidParameter",
+            f"the parameter {name!r} ($date:{name} in the filter) must be an ISO date or time, like 2024-01-31 "
+            "or 2024-01-31T08:00:00Z",
+        )
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
     return value
 
 
@@ -258,14 +315,6 @@ def projected_columns(projection: Mapping[str, Any] | None) -> list[str]:
 
 
 # -- documents to Arrow -----------------------------------------------------------------
-
-
-class _ExtractError(Exception):
-    """Why an extract failed, with the exception name the attempt records (never leaves this module)."""
-
-    def __init__(self, ename: str, message: str) -> None:
-        self.ename = ename
-        super().__init__(message)
 
 
 #: the types Arrow takes as they are (exactly these; a subclass, like bson's Int64, goes the longer way)
