@@ -554,7 +554,8 @@ class Pipeline:
         (with ``projection``), read from the connection ``connection`` (its URI's database, or
         ``database``) ``batch_size`` at a time (default 1000), written to the ``.parquet``
         ``product`` (a path or ``s3://bucket/key.parquet``). ``params`` (overridable with ``-p``)
-        replace the filter values that are exactly ``"$param:NAME"``."""
+        replace the filter values that are exactly ``"$param:NAME"`` (as given) or
+        ``"$date:NAME"`` (read as an ISO date or time, UTC unless it says)."""
         extract = {
             "connection": connection,
             "collection": collection,
