@@ -24,6 +24,9 @@ from nbflow.pipeline import Pipeline
 from tests.airflowenv import airflow, airflow_env, airflow_venv
 from tests.conftest import REPO, write_notebook
 
+#: the throwaway servers' fixtures (postgres_url)
+pytest_plugins = ["servers_plugin"]
+
 # -- the DAG file's text (no Airflow needed) -------------------------------------------------
 
 
@@ -166,6 +169,18 @@ needs_airflow = pytest.mark.skipif(
 def airflow_python() -> Path:
     """The Python of a venv with Airflow and nbflow's dependencies (built once, cached)."""
     return airflow_venv()
+
+
+@pytest.fixture(scope="session")
+def airflow_etl_python(airflow_python: Path) -> Path:
+    """The Airflow venv with the PostgreSQL client nbflow[etl] names (psycopg), added once."""
+    import tomllib
+
+    if subprocess.run([str(airflow_python), "-c", "import psycopg"], capture_output=True).returncode != 0:
+        etl = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["etl"]
+        wanted = [r for r in etl if r.startswith("psycopg")]
+        subprocess.run([str(airflow_python), "-m", "pip", "install", "--quiet", *wanted], check=True, timeout=900)
+    return airflow_python
 
 
 DAGBAG = """
@@ -329,3 +344,101 @@ def test_in_airflow_a_failed_task_retries_alerts_and_keeps_its_notebook(
     assert len(executed) == 1 and "bad row 7" in executed[0].read_text()
     subjects = [m[2] for m in inbox.messages]
     assert any("task bad failed" in text and "ValueError: bad row 7" in text for text in subjects), subjects
+
+
+# -- connections ----------------------------------------------------------------------------------
+
+
+def connections_pipeline(root: Path, table: str) -> Pipeline:
+    """Tasks that use connections: one the project declares, one only its code names, one unused."""
+    root.mkdir(parents=True)
+    (root / "nbflow.toml").write_text('[connections]\nwarehouse = "WAREHOUSE_URL"\nspare = "SPARE_URL"\n')
+    write_notebook(
+        root,
+        "load",
+        f'upstream = None\nproduct = "table://warehouse/public.{table}"',
+        "import nbflow\nconn = nbflow.connect('warehouse')\n"
+        f"conn.execute('CREATE TABLE public.{table} (task text)')\n"
+        f"conn.execute(\"INSERT INTO public.{table} VALUES ('load')\")\nconn.commit()\nprint('wrote a row')",
+    )
+    write_notebook(
+        root,
+        "audit",
+        'upstream = ["load"]',
+        "import nbflow\nconn = nbflow.connect('archive')\n"
+        f"conn.execute(\"INSERT INTO public.{table} VALUES ('audit')\")\nconn.commit()",
+    )
+    write_notebook(
+        root,
+        "environ",
+        'upstream = None\nproduct = "out/spare.txt"',
+        "import os\nopen(product, 'w').write(os.environ.get('SPARE_URL', 'unset'))",
+    )
+    return Pipeline.from_dir(root)
+
+
+def test_the_dag_file_names_the_connections_and_is_unchanged_without_them(tmp_path):
+    import ast
+
+    source = dag_source(connections_pipeline(tmp_path / "c", "t"))
+    module = ast.parse(source)
+    doc = ast.get_docstring(module) or ""
+    assert '- "warehouse": variable "WAREHOUSE_URL"' in doc
+    assert '- "spare": variable "SPARE_URL"' in doc
+    assert '- "archive": variable "AIRFLOW_CONN_ARCHIVE"' in doc, "a name only the code uses: Airflow's variable"
+    assert "Airflow's connection of the same id" in doc
+    plain = dag_source(settings_pipeline(tmp_path / "p"))
+    assert "Connections" not in plain and "variable" not in plain.split('"""')[1]
+
+
+def test_only_connections_airflow_has_change_the_environment():
+    from nbflow.integrations.airflow.connections import environment_updates
+
+    variables = {"warehouse": "WAREHOUSE_URL", "archive": "AIRFLOW_CONN_ARCHIVE", "spare": "SPARE_URL"}
+    airflow_has = {"warehouse": "postgres://u:p@h/db", "archive": "postgres://a:b@h/db"}
+    environ = {"WAREHOUSE_URL": "postgresql://old@h/db", "SPARE_URL": "postgresql://s@h/db"}
+    assert environment_updates(variables, environ, airflow_has.get) == {
+        "WAREHOUSE_URL": ("warehouse", "postgres://u:p@h/db"),
+        "AIRFLOW_CONN_ARCHIVE": ("archive", "postgres://a:b@h/db"),
+    }
+    environ["AIRFLOW_CONN_ARCHIVE"] = "postgres://set@h/db"  # Airflow's own variable: already what Airflow has
+    assert set(environment_updates(variables, environ, airflow_has.get)) == {"WAREHOUSE_URL"}
+
+
+@needs_airflow
+@pytest.mark.timeout(1800)
+def test_in_airflow_tasks_run_with_airflows_connections(tmp_path, airflow_etl_python, nbflow_cli, postgres_url):
+    """Connections defined only in Airflow's metadata database reach the notebooks; one Airflow
+    lacks keeps the worker's variable; no URI is written to a file or a log."""
+    import secrets
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    table = f"airflow_{secrets.token_hex(4)}"
+    root = tmp_path / "p"
+    connections_pipeline(root, table)
+    dags, home = tmp_path / "dags", tmp_path / "home"
+    assert nbflow_cli("export", "airflow", str(root), "-o", str(dags), "--dag-id", "conns").exit_code == 0
+    env = {k: v for k, v in airflow_env(home, dags).items() if not k.startswith("AIRFLOW_CONN_")}
+    env["WAREHOUSE_URL"] = "postgresql://nobody:wrong@127.0.0.1:1/nothing"  # Airflow's connection wins
+    env["SPARE_URL"] = "postgresql://spare@127.0.0.1:1/spare"  # Airflow has no "spare": left as it is
+    assert airflow(airflow_etl_python, env, "db", "migrate").returncode == 0
+    for conn_id in ("warehouse", "archive"):
+        added = airflow(airflow_etl_python, env, "connections", "add", conn_id, "--conn-uri", postgres_url)
+        assert added.returncode == 0, added.stderr[-2000:]
+    ran = airflow(airflow_etl_python, env, "dags", "test", "conns")
+    output = ran.stdout + ran.stderr
+    assert _task_states(home, "conns") == {n: ("success", 1) for n in ("load", "audit", "environ")}, output[-4000:]
+    assert "connection 'warehouse' is Airflow's connection 'warehouse' (in $WAREHOUSE_URL" in output
+    assert "(in $AIRFLOW_CONN_ARCHIVE for this task)" in output
+    with psycopg.connect(postgres_url) as conn:
+        rows = conn.execute(f"SELECT task FROM public.{table} ORDER BY task").fetchall()
+    assert rows == [("audit",), ("load",)]
+    assert (root / "out" / "spare.txt").read_text() == env["SPARE_URL"]
+
+    password = urlsplit(postgres_url).password
+    assert password and password not in output
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and not path.name.startswith("airflow.db"):  # Airflow keeps its connections there
+            assert password.encode() not in path.read_bytes(), f"{path} holds the connection's password"

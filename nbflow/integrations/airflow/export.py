@@ -5,8 +5,10 @@ Airflow's own: ``retries``, ``retry_delay``, ``retry_exponential_backoff`` (the 
 multiplier), ``max_retry_delay``, ``execution_timeout``, ``trigger_rule`` (the same
 names), the project's ``schedule`` and ``max_active_runs``, alerts as notifiers, retry
 rules as a ``retry_policy``. Each task calls nbflow's single-task runner
-(:func:`nbflow.integrations.airflow.tasks.run_task`). Building the source is pure; only
-:func:`export` writes.
+(:func:`nbflow.integrations.airflow.tasks.run_task`), which gives it Airflow's connection of
+the same id as each nbflow connection where Airflow has one; the file's docstring lists the
+pipeline's connections (nothing is added for a pipeline without any). Building the source is
+pure; only :func:`export` writes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from nbflow import __version__
 from nbflow.errors import AirflowIdClashError, InvalidDagIdError
 from nbflow.errors import ExportError as ExportError  # raised here; its home is nbflow.errors
+from nbflow.integrations.airflow.connections import connection_variables
 from nbflow.pipeline import Pipeline
 from nbflow.project.settings import TaskSettings
 
@@ -121,6 +124,22 @@ def _retry_args(s: TaskSettings) -> dict[str, str]:
     return args
 
 
+def _connections_doc(pipeline: Pipeline) -> list[str]:
+    """Docstring lines naming the connections the pipeline uses (none: no lines)."""
+    variables = connection_variables(pipeline.project.connections, pipeline.specs.values())
+    if not variables:
+        return []
+    return [
+        "",
+        "Connections: a task runs with Airflow's connection of the same id where Airflow has",
+        "one (its URI goes, for that task only, into the variable nbflow reads the connection",
+        "from); else with that variable as the worker's environment sets it:",
+        "",
+        # names and variables as JSON strings: nothing in them can end this docstring
+        *(f"- {json.dumps(name)}: variable {json.dumps(var)}" for name, var in variables.items()),
+    ]
+
+
 def dag_params(pipeline: Pipeline) -> dict[str, Any]:
     """Parameters the DAG declares: those with one literal default across every notebook
     declaring them (others can still be passed in the trigger's conf, as ``task.name``)."""
@@ -183,6 +202,7 @@ def dag_source(
         "notebook and log go to OUTPUT_DIR/<dag_id>/<run_id>/<task>/attempt-<try>.*; the",
         "notebook's path is the task's return value (XCom). Trigger with params (the trigger",
         'form, or `--conf \'{"name": value}\'`; "task.name" for one task).',
+        *_connections_doc(pipeline),
         '"""',
         "",
         "from __future__ import annotations",

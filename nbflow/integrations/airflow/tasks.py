@@ -2,7 +2,9 @@
 
 * :func:`run_task` runs one task of the pipeline with nbflow's single-task runner
   (papermill in a fresh kernel for a notebook; DuckDB, a function or a request for the
-  others), exactly as ``nbflow run`` would run it, and fails the Airflow task if it fails;
+  others), exactly as ``nbflow run`` would run it, and fails the Airflow task if it fails.
+  Each connection the task may use (the project's, and those it names) is Airflow's
+  connection of the same id when Airflow has one (:func:`airflow_connections`);
 * :class:`NbflowAlert` is an Airflow notifier sending nbflow's alerts (the pipeline's
   ``[email]`` and ``[webhook]`` channels);
 * :class:`NbflowRetryPolicy` applies a task's ``retry_rules`` (Airflow 3.3's ``retry_policy``).
@@ -13,17 +15,23 @@ store: the run's record is Airflow's.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
 from airflow.sdk.exceptions import AirflowFailException
 
 from nbflow import states
 from nbflow.errors import AirflowTaskFailedError
+from nbflow.integrations.airflow.connections import connection_variables, environment_updates
+
+if TYPE_CHECKING:
+    from nbflow.pipeline import Pipeline
 
 try:  # Airflow 3.3 and newer
     from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
@@ -67,9 +75,50 @@ class NbflowTaskFailedForGood(AirflowFailException):
         super().__init__(f"{failure}\n(an nbflow retry rule says this error is not retried)")
 
 
+def airflow_uri(conn_id: str) -> str | None:
+    """Airflow's connection ``conn_id`` as a URI (``Connection.get_uri``); None if Airflow has none."""
+    try:  # Airflow 3
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
+    except ImportError:  # pragma: no cover - Airflow 2
+        from airflow.exceptions import AirflowNotFoundException  # type: ignore[no-redef]
+        from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
+    try:
+        return str(BaseHook.get_connection(conn_id).get_uri())
+    except AirflowNotFoundException:
+        return None
+    except Exception as e:  # noqa: BLE001 - Airflow's secrets backends raise what they raise
+        print(f"nbflow: could not read Airflow's connection {conn_id!r} ({type(e).__name__}); the environment is used")
+        return None
+
+
+@contextlib.contextmanager
+def airflow_connections(project: Pipeline, name: str) -> Iterator[dict[str, str]]:
+    """While task ``name`` runs, each connection it may use that Airflow has is Airflow's: the
+    connection's URI is in the variable nbflow reads it from, in this process's environment
+    (which its kernel or process inherits), never in a file. Yields ``{connection: variable}``
+    of those; the environment is put back afterwards."""
+    specs = [project.specs[name]] if name in project.specs else []
+    variables = connection_variables(project.project.connections, specs)
+    updates = environment_updates(variables, os.environ, airflow_uri)
+    saved = {variable: os.environ.get(variable) for variable in updates}
+    for variable, (conn, uri) in updates.items():
+        os.environ[variable] = uri
+        print(f"nbflow: connection {conn!r} is Airflow's connection {conn!r} (in ${variable} for this task)")
+    try:
+        yield {conn: variable for variable, (conn, _) in updates.items()}
+    finally:
+        for variable, value in saved.items():
+            if value is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = value
+
+
 def run_task(pipeline: str, name: str, context: Mapping[str, Any], output_dir: str | None = None) -> str:
     """Run task ``name`` of the pipeline in folder ``pipeline`` for this Airflow task instance.
 
+    The task runs with Airflow's connections where Airflow has them (:func:`airflow_connections`).
     The DAG run's ``params`` (the DAG's declared ones and the trigger's ``conf``) are the
     overrides (``name`` or ``task.name``, as ``-p``). The executed notebook and log go to
     ``output_dir/<dag_id>/<run_id>/<task>/attempt-<try_number>.*`` (default ``output_dir``:
@@ -92,15 +141,16 @@ def run_task(pipeline: str, name: str, context: Mapping[str, Any], output_dir: s
     project = Pipeline.from_dir(pipeline, load_code=True)  # running a task: nbflow_tasks.py runs
     params = {k: v for k, v in dict(context.get("params") or {}).items() if v is not None}
     base = Path(output_dir) if output_dir else StateDir(project.root).airflow
-    request, outcome = run_one(
-        project,
-        name,
-        run_id=context["run_id"],
-        run_dir=base / dag_id / _safe(context["run_id"]),
-        attempt=ti.try_number,
-        params=params,
-        logical_date=_logical_date(context),
-    )
+    with airflow_connections(project, name):
+        request, outcome = run_one(
+            project,
+            name,
+            run_id=context["run_id"],
+            run_dir=base / dag_id / _safe(context["run_id"]),
+            attempt=ti.try_number,
+            params=params,
+            logical_date=_logical_date(context),
+        )
     output = outcome.log.rstrip()
     if output:  # the task's own output, in Airflow's task log
         lines = output.splitlines()[-LOG_LINES:]
