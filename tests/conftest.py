@@ -23,6 +23,9 @@ from nbflow.cli import cli
 HERE = Path(__file__).parent
 REPO = HERE.parent
 
+#: real throwaway servers (PostgreSQL, MariaDB, S3, MongoDB) for the tests that ask for them
+pytest_plugins = ["servers_plugin"]
+
 
 def notebook_path(name: str) -> Path:
     """A fixture notebook from ``tests/notebooks/``, named for what it triggers."""
