@@ -42,15 +42,19 @@ servers = load_servers()
 
 
 def _serve(start: Callable[[], contextlib.AbstractContextManager[Any]]) -> Iterator[Any]:
+    """Start a server for as long as the fixture lives; a missing program fails (not skips) the test."""
+    server = start()
     try:
-        server = start()
         value = server.__enter__()
     except servers.MissingServerBinary as error:
-        pytest.fail(str(error), pytrace=False)
-    try:
-        yield value
-    finally:
-        server.__exit__(None, None, None)
+        missing = str(error)
+    else:
+        try:
+            yield value
+        finally:
+            server.__exit__(None, None, None)
+        return
+    pytest.fail(missing, pytrace=False)
 
 
 @pytest.fixture(scope="session")
