@@ -368,6 +368,18 @@ def test_bad_executor_settings_exit_2_naming_the_file(tmp_path, nbflow_cli, toml
     assert result.exit_code == 2 and "nbflow.toml" in result.stderr and message in result.stderr, result
 
 
+def test_the_settings_a_shipped_attempt_runs_with_name_its_connections_and_nothing_else(tmp_path):
+    """The ``nbflow.toml`` beside a shipped task: its connections by variable name, read back as written."""
+    from nbflow.executors.shipping import connections_toml
+    from nbflow.systems.connect import project_connections
+
+    declared = {"warehouse": "WAREHOUSE_URL", "lake.raw": "LAKE_RAW_URL", "crm-db": "CRM_URL"}
+    (tmp_path / "nbflow.toml").write_text(connections_toml(declared))
+    assert project_connections(tmp_path) == declared
+    (tmp_path / "nbflow.toml").write_text(connections_toml({}))
+    assert project_connections(tmp_path) == {}, "no connections: the search stops here, not in a folder above"
+
+
 # -- workers that share no folder with the runner ---------------------------------------------
 
 #: the capabilities that let root bypass file permissions (or regain them): a worker without
@@ -653,15 +665,3 @@ def test_a_product_in_the_folder_named_only_at_run_time_fails_its_task_not_the_c
     error = result.json()["tasks"]["code"]["error"]
     assert error.startswith("LocalProduct:") and str(tmp_path / "out" / "x.txt") in error
     assert not (tmp_path / "out").exists()
-
-
-def test_the_settings_a_shipped_attempt_runs_with_name_its_connections_and_nothing_else(tmp_path):
-    """The ``nbflow.toml`` beside a shipped task: its connections by variable name, read back as written."""
-    from nbflow.executors.shipping import connections_toml
-    from nbflow.systems.connect import project_connections
-
-    declared = {"warehouse": "WAREHOUSE_URL", "lake.raw": "LAKE_RAW_URL", "crm-db": "CRM_URL"}
-    (tmp_path / "nbflow.toml").write_text(connections_toml(declared))
-    assert project_connections(tmp_path) == declared
-    (tmp_path / "nbflow.toml").write_text(connections_toml({}))
-    assert project_connections(tmp_path) == {}, "no connections: the search stops here, not in a folder above"
