@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shlex
@@ -17,19 +16,9 @@ from urllib.parse import unquote, urlsplit
 
 import psutil
 import pytest
+from servers_plugin import SCRIPT, servers  # the plugin (tests/conftest.py registers it)
 
 from nbflow.project.connections import parse_connection
-
-# the fixtures (tests/servers_plugin.py); importing that module here, before pytest registers
-# it, would keep pytest from rewriting its asserts: scripts/servers.py is loaded as it loads it
-pytest_plugins = ["servers_plugin"]
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "servers.py"
-if "nbflow_scripts_servers" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location("nbflow_scripts_servers", SCRIPT)
-    assert _spec is not None and _spec.loader is not None
-    sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_spec.name])
-servers = sys.modules["nbflow_scripts_servers"]
 
 DEADLINE = 60.0
 
