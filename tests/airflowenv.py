@@ -24,7 +24,14 @@ def requirements() -> list[str]:
     import tomllib
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return [AIRFLOW, *project["dependencies"], *project["optional-dependencies"]["example"]]
+    extras = project["optional-dependencies"]
+    # psycopg: the connection tests' tasks reach PostgreSQL through nbflow.connect()
+    return [
+        AIRFLOW,
+        *project["dependencies"],
+        *extras["example"],
+        *(r for r in extras["etl"] if r.startswith("psycopg")),
+    ]
 
 
 def airflow_venv() -> Path:

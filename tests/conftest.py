@@ -188,7 +188,20 @@ def live_kernels(pid: int | None = None) -> list[Any]:
 
 #: fixtures that start one of those things: a test that uses one is slow wherever it is
 SLOW_FIXTURES = frozenset(
-    {"airflow_python", "cluster", "jp_fetch", "jp_serverapp", "jp_ws_fetch", "page", "ran_pipeline"}
+    {
+        "airflow_python",
+        "cluster",
+        "jp_fetch",
+        "jp_serverapp",
+        "jp_ws_fetch",
+        "page",
+        "ran_pipeline",
+        # a real database or object-store server
+        "postgres_url",
+        "mysql_url",
+        "s3_server",
+        "mongo_url",
+    }
 )
 
 ALL = frozenset({"*"})
@@ -196,6 +209,13 @@ ALL = frozenset({"*"})
 SLOW_TESTS: dict[str, frozenset[str]] = {
     # a browser, JupyterLab or a Jupyter server in every test
     "test_browser.py": ALL,
+    # servers started and killed by the test itself
+    "test_servers.py": frozenset(
+        {
+            "test_servers_die_with_a_starter_killed_by_sigkill",
+            "test_the_command_line_exports_the_variables_and_stops_on_sigterm",
+        }
+    ),
     "test_graph_frontend.py": ALL,
     "test_hostile_names_browser.py": ALL,
     "test_lab_looking.py": ALL,

@@ -158,6 +158,7 @@ def _spec_to_json(spec: TaskSpec) -> dict[str, Any]:
         "declares_upstream": p.declares_upstream,
         "product": p.product,
         "declares_product": p.declares_product,
+        "connections": list(spec.connections),
     }
 
 
@@ -190,6 +191,7 @@ def _spec_from_json(data: Any, path: Path, name: str, relpath: str) -> TaskSpec 
         _is_product(data.get("product")),
         isinstance(data.get("declares_product"), bool),
         data.get("settings") is None or isinstance(data.get("settings"), dict),
+        _is_str_list(data.get("connections")),
     )
     if not all(checks):
         return None
@@ -207,6 +209,7 @@ def _spec_from_json(data: Any, path: Path, name: str, relpath: str) -> TaskSpec 
         source_hash=data["source_hash"],
         settings=data["settings"],
         kind=kind,
+        connections=tuple(data["connections"]),
     )
 
 

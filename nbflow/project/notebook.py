@@ -170,8 +170,8 @@ def _structure_problem(nb: Any) -> str | None:
     return None
 
 
-_CONNECT = re.compile(r"""\bnbflow\.connect\(\s*(?:name\s*=\s*)?["']([A-Za-z_][\w.-]*)["']""")
-_BARE_CONNECT = re.compile(r"""(?<![\w.])connect\(\s*(?:name\s*=\s*)?["']([A-Za-z_][\w.-]*)["']""")
+_CONNECT = re.compile(r"""\bnbflow\.connect\(\s*(?:name\s*=\s*)?(["'])([A-Za-z_][\w.-]*)\1""")
+_BARE_CONNECT = re.compile(r"""(?<![\w.])connect\(\s*(?:name\s*=\s*)?(["'])([A-Za-z_][\w.-]*)\1""")
 _IMPORTS_CONNECT = re.compile(r"from\s+nbflow\s+import\s+[^\n]*\bconnect\b")
 
 
@@ -180,9 +180,9 @@ def literal_connections(code: str) -> tuple[str, ...]:
     after ``from nbflow import connect``), so that a run checks them before it starts."""
     if "connect(" not in code:
         return ()
-    found = _CONNECT.findall(code)
+    found = [name for _, name in _CONNECT.findall(code)]
     if _IMPORTS_CONNECT.search(code):
-        found += _BARE_CONNECT.findall(code)
+        found += [name for _, name in _BARE_CONNECT.findall(code)]
     return tuple(dict.fromkeys(found))
 
 
