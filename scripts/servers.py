@@ -11,6 +11,8 @@ credentials)::
         ...
     with s3() as store:       # moto's S3 server; store.uri("bucket"), store.create_bucket("bucket")
         ...
+    with mongo() as url:      # mongodb://nbflow:PASSWORD@127.0.0.1:PORT/nbflow?authMechanism=PLAIN (nx-27017)
+        ...
 
 A server runs in its own process group and dies with the thread that started it, even when
 that process is killed (``PR_SET_PDEATHSIG``): start servers from the thread that outlives
@@ -25,7 +27,7 @@ installs them. From a shell (the ETL example)::
 
 prints ``export NAME=URI`` lines (and writes them to F once all are up), then serves until
 SIGTERM or SIGINT. This file is self-contained: the standard library, and the clients
-(psycopg, pymysql, boto3) imported only by the server that needs them. It never imports nbflow.
+(psycopg, pymysql, boto3, pymongo) imported only by the server that needs them. It never imports nbflow.
 """
 
 from __future__ import annotations
@@ -593,18 +595,71 @@ def s3(region: str = "us-east-1") -> Iterator[S3Server]:
 
 
 # --------------------------------------------------------------------------------------------
-# MongoDB: not yet
+# MongoDB: nx-27017, a MongoDB wire-protocol server in Python (the test extra installs it; no
+# package of a real mongod is installable here), which keeps each database in an SQLite file
 # --------------------------------------------------------------------------------------------
+
+MONGO_PROGRAM = "nx-27017"
+
+
+def find_mongo(path: str | None = None) -> Path:
+    """The ``nx-27017`` program: beside this Python (the test environment's), else on PATH."""
+    beside = Path(sys.executable).parent / MONGO_PROGRAM
+    if path is None and beside.is_file():
+        return beside
+    found = shutil.which(MONGO_PROGRAM, path=path)
+    if found:
+        return Path(found)
+    looked = path if path is not None else f"{beside.parent} and PATH"
+    raise MissingServerBinary(f"{MONGO_PROGRAM} (a MongoDB wire-protocol server)", looked)
 
 
 @contextlib.contextmanager
-def mongo() -> Iterator[str]:
-    """A MongoDB server: yields ``mongodb://nbflow:PASSWORD@127.0.0.1:PORT/nbflow`` (not yet available)."""
-    raise ServerUnavailable(
-        "MongoDB: scripts/servers.py cannot start a MongoDB server yet (no package for its server is"
-        " chosen); tests that need one cannot run until mongo() is written like postgres()"
-    )
-    yield ""  # pragma: no cover - a generator, for contextmanager
+def mongo(program: Path | None = None) -> Iterator[str]:
+    """A MongoDB server: yields ``mongodb://nbflow:PASSWORD@127.0.0.1:PORT/nbflow?authMechanism=PLAIN``.
+
+    The server is nx-27017, which speaks MongoDB's protocol to pymongo but checks no
+    credentials: it takes any PLAIN login (not SCRAM). The URI holds a password all the
+    same, so that a test sees one travel and be masked. Known difference from MongoDB: a
+    dotted inclusion projection (``{"b.y": 1}``) comes back flattened (``{"b.y": ...}``).
+    """
+    program = program or find_mongo()
+    password = _password()
+    with _workdir("mongo", None) as work:
+        data = _mkdir(work / "data", None)
+
+        def url(port: int) -> str:
+            return f"mongodb://{NAME}:{quote(password, safe='')}@{HOST}:{port}/{NAME}?authMechanism=PLAIN"
+
+        def argv(port: int) -> list[str]:
+            files = ["--data-dir", str(data), "--log-file", str(work / "nx.log"), "--pid-file", str(work / "nx.pid")]
+            return [str(program), "--host", HOST, "-p", str(port), *files]
+
+        def probe(port: int) -> Callable[[], bool | None]:
+            import pymongo
+
+            def ping() -> bool | None:
+                client: Any = pymongo.MongoClient(url(port), directConnection=True, serverSelectionTimeoutMS=1000)
+                try:
+                    client.admin.command("ping")
+                    return True
+                except pymongo.errors.PyMongoError:
+                    return None
+                finally:
+                    client.close()
+
+            return ping
+
+        with _serve(
+            "nx-27017 (MongoDB)",
+            argv,
+            probe,
+            work=work,
+            user=None,
+            death_signal=signal.SIGKILL,
+            stop_signal=signal.SIGTERM,
+        ) as (port, _):
+            yield url(port)
 
 
 # --------------------------------------------------------------------------------------------
@@ -629,7 +684,7 @@ KINDS: dict[str, Kind] = {
         lambda store, bucket: {"NBFLOW_S3_URL": store.create_bucket(bucket), **store.environment()},
         "moto's S3, with the bucket made: NBFLOW_S3_URL and AWS_* (endpoint, key, secret, region)",
     ),
-    "mongo": Kind(mongo, lambda url, _: {"NBFLOW_MONGO_URL": url}, "MongoDB: NBFLOW_MONGO_URL (not yet available)"),
+    "mongo": Kind(mongo, lambda url, _: {"NBFLOW_MONGO_URL": url}, "MongoDB (nx-27017): NBFLOW_MONGO_URL"),
 }
 
 

@@ -9,6 +9,8 @@ stopped at the session's end. A server whose program is not installed fails the 
 - ``mysql_url``: ``mysql://nbflow:PASSWORD@127.0.0.1:PORT/nbflow`` (MariaDB)
 - ``s3_server``: moto's S3 server, as ``servers.S3Server`` (``uri(bucket)``, ``create_bucket``,
   ``client()``); it has no bucket: a test makes its own.
+- ``mongo_url``: ``mongodb://nbflow:PASSWORD@127.0.0.1:PORT/nbflow?authMechanism=PLAIN``
+  (nx-27017, a MongoDB wire-protocol server; it takes any credentials)
 """
 
 from __future__ import annotations
@@ -73,3 +75,9 @@ def mysql_url() -> Iterator[str]:
 def s3_server() -> Iterator[Any]:
     """moto's S3 server for the session (``servers.S3Server``), with no bucket."""
     yield from _serve(servers.s3)
+
+
+@pytest.fixture(scope="session")
+def mongo_url() -> Iterator[str]:
+    """A MongoDB server (nx-27017) for the session: its URI, with a PLAIN login it does not check."""
+    yield from _serve(servers.mongo)

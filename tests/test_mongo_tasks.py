@@ -1,21 +1,17 @@
 """MongoDB extracts: documents read from a real MongoDB wire-protocol server (nx-27017 on
-127.0.0.1) into Parquet files, read downstream by DuckDB."""
+127.0.0.1, the ``mongo_url`` fixture) into Parquet files, local or in S3 (moto), read
+downstream by DuckDB."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import datetime as dt
 import itertools
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pyarrow.parquet as pq
 import pytest
@@ -35,44 +31,11 @@ DEADLINE = 60.0
 _names = itertools.count()
 
 
-def _die_with_parent() -> None:
-    """In the server's process: be killed when the test process dies (Linux's PR_SET_PDEATHSIG)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL, 0, 0, 0)
-
-
-def _answers(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-@pytest.fixture(scope="module")
-def mongo_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``mongodb://127.0.0.1:PORT``: an nx-27017 server for this module, its data in a temporary folder."""
-    data = tmp_path_factory.mktemp("nx-27017")
-    port = free_port()
-    server = Path(sys.executable).parent / "nx-27017"
-    argv = [str(server), "--host", "127.0.0.1", "-p", str(port), "--data-dir", str(data)]
-    argv += ["--log-file", str(data / "nx.log"), "--pid-file", str(data / "nx.pid")]
-    proc = subprocess.Popen(  # noqa: S603 - the test's own server
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
-    )
-    try:
-        deadline = time.monotonic() + DEADLINE
-        while not _answers(port):
-            assert proc.poll() is None, f"nx-27017 exited ({proc.returncode}): {(data / 'nx.log').read_text()}"
-            assert time.monotonic() < deadline, "nx-27017 did not listen in time"
-            time.sleep(0.05)
-        yield f"mongodb://127.0.0.1:{port}"
-    finally:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture
-def mongo(mongo_base: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
-    """A database of its own for one test: (its URI, a pymongo ``Database``); ``SUPPORT_URL`` holds the URI."""
-    uri = f"{mongo_base}/support{next(_names)}"
+def mongo(mongo_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
+    """A database of its own for one test on the session's server: (its URI, a pymongo
+    ``Database``); ``SUPPORT_URL`` holds the URI (with a password, which nx-27017 takes unchecked)."""
+    uri = urlunsplit(urlsplit(mongo_url)._replace(path=f"/support{next(_names)}"))
     monkeypatch.setenv("SUPPORT_URL", uri)
     client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=10_000)
     try:
@@ -157,7 +120,7 @@ def test_an_extract_writes_the_filtered_projected_documents_row_by_row(tmp_path:
     ]
     with pipeline.open_store() as store:
         log = store.get_log(result.run_id, "tickets", 1)
-    assert "read 11 documents in 3 batches" in log
+    assert "read 11 documents in 3 batches" in log and "support (mongodb://nbflow@127.0.0.1:" in log
     assert '"customer_id": {"$in": [102, 103]}' in log, "the filter as sent, with its parameter"
 
 
@@ -186,6 +149,37 @@ def test_a_date_parameter_filters_a_date_field(tmp_path: Path, mongo) -> None:
     assert bad.tasks["recent"].error.startswith(
         "InvalidParameter: the parameter 'since' ($date:since in the filter) must be an ISO date or time"
     )
+
+
+def test_an_extract_writes_an_s3_object_through_the_projects_s3_connection(
+    tmp_path: Path, mongo, s3_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    _uri, db = mongo
+    docs = _tickets(20)
+    db.tickets.insert_many(docs)
+    bucket = f"lake-{next(_names)}"
+    monkeypatch.setenv("LAKE_URL", s3_server.create_bucket(bucket))
+    folder = _folder(
+        tmp_path,
+        "    nbflow.mongo_task('tickets', connection='support', collection='tickets', batch_size=6,\n"
+        "                      projection={'_id': 0, 'id': 1, 'customer': 1},\n"
+        f"                      product='s3://{bucket}/raw/tickets.parquet')\n",
+        connections='support = "SUPPORT_URL"\nlake = "LAKE_URL"',
+    )
+    pipeline = Pipeline.from_dir(folder)
+
+    result = pipeline.run(workers=1)
+
+    assert result.ok, result.tasks
+    body = s3_server.client().get_object(Bucket=bucket, Key="raw/tickets.parquet")["Body"].read()
+    rows = pq.read_table(io.BytesIO(body)).to_pylist()
+    assert sorted(rows, key=lambda r: r["id"]) == [{"id": d["id"], "customer": d["customer"]} for d in docs]
+    assert "read 20 documents in 4 batches; wrote s3://" in _log(folder, result, "tickets")
+    assert not [p for p in folder.iterdir() if p.name.endswith(".nbflow-tmp")]
+    again = pipeline.run(workers=1)  # the object is there and nothing changed: up to date
+    assert again.states == {"tickets": "up_to_date"}
 
 
 def test_batches_whose_fields_change_are_unified_in_one_file(tmp_path: Path, mongo) -> None:
@@ -280,15 +274,11 @@ def test_an_unreachable_server_fails_with_connection_error_and_the_other_branch_
     _assert_nowhere(password, folder)
 
 
-def test_the_password_of_the_connection_is_never_written_down(tmp_path: Path, mongo, monkeypatch) -> None:
+def test_the_password_of_the_connection_is_never_written_down(tmp_path: Path, mongo) -> None:
     uri, db = mongo
     db.tickets.insert_many(_tickets(6))
-    password = "s3cret-pw-5519"
-    # nx-27017 takes any PLAIN credentials: the password travels, and must show nowhere
-    base, _, database = uri.rpartition("/")
-    monkeypatch.setenv(
-        "SUPPORT_URL", base.replace("mongodb://", f"mongodb://reader:{password}@") + f"/{database}?authMechanism=PLAIN"
-    )
+    password = unquote(urlsplit(uri).password or "")
+    assert len(password) > 8, "the server's URI holds a password (nx-27017 takes it unchecked)"
     folder = _folder(
         tmp_path,
         "    nbflow.mongo_task('tickets', connection='support', collection='tickets', product='t.parquet',\n"
@@ -299,8 +289,8 @@ def test_the_password_of_the_connection_is_never_written_down(tmp_path: Path, mo
     assert result.ok, result.tasks
     assert pq.read_table(folder / "t.parquet").num_rows == 0, "the filter held the password: nothing matched"
     log = _log(folder, result, "tickets")
-    assert "support (mongodb://reader@127.0.0.1:" in log
-    assert "[secret]" in log, "the password in the filter is masked in the log"
+    assert "support (mongodb://nbflow@127.0.0.1:" in log, "the connection, described without its password"
+    assert '{"note": "[secret]"}' in log, "the password in the filter is masked in the log"
     _assert_nowhere(password, folder)
 
 
