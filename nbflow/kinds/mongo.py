@@ -67,7 +67,7 @@ DATE_PREFIX = "$date:"
 DEFAULT_BATCH_SIZE = 1000
 #: how long the client looks for the server, unless the URI says (``serverSelectionTimeoutMS``)
 SERVER_TIMEOUT_MS = 10_000
-#: at most one progress line a this many seconds (the first batch is always logged)
+#: seconds between progress lines in the log (the first batch is always logged)
 PROGRESS_EVERY_S = 1.0
 #: the server's error code for credentials it refuses
 AUTH_FAILED = 18
