@@ -217,7 +217,7 @@ def test_a_code_kind_defined_outside_nbflow_is_declared_with_add_task(
         "-- upstream = None\n-- product = 'total.csv'\nSELECT sum(n) AS total FROM numbers\n", encoding="utf-8"
     )
     pipeline = Pipeline.from_dir(tmp_path)
-    with pytest.raises(UnknownKindError, match="nbflow knows constant, http, python"):
+    with pytest.raises(UnknownKindError, match="nbflow knows constant, http, mongo, python"):
         pipeline.add_task("sql", "numbers", product="numbers.csv")
     with pytest.raises(TypeError, match="needs rows="):
         pipeline.add_task("constant", "numbers", product="numbers.csv")

@@ -244,13 +244,13 @@ def test_an_upstream_the_code_may_define_waits_for_the_code_to_run(tmp_path: Pat
 def test_the_registry_knows_each_kind_by_name_and_suffix() -> None:
     from nbflow.errors import UnknownKindError
 
-    assert list(KINDS) == list(KIND_NAMES)
+    assert list(KINDS) == [*KIND_NAMES, "mongo"]  # a mongo task needs a server: tests/test_mongo_tasks.py
     assert {s: k.name for s, k in file_kinds().items()} == {".ipynb": "notebook", ".sql": "sql"}
     assert [k.name for k in KINDS.values() if k.uses_kernel] == ["notebook"]
-    assert [k.name for k in KINDS.values() if k.injects_defaults] == ["sql", "http"]
-    with pytest.raises(UnknownKindError, match="No task kind named 'shell'; nbflow knows http, notebook, python, sql"):
+    assert [k.name for k in KINDS.values() if k.injects_defaults] == ["sql", "http", "mongo"]
+    with pytest.raises(UnknownKindError, match="No task kind named 'shell'; nbflow knows http, mongo, notebook, python, sql"):
         kind_of("shell")
-    with pytest.raises(UnknownKindError, match="nbflow knows http, python"):
+    with pytest.raises(UnknownKindError, match="nbflow knows http, mongo, python"):
         code_kind("sql")
 
 

@@ -230,5 +230,5 @@ def test_a_missing_server_names_the_setup_command(tmp_path: Path) -> None:
         servers.find_postgres(root=tmp_path, path=str(tmp_path))
     with pytest.raises(servers.MissingServerBinary, match=hint):
         servers.find_mariadb(path=str(tmp_path))
-    with pytest.raises(servers.ServerUnavailable, match="MongoDB"), servers.mongo():
-        pass
+    with pytest.raises(servers.MissingServerBinary, match=hint):
+        servers.find_mongo(path=str(tmp_path))
