@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,10 +33,6 @@ from nbflow.project.sql import (
     split_statements,
 )
 from tests.conftest import nbflow_process
-
-if "servers_plugin" not in sys.modules:  # until conftest registers the plugin for every module
-    from servers_plugin import mysql_url, postgres_url, s3_server  # noqa: F401
-
 
 # ------------------------------------------------------------------------------------------
 # Helpers
