@@ -141,6 +141,9 @@ def check_kernels(specs: Mapping[str, TaskSpec], names: Iterable[str]) -> None:
     PipelineValidationError
         Listing each notebook whose kernel is missing.
     """
+    in_kernels = [specs[n] for n in names if kind_of(specs[n].kind).uses_kernel]
+    if not in_kernels:  # a run of SQL, Python, HTTP or mongo tasks never loads jupyter_client
+        return
     from jupyter_client.kernelspec import KernelSpecManager  # heavy: only when a run needs kernels
 
     installed = set(KernelSpecManager().find_kernel_specs())
@@ -152,8 +155,8 @@ def check_kernels(specs: Mapping[str, TaskSpec], names: Iterable[str]) -> None:
         pass
     problems: list[NbflowError] = [
         UnknownKernelError(spec.relpath, spec.kernel_name, sorted(installed))
-        for spec in (specs[n] for n in names)
-        if kind_of(spec.kind).uses_kernel and spec.kernel_name not in installed
+        for spec in in_kernels
+        if spec.kernel_name not in installed
     ]
     if problems:
         raise PipelineValidationError(problems)
