@@ -17,6 +17,7 @@ never its value.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Mapping
@@ -47,11 +48,13 @@ _OPTION_ALIASES = {
     "aws_access_key_id": "key",
     "aws_secret_access_key": "secret",
 }
+#: options that hold a credential (an S3 session token, a TLS key's password...): masked, never shown
+_SECRET_OPTION = re.compile(r"secret|token|password|passwd|pwd|credential", re.IGNORECASE)
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Connection:
     """One system, with its credentials; built by :func:`parse_connection`."""
 
@@ -71,6 +74,9 @@ class Connection:
     #: the URI as given (it holds the password)
     uri: str = field(default="", repr=False)
 
+    def __repr__(self) -> str:
+        return f"Connection({self.name!r}, {self.describe()!r}, variable={self.variable!r})"
+
     def describe(self) -> str:
         """The connection without its password, for logs and messages."""
         if self.system == "s3":
@@ -84,10 +90,14 @@ class Connection:
 
     def secrets(self) -> tuple[str, ...]:
         """The values a redactor must mask wherever this connection was used."""
-        values = [self.uri, self.password or ""]
-        if self.password:
-            values.append(quote(self.password, safe=""))
-        return tuple(v for v in values if v)
+        values: list[str] = []
+        if self.password:  # a URI without one is no secret: describe() may show it
+            values += [self.uri, self.password, quote(self.password, safe="")]
+            if not self.uri.lstrip().startswith("{"):
+                with contextlib.suppress(ValueError):
+                    values.append(urlsplit(self.uri.strip()).password or "")  # as the URI spells it
+        values += [v for k, v in self.options.items() if _SECRET_OPTION.search(k)]
+        return tuple(dict.fromkeys(v for v in values if v))
 
     @property
     def endpoint(self) -> str | None:
@@ -157,6 +167,9 @@ def parse_connection(name: str, value: str, variable: str = "") -> Connection:
     value = value.strip()
     if value.startswith("{"):
         return _from_airflow_json(name, value, variable)
+    known = ", ".join(sorted({f"{s}://" for s in SYSTEMS}))
+    if "://" not in value:  # not shown: a bare value may be a password or a token
+        raise ConnectionVariableError(name, variable, f"which holds neither a URI ({known}) nor Airflow's JSON form.")
     try:
         parts = urlsplit(value)
         port = parts.port
@@ -167,11 +180,10 @@ def parse_connection(name: str, value: str, variable: str = "") -> Connection:
         raise ConnectionVariableError(
             name,
             variable,
-            f"whose URI has the scheme {parts.scheme or '(none)'!r}; nbflow knows "
-            + ", ".join(sorted({f"{s}://" for s in SYSTEMS})),
+            f"whose URI has the scheme {parts.scheme or '(none)'!r}; nbflow knows {known}",
         )
     options = {_OPTION_ALIASES.get(k, k): v for k, v in parse_qsl(parts.query)}
-    options.pop("__extra__", None)
+    options.update(_options(_json_extra(options.pop("__extra__", None))))
     user = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
     path = unquote(parts.path.lstrip("/")) or None
@@ -208,13 +220,7 @@ def _from_airflow_json(name: str, value: str, variable: str) -> Connection:
         raise ConnectionVariableError(
             name, variable, f"whose conn_type {raw.get('conn_type')!r} is not one of postgres, mysql, mongo, aws."
         )
-    extra = raw.get("extra") or {}
-    if isinstance(extra, str):
-        try:
-            extra = json.loads(extra)
-        except ValueError:
-            extra = {}
-    options: dict[str, str] = {_OPTION_ALIASES.get(str(k), str(k)): str(v) for k, v in dict(extra).items()}
+    options = _options(_json_extra(raw.get("extra")))
     user, password = raw.get("login"), raw.get("password")
     database = raw.get("schema") or None
     if system == "s3":
@@ -233,6 +239,20 @@ def _from_airflow_json(name: str, value: str, variable: str) -> Connection:
         variable=variable,
         uri=value,
     )
+
+
+def _json_extra(extra: object) -> Mapping[str, object]:
+    """Airflow's ``extra``: a mapping, or JSON text of one (anything else: nothing)."""
+    if isinstance(extra, str):
+        try:
+            extra = json.loads(extra)
+        except ValueError:
+            return {}
+    return extra if isinstance(extra, Mapping) else {}
+
+
+def _options(extra: Mapping[str, object]) -> dict[str, str]:
+    return {_OPTION_ALIASES.get(str(k), str(k)): v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()}
 
 
 def connection_secrets(declared: Mapping[str, str], environ: Mapping[str, str]) -> list[str]:
@@ -266,7 +286,12 @@ def parse_connections_table(raw: object) -> dict[str, str]:
         if not _NAME.match(str(name)):
             raise ValueError(f"has the name {name!r}: use letters, digits, '_', '-' and '.'")
         if not isinstance(variable, str) or not _VARIABLE.match(variable):
-            shown = "a URI" if isinstance(variable, str) and "://" in variable else repr(variable)
+            # a string that is not a variable's name may be a credential: never echoed
+            shown = (
+                ("a URI" if "://" in variable else "a value that is not an environment variable's name")
+                if isinstance(variable, str)
+                else repr(variable)
+            )
             raise ValueError(
                 f"maps {name!r} to {shown}: give the name of the environment variable that holds the URI "
                 "(the URI holds credentials, which never go in a settings file)"
