@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -25,8 +26,9 @@ ENGINES = {
 }
 
 
-def url(conn: Connection, scheme: str | None = None) -> str:
-    """The connection as a URL for a driver (``postgresql://``, ``mysql+pymysql://``...)."""
+def url(conn: Connection, scheme: str | None = None, extra: Mapping[str, str] | None = None) -> str:
+    """The connection as a URL for a driver (``postgresql://``, ``mysql+pymysql://``...),
+    with its options and the ``extra`` ones in the query."""
     auth = ""
     if conn.user:
         auth = quote(conn.user, safe="")
@@ -36,7 +38,8 @@ def url(conn: Connection, scheme: str | None = None) -> str:
     host = conn.host or "127.0.0.1"
     port = f":{conn.port}" if conn.port else ""
     path = f"/{quote(conn.database, safe='')}" if conn.database else ""
-    query = "&".join(f"{quote(k)}={quote(v)}" for k, v in conn.options.items())
+    options = {**conn.options, **(extra or {})}
+    query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in options.items())
     return f"{scheme or conn.system}://{auth}{host}{port}{path}" + (f"?{query}" if query else "")
 
 
@@ -51,8 +54,9 @@ def _need(module: str, extra: str = "etl") -> Any:
         ) from None
 
 
-def open_client(conn: Connection, engine: str | None = None) -> Any:
-    """A ready client for ``conn`` (see the module's docstring for which).
+def open_client(conn: Connection, engine: str | None = None, *, timeout: float | None = None) -> Any:
+    """A ready client for ``conn`` (see the module's docstring for which); ``timeout``:
+    seconds to wait for a database to accept the connection (the driver's default if None).
 
     Raises
     ------
@@ -69,10 +73,11 @@ def open_client(conn: Connection, engine: str | None = None) -> Any:
             return _need("adbc_driver_postgresql.dbapi").connect(url(conn, "postgresql"))
         if engine == "sqlalchemy":
             return _need("sqlalchemy").create_engine(url(conn, "postgresql+psycopg"))
-        return _need("psycopg").connect(url(conn, "postgresql"))
+        limit = {"connect_timeout": max(1, round(timeout))} if timeout else {}
+        return _need("psycopg").connect(url(conn, "postgresql"), **limit)
     if conn.system == "mysql":
         if engine == "sqlalchemy":
-            return _need("sqlalchemy").create_engine(url(conn, "mysql+pymysql") + "?local_infile=1")
+            return _need("sqlalchemy").create_engine(url(conn, "mysql+pymysql", {"local_infile": "1"}))
         pymysql = _need("pymysql")
         return pymysql.connect(
             host=conn.host or "127.0.0.1",
@@ -82,6 +87,7 @@ def open_client(conn: Connection, engine: str | None = None) -> Any:
             database=conn.database,
             local_infile=True,
             charset=conn.options.get("charset", "utf8mb4"),
+            **({"connect_timeout": timeout} if timeout else {}),
         )
     if conn.system == "mongodb":
         native = conn.uri.startswith(("mongodb://", "mongodb+srv://"))
