@@ -14,13 +14,26 @@ over many tasks connects once per system.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nbflow.project.connections import Connection, known_connections, parse_connection, resolve_connection
+from nbflow.errors import NbflowError
+from nbflow.project.connections import (
+    Connection,
+    connection_secrets,
+    known_connections,
+    parse_connection,
+    resolve_connection,
+)
+from nbflow.project.secrets import Redactor
 from nbflow.project.targets import ObjectTarget, TableTarget, parse_target, target_connection
 from nbflow.systems.clients import open_client, s3_filesystem
+
+log = logging.getLogger("nbflow.systems")
+#: seconds a probe waits for a database to accept its connection
+PROBE_TIMEOUT = 10
 
 
 def s3_buckets(declared: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str | None]:
@@ -60,6 +73,9 @@ class TargetProbe:
 
     def __post_init__(self) -> None:
         self._clients: dict[str, Any] = {}
+        #: clients that could not be made: the error, raised again without another wait
+        self._failed: dict[str, Exception] = {}
+        self._unchecked: set[str] = set()
 
     def __enter__(self) -> TargetProbe:
         return self
@@ -74,8 +90,14 @@ class TargetProbe:
         self._clients.clear()
 
     def _client(self, key: str, make: Any) -> Any:
+        if key in self._failed:
+            raise self._failed[key]
         if key not in self._clients:
-            self._clients[key] = make()
+            try:
+                self._clients[key] = make()
+            except Exception as e:
+                self._failed[key] = e
+                raise
         return self._clients[key]
 
     def _fs(self, target: ObjectTarget) -> Any:
@@ -87,7 +109,7 @@ class TargetProbe:
 
     def _db(self, target: TableTarget) -> tuple[Connection, Any]:
         conn = resolve_connection(target.connection, self.declared, self.environ)
-        return conn, self._client(f"db:{conn.name}", lambda: open_client(conn))
+        return conn, self._client(f"db:{conn.name}", lambda: open_client(conn, timeout=PROBE_TIMEOUT))
 
     def stamp(self, uri: str) -> str | None:
         """What changes when the product is written (None: it does not exist)."""
@@ -98,7 +120,19 @@ class TargetProbe:
         return "exists" if self._table_exists(target) else None
 
     def exists(self, uri: str) -> bool:
-        return self.stamp(uri) is not None
+        """Whether the product exists; one that cannot be checked (its connection undefined,
+        its system unreachable) counts as missing, with a warning: the task runs, and the
+        checks before a run (or the task itself) say what is wrong."""
+        try:
+            return self.stamp(uri) is not None
+        except NbflowError:  # its connection is not defined or not set: the checks before a run say so
+            return False
+        except Exception as e:  # noqa: BLE001 - whatever stops the look, the product is not there to reuse
+            if uri not in self._unchecked:
+                self._unchecked.add(uri)
+                reason = Redactor(connection_secrets(self.declared, self.environ)).text(f"{type(e).__name__}: {e}")
+                log.warning("the product %s could not be checked (%s); it counts as missing", uri, reason.strip())
+            return False
 
     def checksum(self, uri: str) -> str | None:
         """``etag:<etag>`` of an object, ``rows:<n> hash:<h>`` of a table; None if it does not exist."""
