@@ -95,7 +95,6 @@ def plan(
     for name in dag.order:
         spec, earlier = specs[name], last.get(name)
         running_ups = [u for u in dag.upstreams[name] if decisions[u].run]
-        missing = [p for p in products(spec) if not p.exists()]
         if force or name in forced:
             decisions[name] = Decision(True, "forced (--force)" if force else "forced (--force-task)")
         elif earlier is None:
@@ -112,8 +111,9 @@ def plan(
             decisions[name] = Decision(True, f"upstream {running_ups[0]!r} runs")
         elif earlier.fingerprint != prints[name]:
             decisions[name] = Decision(True, "an upstream changed")
-        elif missing:
-            decisions[name] = Decision(True, f"its product {missing[0]} is missing")
+        elif missing := next((p for p in products(spec) if not p.exists()), None):
+            # asked last: an object's or a table's existence costs a request to its system
+            decisions[name] = Decision(True, f"its product {missing} is missing")
         else:
             decisions[name] = Decision(False, f"up to date since run {earlier.run_id}", earlier)
     return decisions
