@@ -134,6 +134,7 @@ def _spawn(
         drop = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MYSQL", "AWS_"))}
     env["HOME"] = str(cwd)
+    env["TMPDIR"] = str(cwd)  # the server may run as another user, who cannot enter the caller's TMPDIR
     with open(log, "ab") as out:
         return subprocess.Popen(
             list(argv),
