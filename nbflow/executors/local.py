@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from nbflow.execution.base import AttemptControl, AttemptOutcome, Executor, KernelNeed, StopReason, TaskRequest
 from nbflow.executors.attempt import begin_attempt, needs_kernel
+from nbflow.kinds import kind_of
 
 if TYPE_CHECKING:
     from nbflow.execution.kernels import KernelLauncher
@@ -48,6 +49,7 @@ class LocalExecutor(Executor):
         self._lock = threading.Lock()
         self._controls: dict[str, dict[tuple[str, int], AttemptControl]] = defaultdict(dict)
         self._cancelled: set[str] = set()
+        self._preloaded: set[str] = set()
 
     @property
     def _launcher(self) -> KernelLauncher:
@@ -67,6 +69,11 @@ class LocalExecutor(Executor):
             self._controls[request.run_id][key] = control
             if request.run_id in self._cancelled:
                 control.stop(StopReason.INTERRUPTED)
+        if request.kind not in self._preloaded:
+            # imported here, in the runner's thread, not first in a worker thread: a Ctrl-C or
+            # SIGTERM that lands in an import there leaves its module lock held, and the run hangs
+            kind_of(request.kind).preload()
+            self._preloaded.add(request.kind)
         attempt = begin_attempt(request, self._launcher if needs_kernel(request) else None, control)
 
         def work() -> AttemptOutcome:

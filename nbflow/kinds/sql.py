@@ -22,6 +22,7 @@ running statement.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import traceback as tb
@@ -72,6 +73,12 @@ class SqlKind(FileKind):
 
     def read(self, path: Path, name: str, relpath: str) -> TaskSpec:
         return read_sql_spec(path, name, relpath)
+
+    def preload(self) -> None:
+        import duckdb  # noqa: F401
+
+        with contextlib.suppress(ImportError):  # a SQL task on a database moves Arrow (the etl extra)
+            import pyarrow  # noqa: F401
 
     def run(self, request: TaskRequest, control: AttemptControl, launcher: KernelLauncher | None) -> AttemptOutcome:
         return run_sql(request, control)
