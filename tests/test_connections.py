@@ -227,9 +227,9 @@ def test_the_connections_table_must_map_names_to_variables() -> None:
     }
     with pytest.raises(ValueError, match="must be a table"):
         parse_connections_table(["WAREHOUSE_URL"])
-    with pytest.raises(ValueError, match="has the name '2 bad'"):
+    with pytest.raises(ValueError, match="has '2 bad' as a connection's name"):
         parse_connections_table({"2 bad": "X"})
-    with pytest.raises(ValueError, match="maps 'warehouse' to 5"):
+    with pytest.raises(ValueError, match="maps 'warehouse' to a value of type int"):
         parse_connections_table({"warehouse": 5})
 
 

@@ -91,8 +91,10 @@ class Connection:
     def secrets(self) -> tuple[str, ...]:
         """The values a redactor must mask wherever this connection was used."""
         values: list[str] = []
-        if self.password:  # a URI without one is no secret: describe() may show it
-            values += [self.uri, self.password, quote(self.password, safe="")]
+        if self.password or "@" in self.uri:  # a URI without credentials is no secret: describe() may show it
+            values.append(self.uri)
+        if self.password:
+            values += [self.password, quote(self.password, safe="")]
             if not self.uri.lstrip().startswith("{"):
                 with contextlib.suppress(ValueError):
                     values.append(urlsplit(self.uri.strip()).password or "")  # as the URI spells it
@@ -284,13 +286,14 @@ def parse_connections_table(raw: object) -> dict[str, str]:
     found: dict[str, str] = {}
     for name, variable in raw.items():
         if not _NAME.match(str(name)):
-            raise ValueError(f"has the name {name!r}: use letters, digits, '_', '-' and '.'")
+            shown = "a name that looks like a URI" if "@" in str(name) or "://" in str(name) else repr(name)
+            raise ValueError(f"has {shown} as a connection's name: use letters, digits, '_', '-' and '.'")
         if not isinstance(variable, str) or not _VARIABLE.match(variable):
             # a string that is not a variable's name may be a credential: never echoed
             shown = (
                 ("a URI" if "://" in variable else "a value that is not an environment variable's name")
                 if isinstance(variable, str)
-                else repr(variable)
+                else f"a value of type {type(variable).__name__}"
             )
             raise ValueError(
                 f"maps {name!r} to {shown}: give the name of the environment variable that holds the URI "

@@ -90,12 +90,13 @@ def _connection(source: str | None, relpath: str) -> str | None:
     try:
         value = ast.literal_eval(source)
     except (ValueError, SyntaxError):
-        value = None
+        value = ...  # not a literal, such as a bare name: refused below, never run in DuckDB instead
     if value is None:
         return None
     if not isinstance(value, str) or not _CONNECTION_NAME.match(value):
+        # the value is not shown: it may be a URI with its password
         raise InvalidDeclarationError(
-            relpath, f"'connection' must name a connection, like connection = \"warehouse\" (got `{source}`)", 0
+            relpath, "'connection' must name a connection in quotes, like connection = \"warehouse\"", 0
         )
     return value
 
