@@ -149,8 +149,8 @@ def resume_plan(
             earlier is not None
             and earlier.state in states.TASK_OK
             and hashes.get(name) == spec.source_hash
-            and all(p.exists() for p in products(spec))
             and not any(decisions[up].run for up in dag.upstreams[name])
+            and all(p.exists() for p in products(spec))  # last: it may ask a database or S3
         ):
             decisions[name] = Decision(False, f"succeeded in run {run_id}", earlier)
         else:

@@ -29,6 +29,7 @@ from nbflow.execution.base import (
     start_timeout,
 )
 from nbflow.kinds import kind_of
+from nbflow.project.targets import S3_SCHEME
 
 if TYPE_CHECKING:
     from nbflow.execution.kernels import KernelLauncher
@@ -59,8 +60,8 @@ def unwritten_products(products: Sequence[Path], before: dict[Path, tuple[int, i
     return [p for p in products if _stamp(p) is None or _stamp(p) == before.get(p)]
 
 
-def _probe(request: TaskRequest) -> contextlib.AbstractContextManager[Any]:
-    if not request.targets:
+def _probe(request: TaskRequest, targets: Sequence[str]) -> contextlib.AbstractContextManager[Any]:
+    if not targets:
         return contextlib.nullcontext()
     from nbflow.systems.targets import TargetProbe
 
@@ -93,7 +94,7 @@ def unwritten_targets(probe: Any, before: dict[str, str | None]) -> list[str]:
         except Exception as e:  # noqa: BLE001 - any failure to look means it cannot be confirmed
             missing.append(f"{uri} (it could not be checked: {type(e).__name__})")
             continue
-        if now is None or (uri.startswith("s3://") and now == stamp):
+        if now is None or (uri.startswith(S3_SCHEME) and now == stamp):
             missing.append(uri)
     return missing
 
@@ -131,14 +132,17 @@ def begin_attempt(
             except OSError as e:  # a full disk, a folder it may not write: this attempt fails, not the run
                 return AttemptOutcome.failed(type(e).__name__, str(e))
             before = {p: _stamp(p) for p in request.products}
-            with _probe(request) as probe:
-                before_targets = {uri: _target_stamp(probe, uri) for uri in request.targets}
-                with _in_process_connections(request, kind.uses_kernel):
-                    outcome = kind.run(request, control, launcher)
-                missing: list[Path | str] = []
-                if outcome.state == states.SUCCESS:
-                    missing = [*unwritten_products(request.products, before)]
-                    missing += unwritten_targets(probe, before_targets)
+            objects = [uri for uri in request.targets if uri.startswith(S3_SCHEME)]  # a table needs no "before"
+            with _probe(request, objects) as probe:
+                before_targets = {uri: _target_stamp(probe, uri) for uri in objects}
+            with _in_process_connections(request, kind.uses_kernel):
+                outcome = kind.run(request, control, launcher)
+            missing: list[Path | str] = []
+            if outcome.state == states.SUCCESS:
+                missing = [*unwritten_products(request.products, before)]
+                # a new probe: a connection opened before a long task may be gone by now
+                with _probe(request, request.targets) as probe:
+                    missing += unwritten_targets(probe, {uri: before_targets.get(uri) for uri in request.targets})
             if missing:
                 error = f"MissingProduct: the {kind.noun} ran but did not write " + ", ".join(map(str, missing))
                 outcome = replace(outcome, state=states.FAILED, error=error, ename="MissingProduct")
