@@ -57,11 +57,19 @@ def used_connections(spec: TaskSpec) -> list[str]:
 def target_problems(spec: TaskSpec) -> list[NbflowError]:
     """Each product URI must name an object or a table the way nbflow reads them."""
     problems: list[NbflowError] = []
+    kind = kind_of(spec.kind)
     for uri in product_targets(resolve_product(spec)):
         try:
             parse_target(uri)
         except ValueError as e:
             problems.append(InvalidDeclarationError(spec.relpath, f"'product' {e}", spec.parameters_cell))
+        else:
+            if not kind.writes_uri_products:
+                problems.append(
+                    InvalidDeclarationError(
+                        spec.relpath, f"an {kind.noun} writes its product to a file, not to {uri}", spec.parameters_cell
+                    )
+                )
     return problems
 
 

@@ -46,6 +46,9 @@ class TaskKind(abc.ABC):
     starts_process: ClassVar[bool] = False
     #: the panel may rewrite the task's ``upstream`` declaration in its file
     upstream_editable: ClassVar[bool] = False
+    #: whether its tasks can write a product that is a URI (an ``s3://`` object, a ``table://``
+    #: table); an HTTP task saves its response to a file only
+    writes_uri_products: ClassVar[bool] = True
 
     @abc.abstractmethod
     def run(self, request: TaskRequest, control: AttemptControl, launcher: KernelLauncher | None) -> AttemptOutcome:

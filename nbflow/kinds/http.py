@@ -31,6 +31,7 @@ class HttpKind(CodeKind):
     noun = "HTTP task"
     injects_defaults = True  # its ``params`` are data sent with the request: no code of its own holds them
     facade = "http_task"
+    writes_uri_products = False
     arguments = frozenset({"url", "method", "expect_status", "headers", "params"})
 
     def declare_task(
