@@ -4,14 +4,20 @@ A child process (forked, so the function needs no import path: one defined in a 
 or a script works) can be killed by a cancel or a timeout like a kernel, and a crash in it
 is an ordinary failed attempt. Its stdout and stderr go to the attempt's log. The function
 gets ``upstream`` and ``product`` if its signature asks for them, and its parameters.
+
+The process writes its output and its error raw (it reaches its connections through the
+environment, and may print their URIs); once it ends, its log is rewritten masked and its
+error is masked as it is read, so that no credential stays in the run folder.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import json
 import os
+import shutil
 import sys
 import traceback as tb
 import warnings
@@ -20,11 +26,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbflow import states
-from nbflow.execution.base import AttemptControl, AttemptOutcome, TaskRequest, stopped_outcome, utcnow
+from nbflow.execution.base import (
+    AttemptControl,
+    AttemptOutcome,
+    TaskRequest,
+    request_redactor,
+    stopped_outcome,
+    utcnow,
+)
 from nbflow.execution.logs import read_log_tail
 from nbflow.kinds.base import CodeKind
 from nbflow.paths import AttemptPaths
 from nbflow.project.code import DeclaredTask, TaskCall, declared_task, function_defaults, literal
+from nbflow.project.secrets import Redactor
 from nbflow.project.specs import RESERVED_NAMES, Product, TaskSpec
 
 if TYPE_CHECKING:
@@ -142,6 +156,57 @@ def _child(func: Any, kwargs: dict[str, Any], cwd: str, log_path: str, result_pa
         os._exit(code)  # never run the parent's cleanup in the child
 
 
+#: characters of a file read at a time while it is masked
+REDACT_CHUNK = 1 << 20
+
+
+def redact_file(path: Path, redactor: Redactor, chunk: int = REDACT_CHUNK) -> None:
+    """Mask the secrets in a text file that a process wrote, streamed a chunk at a time (a
+    secret cut by a chunk's end is still found whole); replaced atomically, and only if it
+    held a secret. Bytes that are not UTF-8 are kept as they were."""
+    if not redactor:
+        return
+    scratch = path.with_name(f".{path.name}.masking")
+    changed = False
+    try:
+        with (
+            open(path, encoding="utf-8", errors="surrogateescape", newline="") as source,
+            open(scratch, "w", encoding="utf-8", errors="surrogateescape", newline="") as masked,
+        ):
+            pending = ""
+            while text := source.read(chunk):
+                combined = pending + text
+                redacted = redactor.text(combined)
+                changed = changed or redacted != combined
+                keep = redactor.partial_end(redacted)
+                pending = redacted[len(redacted) - keep :] if keep else ""
+                masked.write(redacted[: len(redacted) - keep])
+            masked.write(pending)
+        if changed:
+            shutil.copymode(path, scratch)
+            # a process still holding the file (one the task started) writes on to the old one
+            os.replace(scratch, path)
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def _read_result(path: Path, redactor: Redactor) -> dict[str, Any] | None:
+    """What the task's process handed back, its error masked; the file is removed once read."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    finally:
+        path.unlink(missing_ok=True)
+    if not isinstance(result, dict) or "ok" not in result:
+        return None
+    if redactor:
+        for key in ("evalue", "traceback"):
+            if isinstance(result.get(key), str):
+                result[key] = redactor.text(result[key])
+    return result
+
+
 def run_function(request: TaskRequest, control: AttemptControl) -> AttemptOutcome:
     """Run one attempt of a function task; never raises for anything the function does."""
     import multiprocessing
@@ -162,16 +227,29 @@ def run_function(request: TaskRequest, control: AttemptControl) -> AttemptOutcom
     process.join()
     control.attach(None)
     state, error, traceback, ename = states.SUCCESS, None, None, None
-    try:
-        result = json.loads(result_path.read_text())
-    except (OSError, ValueError):
-        result = None
+    redactor = request_redactor(request)
+    result = _read_result(result_path, redactor)
+    problem = None
+    if redactor and request.log_path.exists():
+        try:
+            redact_file(request.log_path, redactor)
+        except OSError as e:  # a full disk: the log may still hold a secret, so this attempt fails
+            problem = e
     if result is None:
         state, ename = states.FAILED, "ProcessDied"
         error = f"ProcessDied: the task's process ended with exit code {process.exitcode} before it finished"
     elif not result["ok"]:
         state, ename = states.FAILED, result["ename"]
         error, traceback = f"{result['ename']}: {result['evalue']}", result["traceback"]
+    if problem is not None and state == states.SUCCESS:
+        state, ename = states.FAILED, type(problem).__name__
+        error = f"{ename}: the task's log could not be masked, so it was removed: {problem}"
     state, error, ename = stopped_outcome(control, request, state, error, ename, "its process was killed")
-    log = read_log_tail(request.log_path) if request.log_path.exists() else ""
+    try:
+        log = read_log_tail(request.log_path) if request.log_path.exists() else ""
+    except OSError:
+        log = ""
+    if problem is not None:  # its tail is masked on its way to the store; the raw file is not kept
+        with contextlib.suppress(OSError):
+            request.log_path.unlink(missing_ok=True)
     return AttemptOutcome(state, started, utcnow(), error=error, traceback=traceback, log=log, ename=ename)
