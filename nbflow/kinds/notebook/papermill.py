@@ -36,6 +36,7 @@ from nbflow.execution.kernels import KERNEL_START_TIMEOUT, IPCKernelManager, Ker
 from nbflow.execution.logs import CappedLog, read_log_tail, strip_ansi
 from nbflow.kinds.notebook.client import NbflowNotebookClient
 from nbflow.kinds.notebook.spool import OutputSpool, first_error, write_notebook
+from nbflow.kinds.python import redact_file
 from nbflow.project.secrets import Redactor, injection_lines, kernel_env_name
 from nbflow.project.settings import MAX_CELL_OUTPUT
 
@@ -306,6 +307,12 @@ def run_notebook(
         problem = _each(spool.close, output_log.close)
         if redactor and request.output_notebook.exists():
             problem = problem or _each(lambda: _redact_file(request.output_notebook, redactor))
+        if redactor and kernel_log_path.exists():
+            # the kernel's own output: what the notebook wrote to its file descriptors directly
+            masked = _each(lambda: redact_file(kernel_log_path, redactor))
+            if masked is not None:  # one that could not be masked is not kept
+                _each(lambda: kernel_log_path.unlink(missing_ok=True))
+            problem = problem or masked
         try:
             log_tail = read_log_tail(request.log_path)
         except OSError:
