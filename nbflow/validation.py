@@ -27,7 +27,7 @@ from nbflow.paths import StateDir
 from nbflow.project.connections import resolve_connection
 from nbflow.project.secrets import Redactor
 from nbflow.project.specs import TaskSpec
-from nbflow.project.targets import TableTarget, parse_target
+from nbflow.project.targets import ObjectTarget, TableTarget, parse_target
 
 
 def product_problems(root: Path, spec: TaskSpec) -> list[NbflowError]:
@@ -97,6 +97,16 @@ def check_connections(
                 resolve_connection(connection, declared, environ, used_by=spec.relpath)
             except (UnknownConnectionError, ConnectionVariableError) as e:
                 problems[connection] = e
+        objects = [uri for uri in product_targets(resolve_product(spec)) if isinstance(parse_target(uri), ObjectTarget)]
+        if objects:
+            # which S3 connection an object goes through is read from the URIs: a declared
+            # connection that cannot be read might be the one, and the environment's
+            # credentials must not be used in its place
+            for connection in sorted(set(declared) - set(problems)):
+                try:
+                    resolve_connection(connection, declared, environ, used_by=spec.relpath)
+                except ConnectionVariableError as e:
+                    problems[connection] = e
     if problems:
         raise PipelineValidationError(list(problems.values()))
 

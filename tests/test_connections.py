@@ -555,3 +555,19 @@ def test_a_wrong_password_or_a_closed_port_fails_the_task_clearly(
     assert {n: e.split(":")[0] for n, e in errors.items()} == dict.fromkeys(urls, "OperationalError")
     assert {n: t["attempts"] for n, t in tasks.items()} == dict.fromkeys(urls, 1)
     assert wrong not in run.stdout + run.stderr
+
+
+def test_an_object_product_is_refused_while_a_declared_connection_cannot_be_read(tmp_path: Path, monkeypatch) -> None:
+    """The S3 connection of an object is chosen from the URIs; an unset one might be it, so the
+    run stops (exit 2) instead of reaching S3 with the environment's credentials."""
+    from nbflow import Pipeline
+    from nbflow.errors import PipelineValidationError
+
+    (tmp_path / "nbflow.toml").write_text('[connections]\nlake = "LAKE_URL_UNSET"\n')
+    write_notebook(tmp_path, "export", "upstream = None\nproduct = 's3://lake/out.parquet'", "pass")
+    monkeypatch.delenv("LAKE_URL_UNSET", raising=False)
+    pipeline = Pipeline.from_dir(tmp_path)
+    with pytest.raises(PipelineValidationError, match="LAKE_URL_UNSET, which is not set"):
+        pipeline.validate_secrets(["export"])
+    monkeypatch.setenv("LAKE_URL_UNSET", "s3://KEY:SECRETVALUE@lake?endpoint=http%3A%2F%2F127.0.0.1%3A9")
+    pipeline.validate_secrets(["export"])  # readable now: the run may go on
