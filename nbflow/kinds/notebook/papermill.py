@@ -306,7 +306,8 @@ def run_notebook(
     finally:
         problem = _each(spool.close, output_log.close)
         if redactor and request.output_notebook.exists():
-            problem = problem or _each(lambda: _redact_file(request.output_notebook, redactor))
+            masked_notebook = _each(lambda: _redact_file(request.output_notebook, redactor))  # always, first
+            problem = problem or masked_notebook
         if redactor and kernel_log_path.exists():
             # the kernel's own output: what the notebook wrote to its file descriptors directly
             masked = _each(lambda: redact_file(kernel_log_path, redactor))
