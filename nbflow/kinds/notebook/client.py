@@ -42,6 +42,21 @@ from nbflow.project.secrets import Redactor
 LOST_NOTE = "[nbflow: the kernel's output for this cell stopped before its end was seen; some of it may be missing]"
 
 
+#: cells tagged so (exploration, plots for people) are not run in pipeline runs
+SKIP_TAG = "nbflow-skip"
+
+
+def skipped(cell: NotebookNode) -> NotebookNode:
+    """A code cell as a run leaves it unexecuted: no outputs but a note that says why, and
+    ``metadata.nbflow.skipped``."""
+    from nbformat.v4 import new_output
+
+    cell.outputs = [new_output("stream", name="stdout", text=f"[nbflow: not run in pipeline runs (tag {SKIP_TAG})]\n")]
+    cell.execution_count = None
+    cell.setdefault("metadata", {}).setdefault("nbflow", {})["skipped"] = True
+    return cell
+
+
 class NbflowNotebookClient(PapermillNotebookClient):
     """Executes a notebook's cells, keeping at most ``max_cell_output`` of each cell's output.
 
@@ -79,6 +94,8 @@ class NbflowNotebookClient(PapermillNotebookClient):
     async def async_execute_cell(
         self, cell: NotebookNode, cell_index: int, execution_count: int | None = None, store_history: bool = True
     ) -> NotebookNode:
+        if cell.cell_type == "code" and SKIP_TAG in (cell.get("metadata", {}).get("tags") or []):
+            return skipped(cell)
         self._budgets[cell_index] = OutputBudget(self.max_cell_output)
         try:
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)

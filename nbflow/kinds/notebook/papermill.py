@@ -193,6 +193,20 @@ def _inject_secrets(nb: Any, secrets: Mapping[str, str]) -> None:
     cells.insert(after + 1, cell)
 
 
+def sign_notebook(path: Path) -> None:
+    """Sign the executed notebook with the user's Jupyter notary, as running it in JupyterLab
+    would: nbflow ran it, so its HTML, JavaScript and widget outputs are shown when opened.
+    Best effort: a notary that cannot write leaves the notebook untrusted, the attempt as it was."""
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
+    try:
+        nb = nbformat.read(path, as_version=4)
+        NotebookNotary().sign(nb)
+    except Exception as e:  # noqa: BLE001 - a notary that cannot write (a locked or read-only database) costs trust only
+        logging.getLogger("nbflow").warning("nbflow: warning: could not sign %s (%s: %s)", path, type(e).__name__, e)
+
+
 def _redact_file(path: Path, redactor: Redactor) -> None:
     """A last pass over the executed notebook as saved: every output, data and metadata (atomically)."""
     import nbformat
@@ -308,6 +322,8 @@ def run_notebook(
         if redactor and request.output_notebook.exists():
             masked_notebook = _each(lambda: _redact_file(request.output_notebook, redactor))  # always, first
             problem = problem or masked_notebook
+        if problem is None and request.output_notebook.exists():  # trusted: its rich outputs render when opened
+            sign_notebook(request.output_notebook)
         if redactor and kernel_log_path.exists():
             # the kernel's own output: what the notebook wrote to its file descriptors directly
             masked = _each(lambda: redact_file(kernel_log_path, redactor))
