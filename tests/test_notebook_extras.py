@@ -58,3 +58,28 @@ def test_an_executed_notebook_is_trusted_so_its_rich_outputs_render(tmp_path: Pa
     # a notebook changed afterwards is no longer trusted: the signature covers its content
     executed.cells[-1].outputs[0]["data"]["text/html"] = "<i>changed</i>"
     assert not NotebookNotary().check_signature(executed)
+
+
+def test_an_executed_notebook_runs_again_on_its_own(tmp_path: Path, monkeypatch) -> None:
+    """Its injected cell holds literal values (upstream, product, parameters) and reads a secret
+    from the environment, so it runs top to bottom without nbflow, in the notebook's folder."""
+    from nbclient import NotebookClient
+
+    (tmp_path / "nbflow.toml").write_text('[secrets]\ntoken = "EXTRAS_TOKEN"\n')
+    monkeypatch.setenv("EXTRAS_TOKEN", "tok-123456")
+    write_notebook(tmp_path, "make", "upstream = None\nproduct = 'out/data.txt'", "open(product, 'w').write('42')")
+    write_notebook(
+        tmp_path,
+        "use",
+        "upstream = ['make']\nproduct = 'out/use.txt'\nscale = 1\ntoken = ''",
+        "value = int(open(upstream['make']).read()) * scale\nassert token == 'tok-123456'\n"
+        "open(product, 'w').write(str(value))",
+    )
+    result = nbflow.Pipeline.from_dir(tmp_path).run(params={"scale": 3})
+    assert result.states == {"make": "success", "use": "success"}
+    (tmp_path / "out" / "use.txt").unlink()
+
+    executed = _executed(tmp_path, "use")
+    NotebookClient(executed, resources={"metadata": {"path": str(tmp_path)}}, kernel_name="python3").execute()
+
+    assert (tmp_path / "out" / "use.txt").read_text() == "126"  # 42 x the override 3, from literals

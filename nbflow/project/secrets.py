@@ -10,7 +10,7 @@ the log, and errors and tracebacks are redacted before they reach the store or a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 MASK = "[secret]"
@@ -22,12 +22,17 @@ def kernel_env_name(parameter: str) -> str:
     return ENV_PREFIX + parameter.upper()
 
 
-def injection_lines(parameters: Iterable[str]) -> list[str]:
-    """The code that reads each secret in the kernel (what the executed notebook shows)."""
-    return [
-        f'{name} = __import__("os").environ[{kernel_env_name(name)!r}]  # a secret, from the environment'
-        for name in sorted(parameters)
-    ]
+def injection_lines(parameters: Iterable[str], variables: Mapping[str, str] | None = None) -> list[str]:
+    """The code that reads each secret in the kernel (what the executed notebook shows). With
+    the project's variable of a secret (``variables``), the line falls back to it, so the
+    executed notebook also runs again on its own where that variable is set."""
+    lines = []
+    for name in sorted(parameters):
+        read = f'__import__("os").environ[{kernel_env_name(name)!r}]'
+        if variables and name in variables:
+            read = f'(__import__("os").environ.get({kernel_env_name(name)!r}) or __import__("os").environ[{variables[name]!r}])'
+        lines.append(f"{name} = {read}  # a secret, from the environment")
+    return lines
 
 
 def _variants(value: str) -> set[str]:

@@ -65,6 +65,7 @@ class NbflowEngine(NBClientEngine):
         on_kernel: Callable[[IPCKernelManager | None], None],
         cancelled: Callable[[], bool],
         secrets: Mapping[str, str] | None = None,
+        secret_variables: Mapping[str, str] | None = None,
         redactor: Redactor | None = None,
         spool: OutputSpool | None = None,
         output_log: CappedLog | None = None,
@@ -78,7 +79,7 @@ class NbflowEngine(NBClientEngine):
         if redactor:
             _redact_saves(nb_man, redactor)
         if secrets:
-            _inject_secrets(nb_man.nb, secrets)
+            _inject_secrets(nb_man.nb, secrets, secret_variables)
             env = {**os.environ, **{kernel_env_name(k): v for k, v in secrets.items()}}
         km, kc = launcher.start(kernel_name, kernel_cwd, kernel_log, on_kernel, cancelled, env=env)
         client = NbflowNotebookClient(
@@ -176,11 +177,11 @@ def _execute(request: TaskRequest, spool: OutputSpool, **engine_kwargs: Any) -> 
         raise error
 
 
-def _inject_secrets(nb: Any, secrets: Mapping[str, str]) -> None:
+def _inject_secrets(nb: Any, secrets: Mapping[str, str], variables: Mapping[str, str] | None = None) -> None:
     """Add the lines that read the secrets to the injected-parameters cell (made if missing)."""
     import nbformat
 
-    lines = "\n".join(injection_lines(secrets))
+    lines = "\n".join(injection_lines(secrets, variables))
     cells = nb.cells
     for cell in cells:
         if "injected-parameters" in cell.metadata.get("tags", []):
@@ -299,6 +300,7 @@ def run_notebook(
             on_kernel=on_kernel,
             cancelled=lambda: control.stopped,
             secrets=secrets,
+            secret_variables=request.secrets,
             redactor=redactor,
         )
     except PapermillExecutionError as e:
