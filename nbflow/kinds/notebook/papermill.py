@@ -194,6 +194,10 @@ def _inject_secrets(nb: Any, secrets: Mapping[str, str], variables: Mapping[str,
     cells.insert(after + 1, cell)
 
 
+#: executed notebooks larger than this are not signed: signing holds the whole notebook in memory
+SIGN_LIMIT = 8 * 2**20
+
+
 def sign_notebook(path: Path) -> None:
     """Sign the executed notebook with the user's Jupyter notary, as running it in JupyterLab
     would: nbflow ran it, so its HTML, JavaScript and widget outputs are shown when opened.
@@ -202,6 +206,8 @@ def sign_notebook(path: Path) -> None:
     from nbformat.sign import NotebookNotary
 
     try:
+        if path.stat().st_size > SIGN_LIMIT:  # signing reads the whole notebook into memory
+            return
         nb = nbformat.read(path, as_version=4)
         NotebookNotary().sign(nb)
     except Exception as e:  # noqa: BLE001 - a notary that cannot write (a locked or read-only database) costs trust only
