@@ -493,6 +493,35 @@ class NotAPipelineFolderError(NbflowError):
         return f"{self.path!r} is not a folder on this server."
 
 
+class NotATaskError(NbflowError):
+    """A file that is not a task of the pipeline it was looked up in."""
+
+    def __init__(self, path: str, folder: str, reason: str = "") -> None:
+        self.path = path
+        self.folder = folder
+        self.reason = reason
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        why = f": {self.reason}" if self.reason else ""
+        return f"{self.path} is not a task of the pipeline in {self.folder}{why}."
+
+
+class NoFailedAttemptError(NbflowError):
+    """``nbflow debug`` on a task with no failed attempt (in the run asked for) to reproduce."""
+
+    def __init__(self, task: str, run_id: str | None = None, reason: str = "") -> None:
+        self.task = task
+        self.run_id = run_id
+        self.reason = reason
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = f"in run {self.run_id}" if self.run_id else "in any recorded run"
+        why = f" ({self.reason})" if self.reason else ""
+        return f"{self.task!r} has no failed attempt {where} to debug{why}."
+
+
 class RunNotGoingOnError(NbflowError):
     """A stop asked for a run that is not going on (it has finished, or runs elsewhere)."""
 

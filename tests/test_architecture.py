@@ -21,7 +21,7 @@ LAYERS = {
     "kinds": 4,
     "executors": 5,
     "engine": 6,
-    "pipeline": 7, "history": 7, "validation": 7,
+    "pipeline": 7, "history": 7, "validation": 7, "authoring": 7,
     "cli": 8, "widgets": 8, "server": 8, "integrations": 8,
 }  # fmt: skip
 #: the lazy public facade and the entry point import from any layer; nothing may import them

@@ -16,7 +16,7 @@ import sys
 import click
 
 from nbflow import __version__
-from nbflow.cli import export, inspect, run, schedule
+from nbflow.cli import debug, export, inputs, inspect, run, schedule
 
 #: optional modules that cost seconds to import and that nbflow's own process never needs
 SKIPPED_IMPORTS = (
@@ -53,7 +53,7 @@ def cli() -> None:
     log_to_stderr()
 
 
-for _module in (run, inspect, schedule, export):
+for _module in (run, inspect, schedule, export, inputs, debug):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

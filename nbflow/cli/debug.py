@@ -1,0 +1,7 @@
+"""``nbflow debug``."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

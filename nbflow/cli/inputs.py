@@ -1,0 +1,7 @@
+"""``nbflow inputs``."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []
