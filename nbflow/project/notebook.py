@@ -1,7 +1,8 @@
 """Read one ``.ipynb`` file into a :class:`~nbflow.project.specs.TaskSpec`, without starting a kernel.
 
 The ``parameters`` cell (papermill's convention: the code cell tagged ``parameters``) is
-read with :mod:`ast`, never executed. Two names in it mean something to nbflow:
+read with :mod:`ast` (an R notebook's with :mod:`nbflow.project.rlang`), never executed.
+Two names in it mean something to nbflow:
 
 ``upstream``
     ``None`` or a literal list of task names this notebook needs.
@@ -22,9 +23,22 @@ from pathlib import Path
 from typing import Any
 
 from nbflow.errors import InvalidDeclarationError, MalformedNotebookError
+from nbflow.project import rlang
 from nbflow.project.specs import ParametersDecl, Product, TaskSpec
 
 DEFAULT_KERNEL = "python3"
+
+#: how each language writes the declarations, for error messages
+_EXAMPLES = {
+    "python": ('upstream = ["clean"]', 'product = {"data": "out/data.csv"}'),
+    "r": ('upstream <- c("clean")', 'product <- list(data = "out/data.csv")'),
+}
+_R_TYPES = {"int": "number", "float": "number", "bool": "logical", "dict": "named list", "list": "list"}
+
+
+def is_r(language: str) -> bool:
+    """Whether a notebook's kernel language is R (IRkernel says ``R``)."""
+    return language.strip().lower() == "r"
 
 
 def strip_magics(source: str) -> str:
@@ -36,8 +50,9 @@ def strip_magics(source: str) -> str:
     return "\n".join(lines)
 
 
-def _type_name(value: Any) -> str:
-    return type(value).__name__
+def _type_name(value: Any, language: str = "python") -> str:
+    name = type(value).__name__
+    return _R_TYPES.get(name, name) if language == "r" else name
 
 
 def _literal(node: ast.expr, name: str, where: tuple[str, int | None]) -> Any:
@@ -52,15 +67,17 @@ def _literal(node: ast.expr, name: str, where: tuple[str, int | None]) -> Any:
         ) from None
 
 
-def _check_upstream(value: Any, where: tuple[str, int | None]) -> tuple[str, ...]:
+def _check_upstream(value: Any, where: tuple[str, int | None], language: str = "python") -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        got = _type_name(value) if not isinstance(value, (list, tuple)) else "a list containing non-strings"
+        got = _type_name(value, language) if not isinstance(value, (list, tuple)) else "a list containing non-strings"
         raise InvalidDeclarationError(
-            where[0], f"'upstream' must be a list of notebook names, like upstream = [\"clean\"] (got {got})", where[1]
+            where[0],
+            f"'upstream' must be a list of notebook names, like {_EXAMPLES[language][0]} (got {got})",
+            where[1],
         )
     names = tuple(v.strip() for v in value)
     if any(not n for n in names):
@@ -73,7 +90,7 @@ def _check_upstream(value: Any, where: tuple[str, int | None]) -> tuple[str, ...
     return names
 
 
-def _check_product(value: Any, where: tuple[str, int | None]) -> Product:
+def _check_product(value: Any, where: tuple[str, int | None], language: str = "python") -> Product:
     if value is None or (isinstance(value, str) and value):
         return value
     if (
@@ -84,22 +101,27 @@ def _check_product(value: Any, where: tuple[str, int | None]) -> Product:
         return dict(value)
     raise InvalidDeclarationError(
         where[0],
-        '\'product\' must be a path or a dict of named paths, like product = {"data": "out/data.csv"} '
-        f"(got {_type_name(value)}{' with non-string keys or values' if isinstance(value, dict) else ''})",
+        f"'product' must be a path or a dict of named paths, like {_EXAMPLES[language][1]} "
+        f"(got {_type_name(value, language)}{' with non-string keys or values' if isinstance(value, dict) else ''})",
         where[1],
     )
 
 
-def parse_parameters(source: str, relpath: str = "<notebook>", cell: int | None = None) -> ParametersDecl:
-    """Read a parameters cell's source into a :class:`ParametersDecl`.
+def parse_parameters(
+    source: str, relpath: str = "<notebook>", cell: int | None = None, language: str = "python"
+) -> ParametersDecl:
+    """Read a parameters cell's source, in the notebook's kernel ``language``, into a
+    :class:`ParametersDecl` (R is read by :func:`parse_r_parameters`, anything else as Python).
 
     Raises
     ------
     MalformedNotebookError
-        The cell is not valid Python.
+        The cell is not valid Python (or R).
     InvalidDeclarationError
         ``upstream`` or ``product`` is not a literal of the right shape.
     """
+    if is_r(language):
+        return parse_r_parameters(source, relpath, cell)
     cell_label = "the parameters cell" if cell is None else f"parameters cell {cell}"
     where = (relpath, cell)
     try:
@@ -128,6 +150,50 @@ def parse_parameters(source: str, relpath: str = "<notebook>", cell: int | None 
                 declares_product = True
             else:
                 defaults[target] = ast.unparse(value)
+    return ParametersDecl(defaults, upstream, declares_upstream, product, declares_product)
+
+
+def parse_r_parameters(source: str, relpath: str = "<notebook>", cell: int | None = None) -> ParametersDecl:
+    """Read an R parameters cell (``upstream <- c("clean")``, ``product <- list(data = "out/x.csv")``,
+    ``n <- 10L``) into a :class:`ParametersDecl`, without running R.
+
+    A literal default is kept as Python source (``10L`` -> ``10``, ``c(1, 2)`` -> ``[1, 2]``,
+    ``list(a = 1)`` -> ``{'a': 1}``), as overrides are checked against Python literals; any other
+    default keeps its R source text, as a Python notebook's expression keeps its own.
+
+    Raises
+    ------
+    MalformedNotebookError
+        The cell has an unclosed string or bracket.
+    InvalidDeclarationError
+        ``upstream`` or ``product`` is not a literal of the right shape.
+    """
+    cell_label = "the parameters cell" if cell is None else f"parameters cell {cell}"
+    where = (relpath, cell)
+    try:
+        assignments = rlang.read_assignments(source)
+    except rlang.RSyntaxError as e:
+        raise MalformedNotebookError(relpath, f"{cell_label} is not valid R (line {e.line}: {e.message})") from None
+    defaults: dict[str, str] = {}
+    upstream: tuple[str, ...] = ()
+    product: Product = None
+    declares_upstream = declares_product = False
+    for a in assignments:
+        if a.name in ("upstream", "product") and a.value is rlang.NOT_LITERAL:
+            raise InvalidDeclarationError(
+                relpath,
+                f"{a.name!r} must be a literal (nbflow reads it without running the notebook), "
+                f"got the expression `{a.text}` (line {a.line})",
+                cell,
+            )
+        if a.name == "upstream":
+            upstream = _check_upstream(a.value, where, "r")
+            declares_upstream = True
+        elif a.name == "product":
+            product = _check_product(a.value, where, "r")
+            declares_product = True
+        else:
+            defaults[a.name] = a.text if a.value is rlang.NOT_LITERAL else repr(a.value)
     return ParametersDecl(defaults, upstream, declares_upstream, product, declares_product)
 
 
@@ -211,7 +277,7 @@ def spec_from_json(nb: Any, path: Path, name: str, relpath: str) -> TaskSpec:
             params_index = i
     decl = ParametersDecl()
     if params_index is not None:
-        decl = parse_parameters(_cell_source(nb["cells"][params_index]), relpath, params_index)
+        decl = parse_parameters(_cell_source(nb["cells"][params_index]), relpath, params_index, language)
     return TaskSpec(
         name=name,
         path=path,

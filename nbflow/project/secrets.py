@@ -13,6 +13,8 @@ import json
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
+from nbflow.project.rlang import r_string
+
 MASK = "[secret]"
 #: the kernel environment variable that carries a secret parameter's value
 ENV_PREFIX = "NBFLOW_SECRET_"
@@ -22,16 +24,38 @@ def kernel_env_name(parameter: str) -> str:
     return ENV_PREFIX + parameter.upper()
 
 
-def injection_lines(parameters: Iterable[str], variables: Mapping[str, str] | None = None) -> list[str]:
-    """The code that reads each secret in the kernel (what the executed notebook shows). With
-    the project's variable of a secret (``variables``), the line falls back to it, so the
-    executed notebook also runs again on its own where that variable is set."""
+def injection_lines(
+    parameters: Iterable[str], variables: Mapping[str, str] | None = None, language: str = "python"
+) -> list[str]:
+    """The code that reads each secret in the kernel (what the executed notebook shows), in the
+    kernel's ``language`` (``"python"`` or ``"R"``). With the project's variable of a secret
+    (``variables``), the code falls back to it, so the executed notebook also runs again on its
+    own where that variable is set."""
+    if language.strip().lower() == "r":
+        return _r_lines(parameters, variables)
     lines = []
     for name in sorted(parameters):
         read = f'__import__("os").environ[{kernel_env_name(name)!r}]'
         if variables and name in variables:
             read = f'(__import__("os").environ.get({kernel_env_name(name)!r}) or __import__("os").environ[{variables[name]!r}])'
         lines.append(f"{name} = {read}  # a secret, from the environment")
+    return lines
+
+
+def _r_lines(parameters: Iterable[str], variables: Mapping[str, str] | None) -> list[str]:
+    """R's reading of each secret: as the Python lines, an empty or unset kernel variable falls
+    back to the project's, and a secret found in neither stops the notebook."""
+    lines = []
+    for name in sorted(parameters):
+        lines.append(
+            f"{name} <- Sys.getenv({r_string(kernel_env_name(name))}, unset = NA)  # a secret, from the environment"
+        )
+        wanted = kernel_env_name(name)
+        if variables and name in variables:
+            wanted = variables[name]
+            lines.append(f"if (is.na({name}) || !nzchar({name})) {name} <- Sys.getenv({r_string(wanted)}, unset = NA)")
+        message = f"the secret {name!r} is not set: set the environment variable {wanted}"
+        lines.append(f"if (is.na({name})) stop({r_string(message)}, call. = FALSE)")
     return lines
 
 
