@@ -181,7 +181,8 @@ def _inject_secrets(nb: Any, secrets: Mapping[str, str], variables: Mapping[str,
     """Add the lines that read the secrets to the injected-parameters cell (made if missing)."""
     import nbformat
 
-    lines = "\n".join(injection_lines(secrets, variables))
+    language = nb.metadata.get("kernelspec", {}).get("language") or nb.metadata.get("language_info", {}).get("name")
+    lines = "\n".join(injection_lines(secrets, variables, language=language or "python"))
     cells = nb.cells
     for cell in cells:
         if "injected-parameters" in cell.metadata.get("tags", []):
