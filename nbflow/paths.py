@@ -12,6 +12,7 @@
         attempt-<n>.log            its output
         attempt-<n>.kernel.log     the kernel process's own output
       panel-runs/                the output of the runs the server started
+      debug/<run_id>/<task>.ipynb  a failed attempt made ready to debug (``nbflow debug``)
       airflow/                   an Airflow task's notebooks and logs, by default
 
 Only paths: nothing here touches the disk except :meth:`StateDir.ensure`.
@@ -33,6 +34,8 @@ LOCK_FILE_NAME = "run.lock"
 RUNS_DIR_NAME = "runs"
 #: the output of the runs the server started, inside the state folder
 PANEL_RUNS_DIR_NAME = "panel-runs"
+#: the debug notebooks of failed attempts, inside the state folder
+DEBUG_DIR_NAME = "debug"
 #: an Airflow task's output (when no other folder is given), inside the state folder
 AIRFLOW_DIR_NAME = "airflow"
 #: what was read from each file, by (size, mtime, inode); inside the state folder
@@ -137,6 +140,11 @@ class StateDir:
     def panel_runs(self) -> Path:
         """The output of the runs the server started."""
         return self.path / PANEL_RUNS_DIR_NAME
+
+    @property
+    def debug(self) -> Path:
+        """The debug notebooks of failed attempts: ``debug/<run_id>/<task>.ipynb``."""
+        return self.path / DEBUG_DIR_NAME
 
     @property
     def airflow(self) -> Path:
