@@ -23,6 +23,13 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "nbflow"}]
 
 
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext nbflow``: the ``%nbflow`` magic (``%nbflow inputs`` loads a notebook's inputs)."""
+    from nbflow.integrations.ipython import load_ipython_extension as load
+
+    load(ipython)
+
+
 def __getattr__(name: str):  # import lazily: `nbflow dag` and `nbflow status` stay fast
     if name in ("Pipeline", "Task"):
         from nbflow import pipeline
