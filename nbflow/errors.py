@@ -138,6 +138,23 @@ class OutsideFolderError(ValidationProblem):
         )
 
 
+class MissingDependencyError(ValidationProblem):
+    """A task file nbflow reads only with an optional dependency that is not installed."""
+
+    def __init__(self, path: str, what: str, package: str, extra: str) -> None:
+        self.path = path
+        self.what = what
+        self.package = package
+        self.extra = extra
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return (
+            f"{self.path} is {self.what}, and reading it needs {self.package}, which is not installed: "
+            f'pip install "nbflow[{self.extra}]"'
+        )
+
+
 class UnknownTaskError(NbflowError):
     """A task name given on the command line or in code that the pipeline does not have."""
 

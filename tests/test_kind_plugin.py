@@ -129,7 +129,7 @@ def test_without_its_registry_entry_the_file_is_not_a_task(tmp_path: Path) -> No
 def test_a_plugged_in_file_kind_names_its_files_in_messages(tmp_path: Path, template_kind: TemplateKind) -> None:
     with pytest.raises(
         PipelineNotFoundError,
-        match=r"holds no notebooks \(\*\.ipynb\), no SQL tasks \(\*\.sql\) "
+        match=r"holds no notebooks \(\*\.ipynb; \*\.py, \*\.md with a Jupytext header\), no SQL tasks \(\*\.sql\) "
         r"and no text templates \(\*\.tmpl\)",
     ):
         Pipeline.from_dir(tmp_path)

@@ -245,7 +245,12 @@ def test_the_registry_knows_each_kind_by_name_and_suffix() -> None:
     from nbflow.errors import UnknownKindError
 
     assert list(KINDS) == [*KIND_NAMES, "mongo"]  # a mongo task needs a server: tests/test_mongo_tasks.py
-    assert {s: k.name for s, k in file_kinds().items()} == {".ipynb": "notebook", ".sql": "sql"}
+    assert {s: k.name for s, k in file_kinds().items()} == {
+        ".ipynb": "notebook",
+        ".py": "notebook",  # with a Jupytext header
+        ".md": "notebook",
+        ".sql": "sql",
+    }
     assert [k.name for k in KINDS.values() if k.uses_kernel] == ["notebook"]
     assert [k.name for k in KINDS.values() if k.injects_defaults] == ["sql", "http", "mongo"]
     with pytest.raises(UnknownKindError, match="No task kind named 'shell'; nbflow knows http, mongo, notebook, python, sql"):

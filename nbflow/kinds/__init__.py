@@ -2,7 +2,8 @@
 
 :data:`KINDS` is the registry, by name. Everything outside a kind's own module asks the
 kind (:func:`kind_of`) for its flags and methods; folder discovery asks the
-:func:`file kinds <file_kinds>` by suffix (:func:`file_kind_for`), ``Pipeline.add_task``
+:func:`file kinds <file_kinds>` by suffix (:func:`file_kind_for`), and the kind whether a file
+is a task (:meth:`~nbflow.kinds.base.FileKind.is_task_file`), ``Pipeline.add_task``
 and the reading of ``nbflow_tasks.py`` the :func:`code kinds <code_kinds>`. Adding a kind
 is a module of its own (a :class:`~nbflow.kinds.base.FileKind` or
 :class:`~nbflow.kinds.base.CodeKind`) and its line here.
@@ -71,12 +72,20 @@ def file_kind_for(path: str | PurePath) -> tuple[FileKind, str] | None:
 
 
 def file_nouns() -> list[str]:
-    """The task files a folder may hold, kind by kind, for messages: ``["notebooks (*.ipynb)", "SQL tasks (*.sql)"]``."""
-    return [
-        f"{kind.noun}s ({', '.join('*' + s for s in kind.suffixes)})"
-        for kind in KINDS.values()
-        if isinstance(kind, FileKind) and kind.suffixes
-    ]
+    """The task files a folder may hold, kind by kind, for messages: ``["notebooks (*.ipynb; *.py,
+    *.md with a Jupytext header)", "SQL tasks (*.sql)"]``."""
+    return [_file_noun(kind) for kind in KINDS.values() if isinstance(kind, FileKind) and kind.suffixes]
+
+
+def _file_noun(kind: FileKind) -> str:
+    def stars(suffixes: list[str]) -> str:
+        return ", ".join("*" + s for s in suffixes)
+
+    checked = [s for s in kind.suffixes if s in kind.checked_suffixes]
+    files = stars([s for s in kind.suffixes if s not in checked])
+    if checked:
+        files = "; ".join(filter(None, [files, f"{stars(checked)} {kind.checked_note}"]))
+    return f"{kind.noun}s ({files})"
 
 
 def code_kinds() -> dict[str, CodeKind]:

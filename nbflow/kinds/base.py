@@ -71,13 +71,28 @@ class FileKind(TaskKind):
     """A kind whose tasks are files of a pipeline folder, found by :attr:`suffixes`.
 
     A file is the kind whose suffix it ends with, the longest when several do
-    (``.j2.sql`` before ``.sql``); the task's name is its path without that suffix.
+    (``.j2.sql`` before ``.sql``), and a task unless the kind says otherwise
+    (:meth:`is_task_file`); the task's name is its path without that suffix.
     """
 
     #: what one task file of this kind is called in messages ("x is not a valid <noun>",
     #: "holds no <noun>s"); a malformed file's :class:`~nbflow.errors.MalformedNotebookError`
     #: is worded with it
     noun: ClassVar[str] = "task file"
+
+    #: the suffixes (of :attr:`suffixes`) whose files are tasks only when :meth:`is_task_file`
+    #: says so (a ``.py`` file may be a helper module); the others' files always are
+    checked_suffixes: ClassVar[tuple[str, ...]] = ()
+    #: which files of :attr:`checked_suffixes` are tasks, for messages ("with a Jupytext header")
+    checked_note: ClassVar[str] = "of this kind"
+
+    def is_task_file(self, path: Path) -> bool:
+        """Whether the file ``path``, which ends with one of :attr:`checked_suffixes`, is a task of
+        this kind; False skips it silently. Asked on every discovery (never for a file reached
+        through a symbolic link leading outside the folder nbflow may read: that one is skipped),
+        so it must be cheap: a look at the name or the file's first bytes. Yes by default.
+        """
+        return True
 
     @abc.abstractmethod
     def read(self, path: Path, name: str, relpath: str) -> TaskSpec:

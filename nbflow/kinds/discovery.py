@@ -2,7 +2,9 @@
 
 A pipeline is a folder: every file below it with the suffix of a file kind (``*.ipynb``,
 ``*.sql``: :func:`nbflow.kinds.file_kinds`) is a task, except in hidden folders,
-``.ipynb_checkpoints`` and nbflow's own output folder, and except notebooks that opt out with
+``.ipynb_checkpoints`` and nbflow's own output folder, except files its kind says are not
+(:meth:`~nbflow.kinds.base.FileKind.is_task_file`: a ``.py`` or ``.md`` file without a Jupytext
+header), and except notebooks that opt out with
 ``{"nbflow": {"task": false}}`` in their metadata (a dashboard beside the pipeline). A file is
 the kind of the longest suffix it ends with (:func:`nbflow.kinds.file_kind_for`). A task's
 name is its path relative to the folder, without that suffix, with ``/`` separators.
@@ -89,11 +91,11 @@ def iter_task_paths(root: Path, outside: list[Path] | None = None, within: Path 
                 continue
             path = Path(entry.path)
             if within is not None and entry.is_symlink() and not is_inside(path, within):
-                if outside is not None:
-                    outside.append(path)
+                if outside is not None and not (is_task and _is_checked(path)):
+                    outside.append(path)  # one whose suffix may be no task (a .py module) is not looked at
             elif is_dir:
                 subdirs.append(path)
-            else:
+            elif not _is_checked(path) or _kind_of_file(path).is_task_file(path):
                 yield path
         stack.extend(reversed(subdirs))
 
@@ -103,6 +105,12 @@ def _kind_of_file(path: Path) -> FileKind:
     if found is None:  # only the files of a file kind are walked
         raise ValueError(f"{path} is no file kind's task file")
     return found[0]
+
+
+def _is_checked(path: Path) -> bool:
+    """Whether ``path``'s suffix makes it a task only if its kind says so (:meth:`~FileKind.is_task_file`)."""
+    found = file_kind_for(path)
+    return found is not None and found[1] in found[0].checked_suffixes
 
 
 def read_task_spec(path: Path, name: str, relpath: str) -> TaskSpec:

@@ -2,7 +2,8 @@
 
 The notebook stays the single source of truth (it works the same without nbflow's
 JupyterLab panel): only the ``upstream`` assignment of the parameters cell is rewritten,
-every other line, cell, output and metadata is left as it was. Pure, apart from
+every other line, cell, output and metadata is left as it was; a Jupytext text notebook
+(``.py``, ``.md``) is edited as text, its other bytes kept. Pure, apart from
 :func:`write_upstream`.
 """
 
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +107,110 @@ def check_upstream_change(
         raise CycleError(cycle)
 
 
+def _cells(nb: Mapping[str, Any]) -> list[tuple[Any, str, Any]]:
+    return [
+        (cell.get("cell_type"), "".join(cell.get("source") or ""), cell.get("metadata")) for cell in nb.get("cells", [])
+    ]
+
+
+def _changed_lines(old: list[str], new: list[str]) -> tuple[int, int, int]:
+    """Where ``new`` differs from ``old``: ``old[start:old_end]`` became ``new[start:new_end]``; an
+    insertion is widened to the line after it (or before it, at the end), so that it has an anchor."""
+    start = 0
+    while start < min(len(old), len(new)) and old[start] == new[start]:
+        start += 1
+    same_end = 0
+    while same_end < min(len(old), len(new)) - start and old[-1 - same_end] == new[-1 - same_end]:
+        same_end += 1
+    old_end, new_end = len(old) - same_end, len(new) - same_end
+    if old_end == start:
+        if old_end < len(old):
+            old_end, new_end = old_end + 1, new_end + 1
+        elif start > 0:
+            start -= 1
+    return start, old_end, new_end
+
+
+def set_upstream_in_text(text: str, suffix: str, upstream: Sequence[str], relpath: str = "<notebook>") -> str:
+    """The Jupytext text notebook ``text`` (a ``suffix`` file: ``.py``, ``.md``) with its parameters
+    cell's ``upstream`` line replaced (or added first); every other byte is kept. Pure: the text is
+    read with jupytext, and the result is read again to check that only that cell changed.
+
+    Raises
+    ------
+    InvalidDeclarationError
+        It has no (non-empty) parameters cell, the cell is not valid Python, or the line cannot
+        be found in the text: it is not edited.
+    MissingDependencyError, MalformedNotebookError
+        jupytext is not installed, or cannot read it.
+    """
+    import copy
+
+    from nbflow.project.textnotebook import text_to_notebook
+
+    nb = text_to_notebook(text, suffix, relpath)
+    cell = _parameters_cell(nb)
+    source = "".join(cell.get("source") or "") if cell is not None else ""
+    if not source.strip():
+        raise InvalidDeclarationError(
+            relpath, "it has no parameters cell with code in it; write upstream = [] in its cell tagged 'parameters'"
+        )
+    expected = set_upstream(copy.deepcopy(nb), upstream, relpath)
+    old_lines = source.splitlines()
+    new_lines = (_parameters_cell(expected) or {}).get("source", "").splitlines()
+    start, old_end, new_end = _changed_lines(old_lines, new_lines)
+    block, replacement = old_lines[start:old_end], new_lines[start:new_end]
+    lines = text.splitlines(keepends=True)
+    bare = [line.rstrip("\r\n") for line in lines]
+    for i in range(len(lines) - len(block) + 1):
+        if bare[i : i + len(block)] != block:
+            continue
+        ending = lines[i][len(bare[i]) :] or "\n"
+        last = lines[i + len(block) - 1]
+        new_block = [line + ending for line in replacement]
+        new_block[-1] = replacement[-1] + last[len(bare[i + len(block) - 1]) :]  # the block's last line ending
+        candidate = "".join([*lines[:i], *new_block, *lines[i + len(block) :]])
+        try:
+            again = text_to_notebook(candidate, suffix, relpath)
+        except NbflowError:
+            continue
+        if _cells(again) == _cells(expected) and again.get("metadata") == expected.get("metadata"):
+            return candidate
+    raise InvalidDeclarationError(
+        relpath, "its 'upstream' line could not be found in the text as jupytext reads it; edit it in the file"
+    )
+
+
+def _replace_file(path: Path, write: Callable[[Path], object]) -> None:
+    """Replace the file at ``path`` with what ``write`` writes to a temporary file beside it (atomically,
+    keeping its permissions; a file reached through a symlink: its target changes, the link stays)."""
+    path = path.resolve()
+    tmp = path.with_name(f".{path.name}.nbflow-{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_upstream(path: Path, upstream: Sequence[str], relpath: str) -> None:
-    """Rewrite the notebook at ``path`` with ``upstream`` declared (atomically: a temp file, then a rename)."""
-    import os
+    """Rewrite the notebook at ``path`` with ``upstream`` declared (atomically: a temp file, then a rename).
+
+    A Jupytext text notebook (``.py``, ``.md``) stays one: only its ``upstream`` line changes
+    (:func:`set_upstream_in_text`).
+    """
+    from nbflow.project.textnotebook import is_text_notebook_suffix
+
+    if is_text_notebook_suffix(path):
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise NbflowError(f"{relpath} cannot be read as a text notebook: {e}") from e
+        data = set_upstream_in_text(text, path.suffix, upstream, relpath).encode("utf-8")
+        _replace_file(path, lambda tmp: tmp.write_bytes(data))
+        return
 
     import nbformat
 
@@ -116,12 +219,4 @@ def write_upstream(path: Path, upstream: Sequence[str], relpath: str) -> None:
     except Exception as e:  # unreadable JSON or not a notebook: say which file
         raise NbflowError(f"{relpath} cannot be read as a notebook: {e}") from e
     set_upstream(nb, upstream, relpath)
-    path = path.resolve()  # a notebook reached through a symlink: its target changes, the link stays
-    tmp = path.with_name(f".{path.name}.nbflow-{os.getpid()}.tmp")
-    try:
-        nbformat.write(nb, tmp, version=nbformat.NO_CONVERT)
-        os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    _replace_file(path, lambda tmp: nbformat.write(nb, tmp, version=nbformat.NO_CONVERT))

@@ -142,11 +142,12 @@ def _execute(request: TaskRequest, spool: OutputSpool, **engine_kwargs: Any) -> 
         prepare_notebook_metadata,
         remove_error_markers,
     )
-    from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
+    from nbflow.kinds.notebook.load import load_notebook
+
     input_path, output_path = str(request.source), str(request.output_notebook)
-    nb = load_notebook_node(input_path)
+    nb = load_notebook(input_path)  # an .ipynb, or a Jupytext text notebook
     if request.parameters:
         nb = parameterize_notebook(
             nb, request.parameters, False, kernel_name=request.kernel_name, engine_name=ENGINE_NAME
