@@ -16,6 +16,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from nbflow.errors import InvalidDeclarationError, MalformedNotebookError
 from nbflow.pipeline import Pipeline
+from nbflow.project.edit import set_upstream_in_r_source, write_upstream
 from nbflow.project.notebook import parse_parameters, parse_r_parameters, spec_from_json
 from nbflow.project.rlang import NOT_LITERAL, r_string, read_assignments
 from nbflow.project.secrets import injection_lines
@@ -251,6 +252,29 @@ def test_r_strings_are_written_escaped() -> None:
     text = 'a "quoted" \\ path\nwith\ta tab'
     (assignment,) = read_assignments(f"x <- {r_string(text)}")
     assert assignment.value == text
+
+
+def test_the_panels_upstream_edit_writes_r_in_an_r_notebook(tmp_path: Path) -> None:
+    params = 'n <- 10L  # trees\nupstream <- c("clean",\n  "other")  # from\nproduct <- list(data = "out/x.csv")'
+    path = write_r_notebook(tmp_path, "fit", params, "print(n)")
+    write_upstream(path, ["clean", 'we"ird'], "fit.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[0].source == (
+        'n <- 10L  # trees\nupstream <- c("clean", "we\\"ird")  # from\nproduct <- list(data = "out/x.csv")'
+    )
+    assert nb.cells[1].source == "print(n)"
+    decl = parse_parameters(nb.cells[0].source, "fit.ipynb", 0, language="R")
+    assert decl.upstream == ("clean", 'we"ird')
+    assert decl.product == {"data": "out/x.csv"}
+    write_upstream(path, [], "fit.ipynb")
+    assert "upstream <- NULL  # from" in nbformat.read(path, as_version=4).cells[0].source
+
+
+def test_an_upstream_edit_adds_the_line_to_an_r_cell_without_one() -> None:
+    assert set_upstream_in_r_source("n = 1\n", ["a"]) == 'upstream <- c("a")\nn = 1\n'
+    assert set_upstream_in_r_source('upstream = "a"\n', ["a", "b"]) == 'upstream = c("a", "b")\n'
+    with pytest.raises(InvalidDeclarationError, match="not valid R"):
+        set_upstream_in_r_source('upstream <- c("a"\n', ["b"])
 
 
 # -- runs in the R kernel -----------------------------------------------------------------

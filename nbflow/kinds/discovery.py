@@ -40,7 +40,7 @@ from nbflow.paths import STATE_DIR_NAME, StateDir, is_inside
 from nbflow.project.specs import ParametersDecl, TaskSpec
 
 _CACHE_FORMAT = "nbflow-discovery"
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3  # 3: R notebooks and text notebooks are read
 #: a file changed this recently is not cached: another change within the file system's
 #: timestamp granularity, keeping the size, would go unseen
 _RACY_NS = 2_000_000_000

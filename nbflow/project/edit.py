@@ -53,6 +53,49 @@ def set_upstream_in_source(source: str, upstream: Sequence[str], relpath: str = 
     return upstream_line(upstream) + ("\n" + source if source else "")
 
 
+def r_upstream_line(upstream: Sequence[str], assign: str = "<-") -> str:
+    """``upstream <- c("a", "b")``, or ``upstream <- NULL`` for a root."""
+    from nbflow.project.rlang import r_string
+
+    value = f"c({', '.join(r_string(u) for u in upstream)})" if upstream else "NULL"
+    return f"upstream {assign} {value}"
+
+
+def set_upstream_in_r_source(source: str, upstream: Sequence[str], relpath: str = "<notebook>") -> str:
+    """An R parameters cell ``source`` with its ``upstream`` assignment replaced (or added first).
+
+    Raises
+    ------
+    InvalidDeclarationError
+        The cell cannot be read as R, or assigns ``upstream`` together with other names.
+    """
+    from nbflow.project.rlang import RSyntaxError, statements
+
+    try:
+        found = list(statements(source))
+    except RSyntaxError as e:
+        raise InvalidDeclarationError(relpath, f"its parameters cell is not valid R ({e})") from None
+    for tokens in found:
+        if len(tokens) > 2 and tokens[0].kind == "name" and tokens[0].value == "upstream":
+            assign = tokens[1].text
+            if assign not in ("<-", "=", "<<-"):
+                continue
+            if len(tokens) > 3 and tokens[3].text in ("<-", "=", "<<-"):
+                raise InvalidDeclarationError(relpath, "its 'upstream' is assigned together with other names")
+            start, end = tokens[0].start, tokens[-1].end
+            return source[:start] + r_upstream_line(upstream, assign) + source[end:]
+    return r_upstream_line(upstream) + ("\n" + source if source else "")
+
+
+def _language(nb: Mapping[str, Any]) -> str:
+    metadata = nb.get("metadata") or {}
+    return str(
+        (metadata.get("kernelspec") or {}).get("language")
+        or (metadata.get("language_info") or {}).get("name")
+        or "python"
+    )
+
+
 def _parameters_cell(nb: Mapping[str, Any]) -> dict[str, Any] | None:
     for cell in nb.get("cells", []):
         if cell.get("cell_type") == "code" and "parameters" in (cell.get("metadata", {}).get("tags") or []):
@@ -78,7 +121,10 @@ def set_upstream(nb: dict[str, Any], upstream: Sequence[str], relpath: str = "<n
         nb.setdefault("cells", []).insert(0, cell)
     source = cell.get("source", "")
     source = "".join(source) if isinstance(source, list) else source
-    cell["source"] = set_upstream_in_source(source, upstream, relpath)
+    if _language(nb).lower() == "r":
+        cell["source"] = set_upstream_in_r_source(source, upstream, relpath)
+    else:
+        cell["source"] = set_upstream_in_source(source, upstream, relpath)
     return nb
 
 
