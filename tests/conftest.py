@@ -38,10 +38,13 @@ def write_notebook(
     parameters: str | None = None,
     *cells: str,
     kernel: str = "python3",
+    language: str = "python",
 ) -> Path:
     """Write ``folder/name.ipynb``: a tagged parameters cell (if given), then code cells."""
     nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": kernel, "language": "python", "display_name": kernel}
+    nb.metadata["kernelspec"] = {"name": kernel, "language": language, "display_name": kernel}
+    if language != "python":
+        nb.metadata["language_info"] = {"name": language}
     if parameters is not None:
         cell = new_code_cell(parameters)
         cell.metadata["tags"] = ["parameters"]

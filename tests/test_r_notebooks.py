@@ -12,7 +12,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
 
 from nbflow.errors import InvalidDeclarationError, MalformedNotebookError
 from nbflow.pipeline import Pipeline
@@ -28,18 +27,7 @@ NO_R = "the R kernel (kernelspec 'ir') is not installed: run NBFLOW_SETUP_R=1 sc
 
 def write_r_notebook(folder: Path, name: str, parameters: str | None, *cells: str) -> Path:
     """``folder/name.ipynb`` for IRkernel: a tagged parameters cell (if given), then code cells."""
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "ir", "language": "R", "display_name": "R"}
-    nb.metadata["language_info"] = {"name": "R"}
-    if parameters is not None:
-        cell = new_code_cell(parameters)
-        cell.metadata["tags"] = ["parameters"]
-        nb.cells.append(cell)
-    nb.cells.extend(new_code_cell(src) for src in cells)
-    path = folder / f"{name}.ipynb"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
-    return path
+    return write_notebook(folder, name, parameters, *cells, kernel="ir", language="R")
 
 
 # -- the reader: pure ---------------------------------------------------------------------
