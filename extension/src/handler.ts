@@ -38,5 +38,8 @@ export const serverApi: IApi = {
   stop: (path, runId) => requestAPI(`runs/${encodeURIComponent(runId)}/stop`, post({ path })),
   log: (path, task, run) => requestAPI<Wire.ILog>('log', {}, { path, task, ...(run ? { run } : {}) }),
   editUpstream: (path, task, change) => requestAPI<Wire.IDag>('upstream', post({ path, task, ...change, direction: 'TB' })),
-  info: () => requestAPI<Wire.IInfo>('info')
+  info: () => requestAPI<Wire.IInfo>('info'),
+  inputs: (notebook, task, path) =>
+    requestAPI<Wire.IInputs>('inputs', {}, { notebook, ...(task && path !== undefined ? { task, path } : {}) }),
+  debug: (path, task, run) => requestAPI<Wire.IDebug>('debug', post({ path, task, ...(run ? { run } : {}) }))
 };

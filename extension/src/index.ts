@@ -1,12 +1,13 @@
-// Plugin wiring only: the panel in the left sidebar, commands, the notebook toolbar button.
+// Plugin wiring only: the panel in the left sidebar, commands, the notebook toolbar buttons.
 import { ILabShell, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, ToolbarButton, showErrorMessage } from '@jupyterlab/apputils';
 import { PathExt } from '@jupyterlab/coreutils';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
-import { runIcon, treeViewIcon } from '@jupyterlab/ui-components';
+import { bugIcon, downloadIcon, runIcon, treeViewIcon } from '@jupyterlab/ui-components';
 
 import { serverApi } from './handler';
+import { loadInputs, openDebug } from './kernel';
 import { PipelineModel } from './model';
 import { PipelinePanel } from './panel';
 import { CommandIDs, VERSION } from './tokens';
@@ -48,7 +49,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
     palette: ICommandPalette | null
   ) => {
     const model = new PipelineModel(serverApi);
-    const panel = new PipelinePanel(model, { open: path => void app.commands.execute('docmanager:open', { path }) });
+    const debugTask = async (task: string): Promise<void> => {
+      const debug = await model.debug(task);
+      if (debug) {
+        await openDebug(app, debug);
+      }
+    };
+    const panel = new PipelinePanel(model, {
+      open: path => void app.commands.execute('docmanager:open', { path }),
+      debug: task => void debugTask(task)
+    });
     panel.title.icon = treeViewIcon;
     shell.add(panel, 'left', { rank: 400 });
 
@@ -92,6 +102,24 @@ const plugin: JupyterFrontEndPlugin<void> = {
         await model.runPipeline(panel.formParams(), [task]);
       }
     });
+    app.commands.addCommand(CommandIDs.loadInputs, {
+      label: 'nbflow: Load Pipeline Inputs into Kernel',
+      caption: 'Load the inputs a pipeline run would inject',
+      icon: downloadIcon,
+      isEnabled: () => notebooks.currentWidget !== null,
+      execute: () => (notebooks.currentWidget ? loadInputs(serverApi, notebooks.currentWidget) : false)
+    });
+    app.commands.addCommand(CommandIDs.runUpstreamsLoadInputs, {
+      label: 'nbflow: Run Stale Upstreams, then Load Inputs',
+      isEnabled: () => notebooks.currentWidget !== null,
+      execute: () => (notebooks.currentWidget ? loadInputs(serverApi, notebooks.currentWidget, true) : false)
+    });
+    app.commands.addCommand(CommandIDs.debugTask, {
+      label: 'nbflow: Debug Failed Task',
+      icon: bugIcon,
+      isEnabled: () => model.canDebug(model.selected),
+      execute: () => (model.selected ? debugTask(model.selected) : undefined)
+    });
     for (const command of Object.values(CommandIDs)) {
       palette?.addItem({ command, category: 'nbflow' });
     }
@@ -104,6 +132,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
         onClick: () => void app.commands.execute(CommandIDs.runNotebook)
       });
       nb.toolbar.insertItem(10, 'nbflowRun', run);
+      const inputs = new ToolbarButton({
+        icon: downloadIcon,
+        label: 'Load inputs',
+        tooltip: 'Load the inputs a pipeline run would inject',
+        className: 'nbflow-toolbar-inputs',
+        onClick: () => void loadInputs(serverApi, nb)
+      });
+      nb.toolbar.insertItem(11, 'nbflowInputs', inputs);
     });
   }
 };

@@ -244,6 +244,24 @@ export class PipelineModel {
     return ok;
   }
 
+  /** Whether ``task``'s latest attempt in the run shown failed: it can be debugged. */
+  canDebug(task: string | null): boolean {
+    return task !== null && this.status?.tasks?.[task]?.state === 'failed';
+  }
+
+  /** Have the server write the debug notebook of ``task``'s failed attempt in the run shown. */
+  async debug(task: string): Promise<Wire.IDebug | null> {
+    if (this.path === null) {
+      return null;
+    }
+    let result: Wire.IDebug | null = null;
+    await this.guard(async () => {
+      result = await this.api.debug(this.path!, task, this.status?.run?.run_id ?? this.shownRun);
+      this.say(`Debugging ${task}: ${result!.path}`);
+    });
+    return result;
+  }
+
   say(text: string, error = false): void {
     this.message = { text, error };
     this._changed.emit();

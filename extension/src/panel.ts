@@ -1,5 +1,6 @@
 // The Pipeline panel: the DAG with live states, run controls, the chosen task, the history.
 // Plain DOM over the model; every action goes through the model (and so the server).
+import { bugIcon } from '@jupyterlab/ui-components';
 import type { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
@@ -9,6 +10,8 @@ import { Wire } from './tokens';
 export interface IPanelActions {
   /** Open a file (relative to the server's root) in JupyterLab. */
   open(path: string): void;
+  /** Write the debug notebook of a failed task, open it and run it up to the failing cell. */
+  debug(task: string): void;
 }
 
 function el<K extends keyof HTMLElementTagNameMap>(
@@ -206,13 +209,21 @@ export class PipelinePanel extends Widget {
         ...(task.path ? [button('Open notebook', 'nbflow-open', () => this.actions.open(task.path!))] : []),
         ...(state?.output_notebook ? [button('Open executed', 'nbflow-open-executed', () => this.actions.open(state.output_notebook!))] : []),
         button('Run with upstreams', 'nbflow-run-task', () => void m.runPipeline(this.formParams(), [name])),
-        button('Show log', 'nbflow-show-log', () => void this.showLog(name))
+        button('Show log', 'nbflow-show-log', () => void this.showLog(name)),
+        ...(m.canDebug(name) ? [this.debugButton(name)] : [])
       ),
       el('div', { class: 'nbflow-upstreams-title', text: 'Upstreams' }),
       el('ul', { class: 'nbflow-upstreams' }, ...upstreams),
       el('div', { class: 'nbflow-add-upstream' }, pick, button('Add', 'nbflow-add-upstream-button', () => pick.value && void m.addUpstream(name, pick.value))),
       this._log
     );
+  }
+
+  private debugButton(name: string): HTMLButtonElement {
+    const b = button('Debug', 'jp-mod-styled nbflow-debug', () => this.actions.debug(name));
+    b.title = 'Open a notebook that reproduces the failed attempt, run up to the failing cell';
+    b.prepend(bugIcon.element({ tag: 'span', className: 'nbflow-button-icon' }));
+    return b;
   }
 
   dispose(): void {

@@ -11,6 +11,9 @@ export namespace CommandIDs {
   export const runPipeline = 'nbflow:run-pipeline';
   export const runNotebook = 'nbflow:run-notebook';
   export const stopRun = 'nbflow:stop-run';
+  export const loadInputs = 'nbflow:load-inputs';
+  export const runUpstreamsLoadInputs = 'nbflow:run-upstreams-load-inputs';
+  export const debugTask = 'nbflow:debug-task';
 }
 
 export namespace Wire {
@@ -84,6 +87,43 @@ export namespace Wire {
     pid: number;
     run_id: string | null;
   }
+  /** An upstream whose products a run would inject but that are not there (yet). */
+  export interface IMissingUpstream {
+    task: string;
+    reason: string;
+  }
+  /** What a run would inject into a notebook now (GET inputs); paths relative to the server's root. */
+  export interface IInputs {
+    task: string;
+    folder: string;
+    notebook: string;
+    cwd: string;
+    language: string;
+    kernel_name: string;
+    parameters: { [name: string]: unknown };
+    secrets: string[];
+    /** the injected cell, in the notebook's language, with the absolute paths a run injects */
+    code: string;
+    upstreams: string[];
+    missing: IMissingUpstream[];
+    /** the upstreams' object and table products, not probed: their last success vouches for them */
+    unchecked?: string[];
+  }
+  /** A debug notebook written for a failed attempt (POST debug); paths relative to the server's root. */
+  export interface IDebug {
+    task: string;
+    run_id: string;
+    attempt: number;
+    path: string;
+    cwd: string;
+    failed_cell: number;
+    kernel_name: string;
+    language: string;
+    /** the cells to run, in order, to reach the failure (also in the notebook's metadata) */
+    run_cells?: number[];
+    /** the attempt's recorded error */
+    error?: string | null;
+  }
   export interface IInfo {
     version: string;
     root: string;
@@ -99,6 +139,8 @@ export interface IApi {
   log(path: string, task: string, run?: string | null): Promise<Wire.ILog>;
   editUpstream(path: string, task: string, change: { add?: string; remove?: string }): Promise<Wire.IDag>;
   info(): Promise<Wire.IInfo>;
+  inputs(notebook: string, task?: string, path?: string): Promise<Wire.IInputs>;
+  debug(path: string, task: string, run?: string | null): Promise<Wire.IDebug>;
 }
 
 /** An error answer of the server: its HTTP status and message. */

@@ -3,74 +3,8 @@ import { strict as assert } from 'node:assert';
 import { test, TestContext } from 'node:test';
 
 import { PipelineModel } from '../src/model';
-import { IApi, NbflowResponseError, Wire } from '../src/tokens';
-
-function dag(upstream: { [task: string]: string[] }): Wire.IDag {
-  return {
-    path: 'pipe',
-    ok: true,
-    problems: [],
-    tasks: Object.entries(upstream).map(([name, ups]) => ({ name, path: `pipe/${name}.ipynb`, kind: 'notebook', upstream: ups })),
-    svg: '<svg></svg>',
-    parameters: { rows: '3' }
-  };
-}
-
-class FakeServer implements IApi {
-  calls: string[] = [];
-  graph = dag({ load: [], clean: ['load'] });
-  token = 't1';
-  states: { [task: string]: string } = {};
-  runState = 'running';
-  failNext: NbflowResponseError | null = null;
-
-  private check(): void {
-    if (this.failNext) {
-      const e = this.failNext;
-      this.failNext = null;
-      throw e;
-    }
-  }
-  async dag(path: string) {
-    this.calls.push(`dag ${path}`);
-    this.check();
-    return this.graph;
-  }
-  async status(path: string, run?: string | null, since?: string | null): Promise<Wire.IStatus> {
-    this.calls.push(`status ${path} ${run ?? '-'} ${since ?? '-'}`);
-    if (since === this.token) {
-      return { changed: false, token: this.token };
-    }
-    const tasks: { [n: string]: Wire.ITaskState } = {};
-    for (const [name, state] of Object.entries(this.states)) {
-      tasks[name] = { state, colour: state === 'success' ? '#8fd19e' : '#8ab4f8', note: '', attempts: 1, duration_s: null, error: null, output_notebook: null };
-    }
-    const r: Wire.IRun = { run_id: run ?? 'r1', state: this.runState, started_at: '', ended_at: null, duration: null, params: {}, pid: 1 };
-    return { changed: true, token: this.token, run: r, tasks, runs: [r] };
-  }
-  async run(path: string, params: { [n: string]: unknown }, only?: string[], force?: boolean) {
-    this.calls.push(`run ${path} ${JSON.stringify(params)} ${JSON.stringify(only ?? null)} ${force ?? false}`);
-    this.check();
-    return { pid: 1, run_id: 'r1' };
-  }
-  async stop(path: string, runId: string) {
-    this.calls.push(`stop ${path} ${runId}`);
-    return {};
-  }
-  async log(path: string, task: string): Promise<Wire.ILog> {
-    return { task, run_id: 'r1', attempt: 1, state: 'success', text: `${path}/${task} said hi`, error: null, traceback: null, output_notebook: null };
-  }
-  async editUpstream(path: string, task: string, change: { add?: string; remove?: string }) {
-    this.calls.push(`edit ${path} ${task} ${JSON.stringify(change)}`);
-    this.check();
-    const current = dag({ load: [], clean: ['load'] }).tasks!.find(t => t.name === task)!.upstream;
-    this.graph = dag({ load: [], clean: change.add ? [...current, change.add] : current.filter(u => u !== change.remove) });
-    return this.graph;
-  }
-  async info() {
-    return { version: '0.1.0', root: '/' };
-  }
-}
+import { IApi, NbflowResponseError } from '../src/tokens';
+import { dag, FakeServer } from './fake';
 
 /** A model whose panel is shown (so it asks the server), hidden again when the test ends. */
 async function shown(t: TestContext, api: IApi): Promise<PipelineModel> {
@@ -196,4 +130,21 @@ test('an answer about a folder left meanwhile is dropped', async t => {
   await first;
   assert.equal(model.path, 'pipe');
   assert.deepEqual(model.tasks.map(task => task.name), ['load', 'clean'], "the slow folder's DAG is not shown");
+});
+
+test('a failed task can be debugged in the run shown; others cannot', async t => {
+  const api = new FakeServer();
+  const model = await shown(t, api);
+  api.states = { load: 'success', clean: 'failed' };
+  api.runState = 'failed';
+  await model.setPath('pipe');
+  assert.equal(model.canDebug('clean'), true);
+  assert.equal(model.canDebug('load'), false);
+  assert.equal(model.canDebug(null), false);
+  const debug = await model.debug('clean');
+  assert.equal(debug!.path, 'pipe/_nbflow/debug/clean.ipynb');
+  assert.deepEqual(api.calls.filter(c => c.startsWith('debug')), ['debug pipe clean r1']);
+  api.failNext = new NbflowResponseError(409, "'load' has no failed attempt in run r1 to debug.");
+  assert.equal(await model.debug('load'), null);
+  assert.deepEqual(model.message, { text: "'load' has no failed attempt in run r1 to debug.", error: true });
 });

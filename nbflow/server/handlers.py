@@ -20,7 +20,9 @@ from jupyter_server.utils import url_path_join
 from nbflow.errors import (
     ChildRunFailedError,
     NbflowError,
+    NoFailedAttemptError,
     NotAPipelineFolderError,
+    NotATaskError,
     PathOutsideRootError,
     PipelineBusyError,
     PipelineNotFoundError,
@@ -36,9 +38,9 @@ def _status_for(error: NbflowError) -> int:
         return 403
     if isinstance(error, (NotAPipelineFolderError, PipelineNotFoundError, RunNotFoundError)):
         return 404
-    if isinstance(error, UnknownTaskError):
+    if isinstance(error, (UnknownTaskError, NotATaskError)):
         return 404
-    if isinstance(error, (PipelineBusyError, RunNotGoingOnError)):
+    if isinstance(error, (PipelineBusyError, RunNotGoingOnError, NoFailedAttemptError)):
         return 409
     if isinstance(error, ChildRunFailedError):  # exit 2: the request or pipeline is invalid; else a crash
         return 400 if error.invalid else 500
@@ -162,6 +164,30 @@ class UpstreamHandler(NbflowHandler):
         )
 
 
+class InputsHandler(NbflowHandler):
+    """What a run would inject into a notebook, for its live kernel: read, never run, nothing written."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        await self.call(self.service.inputs, self.arg("notebook"), self.arg("task", False), self.arg("path", False))
+
+
+class DebugHandler(NbflowHandler):
+    """Write the debug notebook of a task's failed attempt, under the pipeline's ``_nbflow/debug/``."""
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        data = self.body()
+        for key in ("path", "task"):
+            if not isinstance(data.get(key), str):
+                raise tornado.web.HTTPError(400, reason=f"{key!r} is required")
+        run_id = data.get("run")
+        if run_id is not None and not isinstance(run_id, str):
+            raise tornado.web.HTTPError(400, reason="'run' must be a run id")
+        self.set_status(201)
+        await self.call(self.service.debug, data["path"], data["task"], run_id)
+
+
 def setup_handlers(web_app: Any, service: NbflowService) -> None:
     """Add nbflow's routes to the server's tornado application."""
     web_app.settings["nbflow"] = service
@@ -176,5 +202,7 @@ def setup_handlers(web_app: Any, service: NbflowService) -> None:
             (url_path_join(base, "runs", r"([^/]+)", "stop"), StopHandler),
             (url_path_join(base, "log"), LogHandler),
             (url_path_join(base, "upstream"), UpstreamHandler),
+            (url_path_join(base, "inputs"), InputsHandler),
+            (url_path_join(base, "debug"), DebugHandler),
         ],
     )

@@ -7,7 +7,7 @@ state, the notebooks, a log file the store names). Runs go to a separate ``nbflo
 process, so the server stays responsive and a server restart loses nothing: the run
 records itself in the pipeline's state store as from a terminal.
 
-Looking is never running: the GET routes (``dag``, ``status``, ``log``, ``info``) run no
+Looking is never running: the GET routes (``dag``, ``status``, ``log``, ``inputs``, ``info``) run no
 code of the folder (``nbflow_tasks.py`` is read with ``ast``, never imported; nothing is
 unpickled) and write nothing into it (no cache, no state folder, a read-only store).
 """
@@ -33,6 +33,7 @@ from nbflow.errors import (
     InvalidRequestError,
     NbflowError,
     NotAPipelineFolderError,
+    NotATaskError,
     OutsideFolderError,
     PathOutsideRootError,
     PipelineValidationError,
@@ -353,6 +354,73 @@ class NbflowService:
         check_upstream_change(task, upstream, {n: s.upstream for n, s in specs.items()}, spec.relpath)
         write_upstream(spec.path, upstream, spec.relpath)
         return self.dag(path, direction)
+
+    # -- authoring ---------------------------------------------------------------------
+
+    def inputs(self, notebook: str, task: str | None = None, path: str | None = None) -> dict[str, Any]:
+        """What a run would inject into ``notebook`` now, for the notebook's own kernel.
+
+        The pipeline folder and the task are found from the notebook (the nearest settings
+        file, not above the root) unless ``path`` and ``task`` are given. Paths in the answer
+        are relative to the root where they are inside it; ``code`` keeps the absolute paths a
+        run injects. Nothing is run and nothing is written.
+
+        Raises
+        ------
+        PathOutsideRootError, NotATaskError, UnknownTaskError
+        """
+        from nbflow.authoring.inputs import find_task, task_inputs
+
+        source = self.resolve(notebook, must_be_dir=False)
+        if not source.is_file():
+            raise NotATaskError(notebook, "the server's root", "there is no such file")
+        if (task is None) != (path is None):
+            raise InvalidRequestError("Give both 'task' and 'path' (the pipeline folder), or neither.")
+        if task is not None and path is not None:
+            folder, name = self.pipeline_folder(path), task
+        else:
+            folder, name = find_task(source, stop=self.root)
+            self.pipeline_folder(self._relative_inside(folder))
+        answer = task_inputs(folder, name).to_json()
+        for key in ("folder", "notebook", "cwd", "parameters"):
+            answer[key] = self._relative_paths(answer[key])
+        return answer
+
+    def debug(self, path: str, task: str, run_id: str | None = None) -> dict[str, Any]:
+        """Write the debug notebook of ``task``'s latest failed attempt (in ``run_id``, or the
+        latest run where it failed) under the pipeline's ``_nbflow/debug/``; say where it is.
+
+        Raises
+        ------
+        PathOutsideRootError, UnknownTaskError, NoFailedAttemptError, RunNotFoundError
+        """
+        from nbflow.authoring.debug import prepare_debug
+
+        folder = self.pipeline_folder(path)
+        debug = prepare_debug(folder, task, run_id)
+        answer = debug.to_json()
+        answer["path"] = self._relative_inside(debug.path)
+        for key in ("cwd", "executed_notebook"):
+            answer[key] = self._relative_paths(answer.get(key))
+        return answer
+
+    def _relative_inside(self, path: Path) -> str:
+        """``path`` relative to the root; refused (403) if it is not inside it."""
+        relative = self.relative(path)
+        if relative is None:
+            raise PathOutsideRootError(str(path))
+        return relative
+
+    def _relative_paths(self, value: Any) -> Any:
+        """``value`` with every absolute path inside the root made relative to it, as the browser knows paths."""
+        if isinstance(value, dict):
+            return {key: self._relative_paths(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._relative_paths(item) for item in value]
+        if isinstance(value, Path) or (isinstance(value, str) and value.startswith(os.sep) and "\n" not in value):
+            relative = self.relative(value)
+            return relative if relative is not None else str(value)
+        return value
 
     def info(self) -> dict[str, Any]:
         return {"version": __version__, "root": str(self.root)}
