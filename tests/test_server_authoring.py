@@ -105,6 +105,10 @@ async def test_inputs_outside_the_root_or_through_a_symlink_leading_out_are_refu
         assert str(outside) not in body["message"] or notebook.startswith("/")
     code, body = await _error(jp_fetch, "inputs", notebook="pipe/clean.ipynb", task="clean", path="../..")
     assert code == 403
+    # a task notebook of the same pipeline that leads outside the root is not read to answer for another
+    code, body = await _error(jp_fetch, "inputs", notebook="pipe/clean.ipynb")
+    assert code == 400 and "secret.ipynb is a symbolic link leading outside" in body["message"]
+    assert "print('secret')" not in body["message"]
 
 
 async def test_inputs_errors(jp_fetch, pipe: Path) -> None:

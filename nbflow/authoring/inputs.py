@@ -170,7 +170,9 @@ def _missing(
     return missing, unchecked
 
 
-def task_inputs(folder: Path, task: str, overrides: Mapping[str, Any] | None = None) -> TaskInputs:
+def task_inputs(
+    folder: Path, task: str, overrides: Mapping[str, Any] | None = None, *, within: Path | None = None
+) -> TaskInputs:
     """The inputs of ``task`` of the pipeline in ``folder``, with ``-p``-style overrides.
 
     Raises
@@ -187,7 +189,9 @@ def task_inputs(folder: Path, task: str, overrides: Mapping[str, Any] | None = N
     from nbflow.kinds.notebook.inject import injected_source
     from nbflow.pipeline import Pipeline
 
-    pipeline = Pipeline.from_dir(folder, save_cache=False)  # looking: nothing runs, nothing is written
+    # looking: nothing runs, nothing is written; with ``within`` (a server's root), no notebook
+    # is read through a symlink that leads outside it
+    pipeline = Pipeline.from_dir(folder, save_cache=False, within=within)
     spec = pipeline.specs.get(task)
     if spec is None:
         raise UnknownTaskError(task, list(pipeline.specs))

@@ -381,7 +381,7 @@ class NbflowService:
         else:
             folder, name = find_task(source, stop=self.root)
             self.pipeline_folder(self._relative_inside(folder))
-        answer = task_inputs(folder, name).to_json()
+        answer = task_inputs(folder, name, within=self.root).to_json()
         for key in ("folder", "notebook", "cwd", "parameters"):
             answer[key] = self._relative_paths(answer[key])
         return answer
@@ -397,7 +397,7 @@ class NbflowService:
         from nbflow.authoring.debug import prepare_debug
 
         folder = self.pipeline_folder(path)
-        debug = prepare_debug(folder, task, run_id)
+        debug = prepare_debug(folder, task, run_id, within=self.root)
         answer = debug.to_json()
         answer["path"] = self._relative_inside(debug.path)
         for key in ("cwd", "executed_notebook"):
