@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from nbflow.errors import InvalidDeclarationError, MalformedNotebookError
-from nbflow.project import rlang
 from nbflow.project.specs import ParametersDecl, Product, TaskSpec
 
 DEFAULT_KERNEL = "python3"
@@ -168,6 +167,8 @@ def parse_r_parameters(source: str, relpath: str = "<notebook>", cell: int | Non
     InvalidDeclarationError
         ``upstream`` or ``product`` is not a literal of the right shape.
     """
+    from nbflow.project import rlang  # only for R notebooks
+
     cell_label = "the parameters cell" if cell is None else f"parameters cell {cell}"
     where = (relpath, cell)
     try:

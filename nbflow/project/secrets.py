@@ -13,8 +13,6 @@ import json
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
-from nbflow.project.rlang import r_string
-
 MASK = "[secret]"
 #: the kernel environment variable that carries a secret parameter's value
 ENV_PREFIX = "NBFLOW_SECRET_"
@@ -45,6 +43,8 @@ def injection_lines(
 def _r_lines(parameters: Iterable[str], variables: Mapping[str, str] | None) -> list[str]:
     """R's reading of each secret: as the Python lines, an empty or unset kernel variable falls
     back to the project's, and a secret found in neither stops the notebook."""
+    from nbflow.project.rlang import r_string  # only for R notebooks
+
     lines = []
     for name in sorted(parameters):
         lines.append(
