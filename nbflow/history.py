@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbflow.engine.runner import load_run
 from nbflow.errors import UnknownTaskError
 from nbflow.paths import StateDir
 from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
+
+if TYPE_CHECKING:
+    from nbflow.views.timeline import Timeline
 
 
 def open_store(path: str | Path, read_only: bool = False) -> RunStore:
@@ -153,3 +160,169 @@ def changes_since(pipeline: Any, run: RunRecord) -> dict[str, Any]:
         Path(run.environment.get("outputs", "")),
     )
     return environment_changes(run.environment, now)
+
+
+# -- monitoring: a run's timeline, the runs x tasks grid, a task's trend, a log followed ----------
+
+#: an executed notebook larger than this is not read for its kernel's start time
+_NOTEBOOK_READ_CAP = 64 * 1024 * 1024
+_kernel_ready_cache: dict[tuple[str, int, int], datetime | None] = {}
+#: the bits of a follower's offset that count bytes; the attempt's number is above them
+_OFFSET_BITS = 40
+
+
+def _utc(text: Any) -> datetime | None:
+    """An ISO time (papermill's, with its offset) as the store keeps times: naive UTC."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def notebook_kernel_ready(path: Path) -> datetime | None:
+    """When the executed notebook's first code cell began (papermill's cell metadata): its kernel
+    was up then. The file is read as JSON, never run; None if it says nothing."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key in _kernel_ready_cache:
+        return _kernel_ready_cache[key]
+    found = None
+    if stat.st_size <= _NOTEBOOK_READ_CAP:
+        try:
+            cells = json.loads(path.read_bytes()).get("cells", [])
+        except (OSError, ValueError, AttributeError):
+            cells = []
+        for cell in cells if isinstance(cells, list) else []:
+            meta = cell.get("metadata", {}) if isinstance(cell, dict) else {}
+            started = _utc(meta.get("papermill", {}).get("start_time")) if isinstance(meta, dict) else None
+            if cell.get("cell_type") == "code" and started is not None:
+                found = started
+                break
+    if len(_kernel_ready_cache) > 512:
+        _kernel_ready_cache.clear()
+    _kernel_ready_cache[key] = found
+    return found
+
+
+def declared_upstreams(folder: Path, within: Path | None = None) -> dict[str, list[str]]:
+    """Each task's upstreams as the folder declares them now, in the DAG's order (read, never run);
+    none for a folder that does not validate."""
+    from nbflow.errors import PipelineValidationError
+    from nbflow.pipeline import Pipeline
+
+    try:
+        pipeline = Pipeline.from_dir(folder, save_cache=False, within=within)
+    except PipelineValidationError:
+        return {}
+    return {name: list(pipeline.dag.upstreams[name]) for name in pipeline.dag.order}
+
+
+def run_timeline(
+    store: RunStore,
+    folder: str | Path,
+    run_id: str | None = None,
+    dag_upstreams: Mapping[str, Sequence[str]] | None = None,
+    within: Path | None = None,
+) -> Timeline:
+    """The timeline of a run (the latest by default) of the pipeline in ``folder``: its attempts
+    from the store, each notebook's kernel start from its executed notebook (only a file inside
+    ``folder``, and inside ``within`` if given). ``dag_upstreams``: the DAG's (default: read now).
+
+    Raises
+    ------
+    RunNotFoundError
+    """
+    from nbflow.execution.base import utcnow
+    from nbflow.paths import is_inside
+    from nbflow.views.timeline import build_timeline
+
+    root = Path(folder).resolve()
+    upstreams = dict(dag_upstreams) if dag_upstreams is not None else declared_upstreams(root, within)
+    run, tasks = load_run(store, run_id)
+    attempts = store.get_attempts(run.run_id)
+    kernel_ready = {}
+    for attempt in attempts:
+        path = Path(attempt.output_notebook) if attempt.output_notebook else None
+        if path is None or not is_inside(path, root) or (within is not None and not is_inside(path, within)):
+            continue  # the path is the store's word: not trusted
+        started = notebook_kernel_ready(path)
+        if started is not None:
+            kernel_ready[(attempt.task, attempt.attempt)] = started
+    return build_timeline(run, tasks, attempts, upstreams, kernel_ready, now=utcnow())
+
+
+def run_grid(store: RunStore, order: Sequence[str], limit: int = 25) -> dict[str, Any]:
+    """The ``limit`` newest runs x tasks (``order``: the DAG's), as :func:`~nbflow.views.grid.grid_json`."""
+    from nbflow.views.grid import grid_json
+
+    runs, tasks = store.recent_tasks(limit)
+    return grid_json(runs, tasks, order)
+
+
+def task_trend(store: RunStore, task: str, limit: int = 50) -> dict[str, Any]:
+    """The ``limit`` latest attempts of ``task``, oldest first, as :func:`~nbflow.views.grid.trend_json`."""
+    from nbflow.views.grid import trend_json
+
+    return trend_json(task, store.task_attempts(task, limit))
+
+
+@dataclass
+class LogPiece:
+    """What a log follower reads: the attempt, its text (after ``offset`` when it gave one),
+    where to read next, whether the attempt has ended, and whether ``text`` starts over
+    (another attempt than the offset's, or only the store's tail is left)."""
+
+    attempt: AttemptRecord
+    text: str
+    offset: int
+    complete: bool
+    restart: bool = False
+
+
+def follow_log(
+    store: RunStore,
+    task: str,
+    run_id: str | None,
+    attempt: int | None,
+    offset: int | None,
+    within: Path | None = None,
+) -> LogPiece:
+    """A task's output for a follower: without ``offset`` as :func:`task_log` gives it, else only
+    what follows ``offset`` (from an earlier answer), read from the attempt's log file, never
+    the whole of it. A finished attempt's text comes from the store when its file is gone.
+
+    Raises
+    ------
+    RunNotFoundError, UnknownTaskError
+    """
+    from nbflow.execution.follow import read_log_from, read_log_tail_at
+    from nbflow.paths import is_inside
+    from nbflow.states import RUNNING
+
+    record, text = task_log(store, task, run_id, attempt, within)
+    complete = record.ended_at is not None or record.state != RUNNING
+    path = Path(record.log_path) if record.log_path else None
+    readable = (
+        path is not None and path.is_file() and (within is None or is_inside(path, within))
+    )  # the path is the store's word: not trusted
+    base = record.attempt << _OFFSET_BITS
+    if offset is None:
+        if readable and path is not None and not complete:
+            text, end = read_log_tail_at(path)
+            return LogPiece(record, text, base + end, complete)
+        end = path.stat().st_size if readable and path is not None else len(text.encode())
+        return LogPiece(record, text, base + end, complete)
+    same = offset >> _OFFSET_BITS == record.attempt
+    start = offset & ((1 << _OFFSET_BITS) - 1) if same else 0
+    if readable and path is not None:
+        piece, end = read_log_from(path, start)
+        return LogPiece(record, piece, base + end, complete and end >= path.stat().st_size, restart=not same)
+    if not complete:  # no file yet: nothing to read
+        return LogPiece(record, "", base + start if same else base, False, restart=not same)
+    return LogPiece(record, text, base + len(text.encode()), True, restart=True)

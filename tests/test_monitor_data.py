@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
+from pathlib import Path
 
+import pytest
+from conftest import nbflow_process, write_notebook
+
+from nbflow.execution.follow import read_log_from, read_log_tail_at
+from nbflow.history import declared_upstreams, open_store, run_grid, run_timeline, task_trend
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
+from nbflow.store.duckdb import DuckDBRunStore
+from nbflow.store.memory import MemoryRunStore
 from nbflow.views.grid import grid_json, trend_json
 from nbflow.views.timeline import build_timeline, gantt_svg, timeline_json
 
@@ -153,3 +161,120 @@ def test_trend_oldest_first_one_point_an_attempt():
         "duration_s": 1.0,
         "state": "failed",
     }
+
+
+# -- the store's reads for the grid and the trend, in every store ------------------------------
+
+
+@pytest.fixture(params=["duckdb", "memory"])
+def store(request, tmp_path: Path):
+    s = DuckDBRunStore(tmp_path / "state.duckdb") if request.param == "duckdb" else MemoryRunStore()
+    yield s
+    s.close()
+
+
+def test_recent_tasks_and_task_attempts_in_every_store(store) -> None:
+    for i, run_id in enumerate(["r1", "r2", "r3"]):
+        store.save_run(RunRecord(run_id, "/p", "success", at(100 * i), at(100 * i + 50)))
+        store.save_task(task("a", "success", 100 * i, 100 * i + 10, attempts=2, run=run_id))
+        store.save_attempt(attempt("a", 1, "failed", 100 * i, 100 * i + 3, run=run_id))
+        store.save_attempt(attempt("a", 2, "success", 100 * i + 4, 100 * i + 10, run=run_id))
+        if run_id != "r2":
+            store.save_task(task("b", "success", 100 * i + 10, 100 * i + 20, run=run_id))
+            store.save_attempt(attempt("b", 1, "success", 100 * i + 10, 100 * i + 20, run=run_id))
+    store.flush()
+    runs, tasks = store.recent_tasks(2)
+    assert [r.run_id for r in runs] == ["r3", "r2"] and set(tasks) == {"r3", "r2"}
+    assert set(tasks["r2"]) == {"a"} and tasks["r3"]["b"].state == "success"
+    assert [r.run_id for r in store.recent_tasks()[0]] == ["r3", "r2", "r1"]
+    latest = store.task_attempts("a", 3)
+    assert [(a.run_id, a.attempt) for a in latest] == [("r2", 2), ("r3", 1), ("r3", 2)]
+    assert len(store.task_attempts("a")) == 6 and store.task_attempts("nothing") == []
+
+
+# -- a log followed: bounded reads from an offset, never a character cut ------------------------
+
+
+def test_a_log_is_read_from_an_offset_without_cutting_a_character(tmp_path: Path) -> None:
+    log = tmp_path / "attempt-1.log"
+    log.write_bytes("first é\n".encode())
+    text, end = read_log_from(log, 0, cap=7)  # "é" is two bytes: the cut falls inside it
+    assert text == "first " and end == 6
+    with log.open("ab") as f:
+        f.write(b"second\n")
+    rest, end = read_log_from(log, end)
+    assert rest == "é\nsecond\n" and end == log.stat().st_size
+    assert read_log_from(log, end) == ("", end)
+    tail, at_end = read_log_tail_at(log, cap=8)
+    assert tail.endswith("second\n") and tail.startswith("[nbflow: ") and at_end == log.stat().st_size
+
+
+# -- a real run, read by the history functions and through the server ----------------------------
+
+FLAKY = (
+    "import pathlib\n"
+    "flag = pathlib.Path({flag!r})\n"
+    "if not flag.exists():\n"
+    "    flag.touch()\n"
+    "    raise ValueError('the first try fails')\n"
+    "print('flaky ran')"
+)
+
+
+def _flaky_pipeline(folder: Path, flags: Path) -> None:
+    write_notebook(folder, "load", "upstream = None", "print('loaded')")
+    write_notebook(folder, "flaky", 'upstream = ["load"]', FLAKY.format(flag=str(flags / "flaky-failed-once")))
+    write_notebook(folder, "report", 'upstream = ["flaky"]', "print('reported')")
+    write_notebook(folder, "side", "upstream = None", "print('side')")
+    (folder / "nbflow.toml").write_text("[tasks.flaky]\nretries = 1\nretry_delay = 0\n")
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_the_timeline_grid_and_trend_of_real_runs_with_a_retry(tmp_path: Path) -> None:
+    folder, flags = tmp_path / "pipe", tmp_path / "flags"
+    flags.mkdir()
+    _flaky_pipeline(folder, flags)
+    first = nbflow_process("run", str(folder), "--no-progress")
+    assert first.returncode == 0, first.stderr
+    second = nbflow_process("run", str(folder), "--no-progress", "--force")
+    assert second.returncode == 0, second.stderr
+    before = _snapshot(folder)
+    with open_store(folder, read_only=True) as store:
+        runs = store.list_runs()
+        tl = run_timeline(store, folder, runs[1].run_id)
+        grid = run_grid(store, list(declared_upstreams(folder)))
+        trend = task_trend(store, "flaky")
+    assert _snapshot(folder) == before, "reading wrote nothing"
+
+    bars = {(b.task, b.attempt): b for b in tl.bars}
+    assert set(bars) == {("load", 1), ("flaky", 1), ("flaky", 2), ("report", 1), ("side", 1)}
+    assert bars[("flaky", 1)].state == "failed" and bars[("flaky", 2)].state == "success"
+    assert bars[("flaky", 2)].ready_s == bars[("flaky", 1)].end_s  # the retry waited from the failure
+    assert bars[("flaky", 1)].ready_s == bars[("load", 1)].end_s
+    assert bars[("report", 1)].ready_s == bars[("flaky", 2)].end_s
+    for bar in tl.bars:
+        assert bar.end_s is not None and bar.kernel_ready_s is not None, bar
+        assert bar.ready_s <= bar.start_s < bar.kernel_ready_s < bar.end_s <= tl.now_s
+    assert set(tl.tasks) == {"load", "flaky", "report", "side"}
+    assert tl.tasks.index("load") < tl.tasks.index("flaky") < tl.tasks.index("report")
+    svg = gantt_svg(tl, width=800)
+    assert ET.fromstring(svg) is not None and svg.count('class="nbflow-gantt-label"') == 4
+
+    assert [r["run_id"] for r in grid["runs"]] == [r.run_id for r in runs]
+    assert grid["tasks"].index("load") < grid["tasks"].index("flaky") < grid["tasks"].index("report")
+    assert grid["cells"][runs[1].run_id]["flaky"]["attempts"] == 2
+    assert grid["cells"][runs[0].run_id]["flaky"] == {
+        "state": "success",
+        "attempts": 1,
+        "duration_s": grid["cells"][runs[0].run_id]["flaky"]["duration_s"],
+    }
+    assert [(p["run_id"], p["attempt"], p["state"]) for p in trend["points"]] == [
+        (runs[1].run_id, 1, "failed"),
+        (runs[1].run_id, 2, "success"),
+        (runs[0].run_id, 1, "success"),
+    ]
+    assert all(p["duration_s"] > 0 for p in trend["points"])

@@ -60,6 +60,16 @@ class NbflowHandler(APIHandler):
             raise tornado.web.HTTPError(400, reason=f"missing query argument {name!r}")
         return value
 
+    def number(self, name: str, default: int | None = None, most: int | None = None) -> int | None:
+        """A whole-number query argument (at most ``most``), or ``default`` when it is not given."""
+        value = self.arg(name, False)
+        if value is None:
+            return default
+        if not value.isdigit() or (most is not None and int(value) > most):
+            limit = f" up to {most}" if most is not None else ""
+            raise tornado.web.HTTPError(400, reason=f"{name!r} must be a whole number{limit}")
+        return int(value)
+
     def body(self) -> dict[str, Any]:
         try:
             data = json.loads(self.request.body or b"{}")
@@ -136,16 +146,32 @@ class StopHandler(NbflowHandler):
 class LogHandler(NbflowHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
-        attempt = self.arg("attempt", False)
-        if attempt is not None and not attempt.isdigit():
-            raise tornado.web.HTTPError(400, reason="'attempt' must be a whole number")
         await self.call(
             self.service.log,
             self.arg("path"),
             self.arg("task"),
             self.arg("run", False),
-            int(attempt) if attempt is not None else None,
+            self.number("attempt"),
+            self.number("offset"),
         )
+
+
+class GridHandler(NbflowHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        await self.call(self.service.grid, self.arg("path"), self.number("limit", 25, most=500))
+
+
+class TimelineHandler(NbflowHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        await self.call(self.service.timeline, self.arg("path"), self.arg("run", False))
+
+
+class TrendHandler(NbflowHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        await self.call(self.service.trend, self.arg("path"), self.arg("task"), self.number("limit", 50, most=1000))
 
 
 class UpstreamHandler(NbflowHandler):
@@ -201,6 +227,9 @@ def setup_handlers(web_app: Any, service: NbflowService) -> None:
             (url_path_join(base, "runs"), RunsHandler),
             (url_path_join(base, "runs", r"([^/]+)", "stop"), StopHandler),
             (url_path_join(base, "log"), LogHandler),
+            (url_path_join(base, "grid"), GridHandler),
+            (url_path_join(base, "timeline"), TimelineHandler),
+            (url_path_join(base, "trend"), TrendHandler),
             (url_path_join(base, "upstream"), UpstreamHandler),
             (url_path_join(base, "inputs"), InputsHandler),
             (url_path_join(base, "debug"), DebugHandler),

@@ -7,7 +7,8 @@ state, the notebooks, a log file the store names). Runs go to a separate ``nbflo
 process, so the server stays responsive and a server restart loses nothing: the run
 records itself in the pipeline's state store as from a terminal.
 
-Looking is never running: the GET routes (``dag``, ``status``, ``log``, ``inputs``, ``info``) run no
+Looking is never running: the GET routes (``dag``, ``status``, ``log``, ``grid``, ``timeline``,
+``trend``, ``inputs``, ``info``) run no
 code of the folder (``nbflow_tasks.py`` is read with ``ast``, never imported; nothing is
 unpickled) and write nothing into it (no cache, no state folder, a read-only store).
 """
@@ -206,26 +207,97 @@ class NbflowService:
             "colours": states.COLOURS,
         }
 
-    def log(self, path: str, task: str, run_id: str | None = None, attempt: int | None = None) -> dict[str, Any]:
-        """A task's output, error and traceback in a run (the latest), and its executed notebook."""
-        from nbflow.history import open_store, task_log
+    def log(
+        self,
+        path: str,
+        task: str,
+        run_id: str | None = None,
+        attempt: int | None = None,
+        offset: int | None = None,
+    ) -> dict[str, Any]:
+        """A task's output, error and traceback in a run (the latest), and its executed notebook.
 
+        ``offset`` (an earlier answer's): only the output after it, read from the running
+        attempt's log file from there on (a follower appends it). ``complete``: the attempt
+        has ended and everything was read; ``restart``: ``text`` is not a continuation (a new
+        attempt began, or only the store's tail is left) and replaces what the follower shows.
+        """
+        from nbflow.history import follow_log, open_store
+
+        if offset is not None and offset < 0:
+            raise InvalidRequestError("'offset' must be an earlier answer's offset.")
         folder = self.pipeline_folder(path)
         store = open_store(folder, read_only=True)
         try:
-            record, text = task_log(store, task, run_id, attempt, within=self.root)
+            piece = follow_log(store, task, run_id, attempt, offset, within=self.root)
         finally:
             store.close()
-        return {
+        record = piece.attempt
+        answer = {
             "task": task,
             "run_id": record.run_id,
             "attempt": record.attempt,
             "state": record.state,
-            "text": text,
+            "text": piece.text,
             "error": record.error,
             "traceback": record.traceback,
             "output_notebook": self.relative(record.output_notebook),
+            "offset": piece.offset,
+            "complete": piece.complete,
         }
+        if offset is not None:
+            answer["restart"] = piece.restart
+        return answer
+
+    # -- monitoring --------------------------------------------------------------------
+
+    def _upstreams(self, folder: Path) -> dict[str, list[str]]:
+        """Each task's upstreams in the DAG's order, as the folder declares them now (read, never run)."""
+        from nbflow.history import declared_upstreams
+
+        return declared_upstreams(folder, within=self.root)
+
+    def grid(self, path: str, limit: int = 25) -> dict[str, Any]:
+        """The ``limit`` newest runs x the pipeline's tasks, each cell a task's state in a run."""
+        from nbflow.history import open_store, run_grid
+
+        folder = self.pipeline_folder(path)
+        order = list(self._upstreams(folder))
+        with open_store(folder, read_only=True) as store:
+            return run_grid(store, order, limit)
+
+    def timeline(self, path: str, run_id: str | None = None) -> dict[str, Any]:
+        """A run's (the latest by default) attempts on a time line: waiting, kernel start, running.
+
+        Raises
+        ------
+        RunNotFoundError
+        """
+        from nbflow.history import open_store, run_timeline
+        from nbflow.views.timeline import timeline_json
+
+        folder = self.pipeline_folder(path)
+        upstreams = self._upstreams(folder)
+        with open_store(folder, read_only=True) as store:
+            return timeline_json(run_timeline(store, folder, run_id, upstreams, within=self.root))
+
+    def trend(self, path: str, task: str, limit: int = 50) -> dict[str, Any]:
+        """The ``limit`` latest attempts of ``task`` across runs, oldest first, with their durations.
+
+        Raises
+        ------
+        UnknownTaskError
+            The pipeline has no such task and no run recorded one.
+        """
+        from nbflow.history import open_store, task_trend
+
+        folder = self.pipeline_folder(path)
+        order = list(self._upstreams(folder))
+        with open_store(folder, read_only=True) as store:
+            answer = task_trend(store, task, limit)
+        if not answer["points"] and task not in order:
+            raise UnknownTaskError(task, order)
+        return answer
 
     # -- running -----------------------------------------------------------------------
 

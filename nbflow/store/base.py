@@ -169,6 +169,24 @@ class RunStore(abc.ABC):
         chosen = run_id or (runs[0].run_id if runs else None)
         return runs, self.get_tasks(chosen) if chosen is not None else {}
 
+    def recent_tasks(self, limit: int | None = None) -> tuple[list[RunRecord], dict[str, dict[str, TaskRecord]]]:
+        """The ``limit`` newest runs, newest first, and each one's tasks by name (a grid of runs).
+
+        The DuckDB store reads them in one query; this reads the runs' tasks one run at a time.
+        """
+        runs = self.list_runs(limit)
+        return runs, {r.run_id: self.get_tasks(r.run_id) for r in runs}
+
+    def task_attempts(self, task: str, limit: int | None = None) -> list[AttemptRecord]:
+        """The ``limit`` latest attempts of ``task`` across runs, oldest first (its duration trend)."""
+        found: list[AttemptRecord] = []
+        for run in self.list_runs():
+            found += reversed(self.get_attempts(run.run_id, task))
+            if limit is not None and len(found) >= limit:
+                break
+        found.sort(key=lambda a: (a.started_at, a.run_id, a.attempt))
+        return found[-limit:] if limit is not None else found
+
     def written_ahead(self) -> tuple[dict[str, RunRecord], dict[tuple[str, str], TaskRecord]]:
         """Runs and task states made but perhaps not yet readable through the other methods
         (a writer's write-ahead files). Keys: run id; (run id, task). None here: every

@@ -321,6 +321,25 @@ class DuckDBRunStore(RunStore):
         runs, tasks = self._read_many([(runs_sql, []), (rec.SELECT_TASKS_OF_RUN_OR_LATEST, [run_id])])
         return [RUNS.record(row) for row in runs], {t.task: t for t in map(TASKS.record, tasks)}
 
+    def recent_tasks(self, limit: int | None = None) -> tuple[list[RunRecord], dict[str, dict[str, TaskRecord]]]:
+        """The ``limit`` newest runs and their tasks, in one read."""
+        newest = rec.SELECT_RUNS + (f" LIMIT {int(limit)}" if limit is not None else "")
+        runs, tasks = self._read_many(
+            [(newest, []), (f"{TASKS.select} WHERE run_id IN (SELECT run_id FROM ({newest})) ORDER BY task", [])]
+        )
+        records = [RUNS.record(row) for row in runs]
+        found: dict[str, dict[str, TaskRecord]] = {r.run_id: {} for r in records}
+        for t in map(TASKS.record, tasks):
+            found.setdefault(t.run_id, {})[t.task] = t
+        return records, found
+
+    def task_attempts(self, task: str, limit: int | None = None) -> list[AttemptRecord]:
+        """The ``limit`` latest attempts of ``task`` across runs, oldest first, in one query."""
+        latest = f"{ATTEMPTS.select} WHERE task = ? ORDER BY started_at DESC, run_id DESC, attempt DESC" + (
+            f" LIMIT {int(limit)}" if limit is not None else ""
+        )
+        return [ATTEMPTS.record(row) for row in reversed(self._read(latest, [task]))]
+
     def written_ahead(self) -> tuple[dict[str, RunRecord], dict[tuple[str, str], TaskRecord]]:
         """Runs and task states in the write-ahead files: made, perhaps not yet in the database.
 
