@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import nbflow_process, write_notebook
+from conftest import nbflow_process, rendezvous, write_notebook
+from tornado.httpclient import HTTPClientError
 
 from nbflow.execution.follow import read_log_from, read_log_tail_at
 from nbflow.history import declared_upstreams, open_store, run_grid, run_timeline, task_trend
@@ -278,3 +284,119 @@ def test_the_timeline_grid_and_trend_of_real_runs_with_a_retry(tmp_path: Path) -
         (runs[0].run_id, 1, "success"),
     ]
     assert all(p["duration_s"] > 0 for p in trend["points"])
+
+
+# -- the REST routes, in a real Jupyter server -------------------------------------------------
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+
+@pytest.fixture
+def jp_server_config():
+    return {"ServerApp": {"jpserver_extensions": {"nbflow": True}}}
+
+
+async def _get(jp_fetch, route: str, **params: str):
+    response = await jp_fetch("nbflow", route, method="GET", params=params)
+    return json.loads(response.body)
+
+
+async def _refused(jp_fetch, route: str, **params: str) -> int:
+    with pytest.raises(HTTPClientError) as info:
+        await _get(jp_fetch, route, **params)
+    return info.value.code
+
+
+@pytest.mark.slow
+async def test_the_grid_timeline_and_trend_routes(jp_fetch, jp_root_dir: Path) -> None:
+    folder, flags = jp_root_dir / "pipe", jp_root_dir / "flags"
+    flags.mkdir()
+    _flaky_pipeline(folder, flags)
+    for extra in ([], ["--force"]):
+        done = await asyncio.to_thread(nbflow_process, "run", str(folder), "--no-progress", *extra)
+        assert done.returncode == 0, done.stderr
+    before = _snapshot(folder)
+
+    grid = await _get(jp_fetch, "grid", path="pipe")
+    assert len(grid["runs"]) == 2 and set(grid["runs"][0]) == {"run_id", "state", "started_at", "duration_s"}
+    older, newer = grid["runs"][1]["run_id"], grid["runs"][0]["run_id"]
+    assert grid["tasks"].index("load") < grid["tasks"].index("flaky") < grid["tasks"].index("report")
+    assert grid["cells"][older]["flaky"]["attempts"] == 2 and grid["cells"][older]["flaky"]["state"] == "success"
+    assert len((await _get(jp_fetch, "grid", path="pipe", limit="1"))["runs"]) == 1
+
+    latest = await _get(jp_fetch, "timeline", path="pipe")
+    assert latest["run_id"] == newer
+    timeline = await _get(jp_fetch, "timeline", path="pipe", run=older)
+    assert timeline["run_id"] == older and timeline["state"] == "success" and timeline["duration_s"] > 0
+    assert {b["task"] for b in timeline["bars"]} == set(timeline["tasks"]) == {"load", "flaky", "report", "side"}
+    assert [b["attempt"] for b in timeline["bars"] if b["task"] == "flaky"] == [1, 2]
+    for bar in timeline["bars"]:
+        assert bar["ready_s"] <= bar["start_s"] <= bar["kernel_ready_s"] <= bar["end_s"], bar
+
+    trend = await _get(jp_fetch, "trend", path="pipe", task="flaky")
+    assert [(p["run_id"], p["attempt"]) for p in trend["points"]] == [(older, 1), (older, 2), (newer, 1)]
+    assert (await _get(jp_fetch, "trend", path="pipe", task="flaky", limit="1"))["points"][0]["run_id"] == newer
+
+    assert await _refused(jp_fetch, "trend", path="pipe", task="nosuch") == 404
+    assert await _refused(jp_fetch, "timeline", path="pipe", run="nosuch") == 404
+    assert await _refused(jp_fetch, "grid", path="..") == 403
+    assert await _refused(jp_fetch, "grid", path="pipe", limit="many") == 400
+    assert _snapshot(folder) == before, "looking wrote nothing"
+
+
+@pytest.mark.slow
+async def test_the_log_route_follows_a_running_task_from_an_offset(jp_fetch, jp_root_dir: Path) -> None:
+    folder, flags = jp_root_dir / "pipe", jp_root_dir / "flags"
+    flags.mkdir()
+    write_notebook(
+        folder,
+        "talk",
+        "upstream = None",
+        "print('before the wait', flush=True)",
+        rendezvous(flags, "talk", "test"),
+        "print('after the wait')",
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-m", "nbflow", "run", str(folder), "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert time.monotonic() < deadline, "the task's first output never showed"
+            try:
+                first = await _get(jp_fetch, "log", path="pipe", task="talk")
+            except HTTPClientError:  # no run or no attempt yet
+                first = None
+            if first and "before the wait" in first["text"]:
+                break
+            await asyncio.sleep(0.1)
+        assert first["complete"] is False and first["state"] == "running"
+        assert isinstance(first["offset"], int) and {"error", "traceback", "output_notebook"} <= set(first)
+        again = await _get(jp_fetch, "log", path="pipe", task="talk", offset=str(first["offset"]))
+        assert again["text"] == "" and again["offset"] == first["offset"] and again["restart"] is False
+
+        before = _snapshot(folder)
+        (flags / "test.running").touch()
+        followed, offset = "", first["offset"]
+        while True:
+            assert time.monotonic() < deadline + 120, "the task never ended"
+            piece = await _get(jp_fetch, "log", path="pipe", task="talk", offset=str(offset))
+            assert piece["restart"] is False
+            followed += piece["text"]
+            offset = piece["offset"]
+            if piece["complete"]:
+                break
+            await asyncio.sleep(0.1)
+        assert "after the wait" in followed and "before the wait" not in followed
+        assert piece["state"] == "success"
+        assert await asyncio.to_thread(run.wait, 120) == 0
+        whole = await _get(jp_fetch, "log", path="pipe", task="talk")
+        assert "before the wait" in whole["text"] and "after the wait" in whole["text"] and whole["complete"]
+        changed = {p for p, s in _snapshot(folder).items() if before.get(p) != s}
+        assert all("_nbflow" in p for p in changed), "only the run wrote, into its own state folder"
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
