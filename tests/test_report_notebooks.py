@@ -118,8 +118,8 @@ def test_a_huge_output_is_left_out_with_a_note_and_the_link(report: tuple[Path, 
     huge = _section(page, "huge")
     assert "after the flood" in huge, "the rest of the notebook is shown"
     assert "y" * 10_000 not in huge
-    assert "left out of the report" in huge and "largest outputs" in huge
-    href = re.search(r"<p class='note'>[^<]*largest outputs[^<]*<a href='([^']+)'>", huge)
+    assert "left out of the report" in huge and "its largest output is" in huge
+    href = re.search(r"<p class='note'>[^<]*largest output[^<]*<a href='([^']+)'>", huge)
     assert href and (out.parent / html.unescape(href[1])).resolve().is_file(), "the note links the executed notebook"
     assert out.stat().st_size < 3 * 1024 * 1024
 
@@ -134,6 +134,8 @@ def test_the_gantt_names_every_task_of_the_run(report: tuple[Path, str]) -> None
     assert named == {"plot", MARKUP_TASK, "huge"}
     bars = [g for g in gantt.iter(f"{SVG}g") if g.get("class") == "nbflow-gantt-attempt"]
     assert len(bars) == 3
+    kernels = [r for r in gantt.iter(f"{SVG}rect") if r.get("class") == "nbflow-gantt-kernel"]
+    assert len(kernels) == 3, "each notebook's kernel start is drawn apart from its own time"
     assert page.index("<h2>Tasks</h2>") > start, "the timeline is above the tasks"
 
 

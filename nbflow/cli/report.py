@@ -68,20 +68,20 @@ def write_report(path: str | Path, run_id: str | None, out: str | Path) -> RunRe
     RunNotFoundError, PipelineValidationError
     """
     from nbflow.engine.runner import load_run
-    from nbflow.history import open_store
+    from nbflow.history import open_store, run_timeline
     from nbflow.pipeline import Pipeline
     from nbflow.views.html_report import iter_report
     from nbflow.views.svg import layout
-    from nbflow.views.timeline import build_timeline, gantt_svg
+    from nbflow.views.timeline import gantt_svg
 
     pipeline = Pipeline.from_dir(path, save_cache=False)  # looking: nbflow_tasks.py is read, not run
     root = Path(pipeline.root).resolve()
     with open_store(root, read_only=True) as store:
         run, tasks = load_run(store, run_id)
         attempts, logs = _attempts_and_logs(store, run)
-    dag = pipeline.dag.subset([n for n in tasks if n in pipeline.specs]) if tasks else pipeline.dag
+        dag = pipeline.dag.subset([n for n in tasks if n in pipeline.specs]) if tasks else pipeline.dag
+        timeline = run_timeline(store, root, run.run_id, dag.upstreams)  # kernel starts: the notebooks' own times
     tasks = {n: tasks[n] for n in dag.order if n in tasks} | tasks  # sections in the order tasks run
-    timeline = build_timeline(run, tasks, [a for tried in attempts.values() for a in tried], dag.upstreams)
     target = Path(out).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     pieces = iter_report(

@@ -23,7 +23,7 @@ from urllib.parse import quote
 from nbflow import __version__, states
 from nbflow.project.specs import RESERVED_NAMES
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
-from nbflow.views.notebook_html import NOTEBOOK_BUDGET, REPORT_BUDGET, NotebookHtml
+from nbflow.views.notebook_html import NOTEBOOK_BUDGET, REPORT_BUDGET, NotebookHtml, highlight_css
 from nbflow.views.svg import TASK_KEY_ATTR, task_of_svg_key
 from nbflow.views.text import counts_text, format_duration
 
@@ -32,6 +32,8 @@ NotebookRenderer = Callable[[str, AttemptRecord, int], "NotebookHtml | None"]
 
 SVG_NS = "http://www.w3.org/2000/svg"
 OUTPUT_TAIL = 8_000
+#: what is left of the report's budget below which no more notebooks are embedded
+MIN_NOTEBOOK_ROOM = 16 * 1024
 #: no script runs and nothing is fetched: inline styles and data: images only
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action 'none'; base-uri 'none'"
 
@@ -106,10 +108,14 @@ def _kib(size: int) -> str:
     return f"{size / 1024:,.0f} KiB"
 
 
-def _notebook_block(rendered: NotebookHtml | None, link: str, budget: int) -> str:
+def _outputs(count: int) -> str:
+    return "its largest output is" if count == 1 else f"{count} of its largest outputs are"
+
+
+def _notebook_block(rendered: NotebookHtml | None, link: str, room: int, budget: int) -> str:
     """The task's executed notebook, collapsed; or a note saying why it is not shown."""
-    if budget <= 0:
-        return f"<p class='note'>Executed notebook not embedded: the report reached its {_kib(REPORT_BUDGET)} size budget. Open it: {link}</p>"
+    if room <= 0:
+        return f"<p class='note'>Executed notebook not embedded: the report reached its {_kib(budget)} size budget. Open it: {link}</p>"
     if rendered is None:
         return ""
     if rendered.not_shown:
@@ -117,9 +123,8 @@ def _notebook_block(rendered: NotebookHtml | None, link: str, budget: int) -> st
     omitted = ""
     if rendered.omitted_outputs:
         omitted = (
-            f"<p class='note'>{rendered.omitted_outputs} of its largest outputs"
-            f" ({_kib(rendered.omitted_bytes)}) are left out to keep the report small: open the executed notebook"
-            f" for them: {link}</p>"
+            f"<p class='note'>{_outputs(rendered.omitted_outputs)} ({_kib(rendered.omitted_bytes)}) left out"
+            f" to keep the report small: open the executed notebook for all of it: {link}</p>"
         )
     size = _kib(len(rendered.html.encode("utf-8")))
     return (
@@ -202,7 +207,7 @@ def iter_report(
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
 <title>nbflow run {esc(run.run_id)}: {esc(run.state)}</title>
-<style>{STYLE}</style></head>
+<style>{STYLE}{highlight_css(".nbflow-notebook") if notebooks else ""}</style></head>
 <body>
 <h1>nbflow run {esc(run.run_id)}: <span class="state" style="background:{states.COLOURS.get(run.state, "#fff")}">{esc(run.state)}</span></h1>
 <div class="summary">{esc(run.pipeline)} · started {esc(started)} · {esc(format_duration(run.duration_s))} · {esc(summary)}
@@ -216,9 +221,9 @@ def iter_report(
         tried = attempts.get(name, [])
         block = ""
         if notebooks is not None and tried and tried[-1].output_notebook:
-            room = min(NOTEBOOK_BUDGET, left)
+            room = min(NOTEBOOK_BUDGET, left) if left >= MIN_NOTEBOOK_ROOM else 0
             rendered = notebooks(name, tried[-1], room) if room > 0 else None
-            block = _notebook_block(rendered, _link(tried[-1].output_notebook, base), room)
+            block = _notebook_block(rendered, _link(tried[-1].output_notebook, base), room, budget)
         section = _task_section(name, task, tried, logs.get(name), base, block)
         left -= len(section.encode("utf-8"))
         yield section

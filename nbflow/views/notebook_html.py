@@ -43,6 +43,8 @@ TAGS = frozenset(
      "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "tt", "u", "ul", "var"}
 )  # fmt: skip
 _ATTRIBUTES = frozenset({"class", "alt", "title", "colspan", "rowspan", "align", "width", "height"})
+#: an image whose source was removed (a remote or script URL): nothing to show
+_NO_SOURCE = re.compile(r"<img(?![^>]*\ssrc=)[^>]*>")
 _RAW_TEXT = re.compile(r"<(script|style|template)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 
 
@@ -68,7 +70,14 @@ def sanitize(fragment: str) -> str:
     import bleach
 
     cleaner = bleach.Cleaner(tags=TAGS, attributes=_allowed, protocols={"data"}, strip=True, strip_comments=True)
-    return cleaner.clean(_RAW_TEXT.sub("", fragment))
+    return _NO_SOURCE.sub("", cleaner.clean(_RAW_TEXT.sub("", fragment)))
+
+
+def highlight_css(scope: str) -> str:
+    """The code highlighting's stylesheet (pygments, as nbconvert highlights), under the selector ``scope``."""
+    from pygments.formatters import HtmlFormatter
+
+    return str(HtmlFormatter(style="default").get_style_defs(f"{scope} .highlight"))
 
 
 def _output_size(output: dict[str, Any]) -> int:
