@@ -14,6 +14,7 @@ export namespace CommandIDs {
   export const loadInputs = 'nbflow:load-inputs';
   export const runUpstreamsLoadInputs = 'nbflow:run-upstreams-load-inputs';
   export const debugTask = 'nbflow:debug-task';
+  export const openView = 'nbflow:open-view';
 }
 
 export namespace Wire {
@@ -82,6 +83,43 @@ export namespace Wire {
     error: string | null;
     traceback: string | null;
     output_notebook: string | null;
+    /** with ``offset`` asked: where ``text`` ends (pass it back), and whether the attempt ended */
+    offset?: number;
+    complete?: boolean;
+  }
+  /** GET grid: recent runs (newest first) x tasks (topological order). */
+  export interface IGrid {
+    runs: { run_id: string; state: string; started_at: string; duration_s: number | null }[];
+    tasks: string[];
+    cells: { [runId: string]: { [task: string]: { state: string; attempts: number; duration_s: number | null } } };
+  }
+  /** One attempt of a task in a run's timeline; seconds since the run's start. */
+  export interface IBar {
+    task: string;
+    attempt: number;
+    state: string;
+    ready_s: number | null;
+    start_s: number;
+    kernel_ready_s: number | null;
+    end_s: number | null;
+  }
+  /** GET timeline: a run's attempts (Gantt). */
+  export interface ITimeline {
+    run_id: string;
+    state: string;
+    started_at: string;
+    duration_s: number | null;
+    /** seconds from the run's start to when the server answered */
+    now_s?: number | null;
+    /** every task of the run, in order, and its state there (tasks that never started included) */
+    tasks?: string[];
+    states?: { [task: string]: string };
+    bars: IBar[];
+  }
+  /** GET trend: one task's attempts across runs, oldest first. */
+  export interface ITrend {
+    task: string;
+    points: { run_id: string; attempt: number; started_at: string; duration_s: number | null; state: string }[];
   }
   export interface IStarted {
     pid: number;
