@@ -165,5 +165,9 @@ def test_in_chromium_the_plot_shows_and_no_request_leaves_the_page(report: tuple
         page.locator("section#task-huge .nbflow-notebook").wait_for(state="visible")
         assert page.evaluate("() => window.__pwned || []") == []
         page.screenshot(path=str(ARTIFACTS / "report-notebooks.png"), full_page=True)
+        page.emulate_media(color_scheme="dark")
+        background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(32, 33, 36)", "a dark system theme gets a dark page"
+        page.screenshot(path=str(ARTIFACTS / "report-notebooks-dark.png"), full_page=True)
     leaving = [u for u in requests if not u.startswith(("file:", "data:"))]
     assert requests and not leaving, leaving

@@ -38,27 +38,33 @@ MIN_NOTEBOOK_ROOM = 16 * 1024
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action 'none'; base-uri 'none'"
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 24px; color: #202124; }
+:root { color-scheme: light dark; --fg: #202124; --muted: #5f6368; --bg: #fff; --line: #dadce0;
+  --code: #f8f9fa; --error: #b3261e; --error-bg: #fdecea; }
+@media (prefers-color-scheme: dark) { :root { --fg: #e8eaed; --muted: #9aa0a6; --bg: #202124;
+  --line: #5f6368; --code: #2d2e31; --error: #f28b82; --error-bg: #3b2626; } }
+body { font-family: system-ui, sans-serif; margin: 24px; color: var(--fg); background: var(--bg); }
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 24px 0 8px; }
 h3 { font-size: 15px; margin: 4px 0; }
-.summary { color: #5f6368; margin-bottom: 12px; }
-.graph { border: 1px solid #dadce0; padding: 8px; overflow: auto; max-width: 100%; }
+a { color: #1a73e8; } @media (prefers-color-scheme: dark) { a { color: #8ab4f8; } }
+.summary { color: var(--muted); margin-bottom: 12px; }
+.graph { border: 1px solid var(--line); padding: 8px; overflow: auto; max-width: 100%; background: #fff; }
 .graph svg { max-width: 100%; height: auto; }
-.state { padding: 0 6px; border-radius: 3px; border: 1px solid #ccc; }
+.state { padding: 0 6px; border-radius: 3px; border: 1px solid #ccc; color: #202124; }
 table { border-collapse: collapse; } td, th { text-align: left; padding: 2px 12px 2px 0; vertical-align: top; }
 table.fields { table-layout: fixed; width: 100%; } table.fields th { width: 10em; } table.fields td { overflow-wrap: anywhere; }
-section.task { border-top: 1px solid #e0e0e0; padding: 8px 0; }
-.gantt { border: 1px solid #dadce0; padding: 8px; overflow: auto; color: #3c4043; }
-.note { color: #5f6368; font-style: italic; }
+section.task { border-top: 1px solid var(--line); padding: 8px 0; }
+.gantt { border: 1px solid var(--line); padding: 8px; overflow: auto; }
+.note { color: var(--muted); font-style: italic; }
 details.notebook > summary { cursor: pointer; margin: 4px 0; }
-.nbflow-notebook { border: 1px solid #dadce0; padding: 8px; overflow: auto; max-height: 60em; }
-.nbflow-notebook .prompt { color: #5f6368; font: 11px monospace; }
+.nbflow-notebook { border: 1px solid var(--line); padding: 8px; overflow: auto; max-height: 60em; }
+.nbflow-notebook .prompt { color: var(--muted); font: 11px monospace; }
 .nbflow-notebook .input_area pre, .nbflow-notebook .output_text pre { max-height: none; }
-.nbflow-notebook .output_stderr pre, .nbflow-notebook .output_error pre { background: #fdecea; }
+.nbflow-notebook .output_stderr pre, .nbflow-notebook .output_error pre { background: var(--error-bg); }
 .nbflow-notebook img { max-width: 100%; height: auto; }
-.nbflow-notebook table { margin: 4px 0; font-size: 12px; } .nbflow-notebook td, .nbflow-notebook th { border: 1px solid #e0e0e0; padding: 2px 6px; }
-pre { background: #f8f9fa; padding: 6px; max-height: 24em; overflow: auto; font-size: 12px; white-space: pre-wrap; }
-.error { color: #b3261e; }
+.nbflow-notebook table { margin: 4px 0; font-size: 12px; }
+.nbflow-notebook td, .nbflow-notebook th { border: 1px solid var(--line); padding: 2px 6px; }
+pre { background: var(--code); padding: 6px; max-height: 24em; overflow: auto; font-size: 12px; white-space: pre-wrap; }
+.error { color: var(--error); }
 """
 
 

@@ -74,10 +74,13 @@ def sanitize(fragment: str) -> str:
 
 
 def highlight_css(scope: str) -> str:
-    """The code highlighting's stylesheet (pygments, as nbconvert highlights), under the selector ``scope``."""
+    """The code highlighting's stylesheet (pygments, as nbconvert highlights) under the selector
+    ``scope``: pygments' default style, and monokai's for a dark system theme."""
     from pygments.formatters import HtmlFormatter
 
-    return str(HtmlFormatter(style="default").get_style_defs(f"{scope} .highlight"))
+    light = HtmlFormatter(style="default").get_style_defs(f"{scope} .highlight")
+    dark = HtmlFormatter(style="monokai").get_style_defs(f"{scope} .highlight")
+    return f"{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
 
 
 def _output_size(output: dict[str, Any]) -> int:
