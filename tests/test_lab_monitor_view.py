@@ -171,3 +171,56 @@ def test_the_view_shows_runs_an_attempt_its_timeline_and_trend_in_both_themes(tm
 def _luminance(css: str) -> float:
     r, g, b = (int(x) for x in re.findall(r"\d+", css)[:3])
     return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+
+def test_a_running_attempts_log_follows_from_the_view_by_offsets(tmp_path: Path) -> None:
+    root, go = tmp_path / "lab", tmp_path / "go"
+    folder = root / "live"
+    # prints, waits for the test's signal (a file), prints again, then waits to be stopped: what
+    # the view shows depends on the order of events, never on how fast they come
+    write_notebook(
+        folder,
+        "slow",
+        "upstream = None",
+        "import pathlib, time\n"
+        "print('tick 1', flush=True)\n"
+        f"while not pathlib.Path({str(go)!r}).exists():\n"
+        "    time.sleep(0.05)\n"
+        "print('tick 2', flush=True)\n"
+        "time.sleep(600)",
+    )
+    with (
+        jupyter_lab(root, tmp_path / "jupyter") as lab,
+        browser_page(lab.page_url("live"), "monitor-view-live-failure.png", (1600, 1100)) as page,
+    ):
+        logs: list[str] = []
+        page.on("request", lambda r: logs.append(r.url) if "/nbflow/log?" in r.url else None)
+        page.wait_for_selector(".jp-DirListing-item[title*='slow']", timeout=90_000)
+        _palette(page, "Open Pipeline View", "nbflow: Open Pipeline View")
+        page.wait_for_selector(f"{VIEW} .nbflow-view-graph g.node")
+        page.click(".nbflow-view-run")  # the view's toolbar
+        page.click(f"{VIEW} .nbflow-grid-cell[data-task='slow'][data-state='running']", timeout=180_000)
+        _log_shows(page, "tick 1")
+        go.touch()
+        _log_shows(page, "tick 2")  # without another click
+        offsets = [int(re.search(r"[?&]offset=(\d+)", url).group(1)) for url in logs if "offset=" in url]  # type: ignore[union-attr]
+        assert offsets and offsets[0] == 0 and max(offsets) > 0, "asked from the start, then only what follows"
+        assert page.inner_text(f"{VIEW} .nbflow-view-log").count("tick 1") == 1, "appended, never repeated"
+        page.screenshot(path=str(ARTIFACTS / "monitor-view-live-log.png"))
+        page.click(".nbflow-view-stop")
+        page.wait_for_selector(f"{VIEW} .nbflow-view-attempt[data-state='interrupted']", timeout=120_000)
+
+
+def _log_shows(page: Any, text: str) -> None:
+    """Wait until the view's log has ``text``; fail at once, with the state, if the attempt ended."""
+    page.wait_for_function(
+        """(text) => {
+          const log = document.querySelector('.nbflow-view .nbflow-view-log');
+          const state = document.querySelector('.nbflow-view .nbflow-view-attempt').dataset.state || '';
+          return (log && log.textContent.includes(text)) || !['running', 'pending', 'up_for_retry', ''].includes(state);
+        }""",
+        arg=text,
+        timeout=180_000,
+    )
+    shown = page.inner_text(f"{VIEW} .nbflow-view-log")
+    assert text in shown, f"the attempt ended before its log showed {text!r}; the log shows:\n{shown[-2000:]}"
