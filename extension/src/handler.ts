@@ -36,7 +36,15 @@ export const serverApi: IApi = {
     requestAPI<Wire.IStatus>('status', {}, { path, ...(run ? { run } : {}), ...(since ? { since } : {}) }),
   run: (path, params, only, force) => requestAPI<Wire.IStarted>('runs', post({ path, params, only, force })),
   stop: (path, runId) => requestAPI(`runs/${encodeURIComponent(runId)}/stop`, post({ path })),
-  log: (path, task, run) => requestAPI<Wire.ILog>('log', {}, { path, task, ...(run ? { run } : {}) }),
+  log: (path, task, run, follow) =>
+    requestAPI<Wire.ILog>('log', {}, {
+      path,
+      task,
+      ...(run ? { run } : {}),
+      ...(follow?.attempt !== undefined ? { attempt: String(follow.attempt) } : {}),
+      ...(follow ? { offset: String(follow.offset) } : {})
+    }),
+  pipelines: path => requestAPI<Wire.IPipelines>('pipelines', {}, { path }),
   editUpstream: (path, task, change) => requestAPI<Wire.IDag>('upstream', post({ path, task, ...change, direction: 'TB' })),
   info: () => requestAPI<Wire.IInfo>('info'),
   inputs: (notebook, task, path) =>

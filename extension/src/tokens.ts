@@ -66,6 +66,8 @@ export namespace Wire {
     duration_s: number | null;
     error: string | null;
     output_notebook: string | null;
+    /** why the task ran or was skipped in this run ("up to date since run ...") */
+    reason?: string | null;
   }
   export interface IStatus {
     changed: boolean;
@@ -73,6 +75,8 @@ export namespace Wire {
     run?: IRun | null;
     tasks?: { [name: string]: ITaskState };
     runs?: IRun[];
+    /** each state's colour (nbflow's states.COLOURS) */
+    colours?: { [state: string]: string };
   }
   export interface ILog {
     task: string;
@@ -120,6 +124,17 @@ export namespace Wire {
   export interface ITrend {
     task: string;
     points: { run_id: string; attempt: number; started_at: string; duration_s: number | null; state: string }[];
+  }
+  /** A folder below the one asked about that is a pipeline (GET pipelines). */
+  export interface IPipelineFolder {
+    path: string;
+    name: string;
+  }
+  export interface IPipelines {
+    path: string;
+    /** whether the folder asked about is a pipeline itself */
+    pipeline: boolean;
+    pipelines: IPipelineFolder[];
   }
   export interface IStarted {
     pid: number;
@@ -174,7 +189,8 @@ export interface IApi {
   status(path: string, run?: string | null, since?: string | null): Promise<Wire.IStatus>;
   run(path: string, params: { [name: string]: unknown }, only?: string[], force?: boolean): Promise<Wire.IStarted>;
   stop(path: string, runId: string): Promise<unknown>;
-  log(path: string, task: string, run?: string | null): Promise<Wire.ILog>;
+  log(path: string, task: string, run?: string | null, follow?: { offset: number; attempt?: number }): Promise<Wire.ILog>;
+  pipelines(path: string): Promise<Wire.IPipelines>;
   editUpstream(path: string, task: string, change: { add?: string; remove?: string }): Promise<Wire.IDag>;
   info(): Promise<Wire.IInfo>;
   inputs(notebook: string, task?: string, path?: string): Promise<Wire.IInputs>;

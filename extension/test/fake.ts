@@ -53,8 +53,23 @@ export class FakeServer implements IApi {
     this.calls.push(`stop ${path} ${runId}`);
     return {};
   }
-  async log(path: string, task: string): Promise<Wire.ILog> {
-    return { task, run_id: 'r1', attempt: 1, state: 'success', text: `${path}/${task} said hi`, error: null, traceback: null, output_notebook: null };
+  /** A log that grows: what the task printed so far; ``logEnded`` once its attempt ended. */
+  logText: string | null = null;
+  logEnded = false;
+  folders: Wire.IPipelines | null = null;
+  async log(path: string, task: string, run?: string | null, follow?: { offset: number; attempt?: number }): Promise<Wire.ILog> {
+    this.calls.push(`log ${path} ${task} ${follow ? follow.offset : '-'}`);
+    const text = this.logText ?? `${path}/${task} said hi`;
+    const state = this.logText === null || this.logEnded ? 'success' : 'running';
+    const base = { task, run_id: 'r1', attempt: 1, state, error: null, traceback: null, output_notebook: null };
+    if (!follow || this.logText === null) {
+      return { ...base, text };
+    }
+    return { ...base, text: text.slice(follow.offset), offset: text.length, complete: this.logEnded };
+  }
+  async pipelines(path: string): Promise<Wire.IPipelines> {
+    this.calls.push(`pipelines ${path}`);
+    return this.folders ?? { path, pipeline: true, pipelines: [] };
   }
   async editUpstream(path: string, task: string, change: { add?: string; remove?: string }) {
     this.calls.push(`edit ${path} ${task} ${JSON.stringify(change)}`);

@@ -148,3 +148,69 @@ test('a failed task can be debugged in the run shown; others cannot', async t =>
   assert.equal(await model.debug('load'), null);
   assert.deepEqual(model.message, { text: "'load' has no failed attempt in run r1 to debug.", error: true });
 });
+
+test('a running task\'s log is followed: only the text after the offset is asked for, appended', async t => {
+  const api = new FakeServer();
+  const model = await shown(t, api);
+  api.states = { load: 'running' };
+  await model.setPath('pipe');
+  api.logText = 'tick 1\n';
+  await model.showLog('load');
+  assert.equal(model.logView!.text, 'tick 1\n');
+  api.logText = 'tick 1\ntick 2\n';
+  await model.followLog();
+  assert.equal(model.logView!.text, 'tick 1\ntick 2\n');
+  assert.deepEqual(api.calls.filter(c => c.startsWith('log')), ['log pipe load 0', 'log pipe load 7'], 'the first line is not asked again');
+  api.logEnded = true;
+  api.states = { load: 'success' };
+  api.token = 't2';
+  await model.poll();
+  await model.followLog();
+  assert.equal(model.logView!.complete, true);
+  const asked = api.calls.length;
+  await model.followLog();
+  assert.equal(api.calls.length, asked, 'ended: nothing more is asked');
+});
+
+test('a task that did not run gets a calm note, not an error, and no request', async t => {
+  const api = new FakeServer();
+  const model = await shown(t, api);
+  api.states = { load: 'up_to_date', clean: 'upstream_failed' };
+  await model.setPath('pipe');
+  model.status!.tasks!.load.reason = 'up to date since run 20260101-abc';
+  await model.showLog('load');
+  assert.equal(model.logView!.note, 'up to date: reused from run 20260101-abc, nothing ran');
+  model.select('clean');
+  await model.showLog('clean');
+  assert.equal(model.logView!.note, 'not run: an upstream failed');
+  assert.equal(model.message, null, 'no error said');
+  assert.deepEqual(api.calls.filter(c => c.startsWith('log')), []);
+});
+
+test('"Run … started." is cleared when the run ends; Stop has nothing to stop when idle', async t => {
+  const api = new FakeServer();
+  const model = await shown(t, api);
+  await model.setPath('pipe');
+  await model.runPipeline();
+  assert.match(model.message!.text, /^Run r1 started/);
+  assert.equal(model.running, true);
+  api.runState = 'success';
+  api.token = 't2';
+  await model.poll();
+  assert.equal(model.message, null);
+  assert.equal(model.running, false);
+});
+
+test('a folder that is not a pipeline asks for the pipelines below it', async t => {
+  const api = new FakeServer();
+  const model = await shown(t, api);
+  api.graph = { path: '', ok: false, problems: [{ message: 'bad', path: null }] };
+  api.folders = { path: '', pipeline: false, pipelines: [{ path: 'pipe', name: 'pipe' }] };
+  await model.setPath('');
+  assert.equal(model.notAPipeline, true);
+  assert.deepEqual(model.pipelines!.pipelines.map(p => p.path), ['pipe']);
+  api.graph = dag({ load: [] });
+  await model.setPath('pipe');
+  assert.equal(model.notAPipeline, false);
+  assert.ok(!api.calls.includes('pipelines pipe'), 'a pipeline is not searched below');
+});

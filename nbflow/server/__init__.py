@@ -15,4 +15,7 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
 
     service = NbflowService(server_app.root_dir)
     setup_handlers(server_app.web_app, service)
+    from nbflow.server.pipelines import setup_pipelines_route
+
+    setup_pipelines_route(server_app.web_app)
     server_app.log.info("nbflow: pipeline panel API at %snbflow/", server_app.web_app.settings["base_url"])
