@@ -58,7 +58,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     };
     const panel = new PipelinePanel(model, {
       open: path => void app.commands.execute('docmanager:open', { path }),
-      debug: task => void debugTask(task)
+      debug: task => void debugTask(task),
+      browse: path => void browser.model.cd('/' + path)
     });
     panel.title.icon = treeViewIcon;
     shell.add(panel, 'left', { rank: 400 });
