@@ -138,6 +138,11 @@ def test_the_view_shows_runs_an_attempt_its_timeline_and_trend_in_both_themes(tm
             "document.querySelector('.nbflow-view .nbflow-view-log').textContent).includes('the first try fails')"
         )
         page.screenshot(path=str(ARTIFACTS / "monitor-view-light.png"))
+        # the sidebar panel's button shows the same view (one tab per pipeline)
+        page.click(".jp-SideBar [data-id='nbflow-pipeline-panel']")
+        page.click("#nbflow-pipeline-panel .nbflow-open-view")
+        assert page.locator(".lm-TabBar-tab:has-text('Pipeline: pipe')").count() == 1
+        page.click(".jp-SideBar [data-id='nbflow-pipeline-panel']")  # the panel closed again
         light = page.evaluate("() => getComputedStyle(document.querySelector('.nbflow-view-graph')).backgroundColor")
 
         # JupyterLab's dark theme: the view follows it, the graph's box too
@@ -191,12 +196,14 @@ def test_a_running_attempts_log_follows_from_the_view_by_offsets(tmp_path: Path)
     )
     with (
         jupyter_lab(root, tmp_path / "jupyter") as lab,
-        browser_page(lab.page_url("live"), "monitor-view-live-failure.png", (1600, 1100)) as page,
+        browser_page(f"{lab.url}/lab?token={lab.token}", "monitor-view-live-failure.png", (1600, 1100)) as page,
     ):
         logs: list[str] = []
         page.on("request", lambda r: logs.append(r.url) if "/nbflow/log?" in r.url else None)
-        page.wait_for_selector(".jp-DirListing-item[title*='slow']", timeout=90_000)
-        _palette(page, "Open Pipeline View", "nbflow: Open Pipeline View")
+        # opened from the file browser's context menu on the folder
+        page.click(".jp-DirListing-item[data-isdir='true']:has-text('live')", button="right", timeout=90_000)
+        page.click(".lm-Menu-item:has-text('Open as nbflow pipeline')")
+        page.wait_for_selector(".lm-TabBar-tab:has-text('Pipeline: live')")
         page.wait_for_selector(f"{VIEW} .nbflow-view-graph g.node")
         page.click(".nbflow-view-run")  # the view's toolbar
         page.click(f"{VIEW} .nbflow-grid-cell[data-task='slow'][data-state='running']", timeout=180_000)

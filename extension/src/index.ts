@@ -11,7 +11,7 @@ import { loadInputs, openDebug } from './kernel';
 import { PipelineModel } from './model';
 import { PipelinePanel } from './panel';
 import { CommandIDs, VERSION } from './tokens';
-import { openPipelineView, openViewButton } from './view';
+import { openViewButton } from './openview';
 
 /** The task a notebook is in the panel's pipeline (its path below the folder, without .ipynb). */
 function taskOf(folder: string, notebookPath: string): { folder: string; task: string } {
@@ -126,9 +126,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: args => (args.fromMenu ? 'Open as nbflow pipeline' : 'nbflow: Open Pipeline View'),
       caption: 'The pipeline in the main area: graph, recent runs, timeline, durations',
       icon: launchIcon,
-      execute: args => {
+      execute: async args => {
         const chosen = args.fromMenu ? browser.selectedItems().next() : undefined;
         const path = typeof args.path === 'string' ? args.path : chosen && !chosen.done && chosen.value.type === 'directory' ? chosen.value.path : browser.model.path;
+        const { openPipelineView } = await import('./view'); // its own chunk, fetched when first opened
         openPipelineView(app, path);
       }
     });

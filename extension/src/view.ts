@@ -3,7 +3,7 @@
 // the chosen task's duration trend. Plain DOM; names and messages only as text nodes.
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { MainAreaWidget } from '@jupyterlab/apputils';
-import { launchIcon, refreshIcon, runIcon, stopIcon, ToolbarButton, treeViewIcon } from '@jupyterlab/ui-components';
+import { refreshIcon, runIcon, stopIcon, ToolbarButton, treeViewIcon } from '@jupyterlab/ui-components';
 import type { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
@@ -492,15 +492,4 @@ export function openPipelineView(app: JupyterFrontEnd, path: string): MainAreaWi
   }
   app.shell.activateById(widget.id);
   return widget;
-}
-
-/** The sidebar panel's "Open in main area" button, drawn as JupyterLab's toolbar buttons are. */
-export function openViewButton(onClick: () => void): HTMLElement {
-  const bar = el('div', 'jp-Toolbar nbflow-panel-toolbar');
-  const b = el('button', 'jp-ToolbarButtonComponent jp-mod-minimal jp-Button nbflow-open-view');
-  b.title = 'Open the pipeline in the main area: graph, recent runs, timeline, durations';
-  b.append(launchIcon.element({ tag: 'span', className: 'jp-ToolbarButtonComponent-icon' }), el('span', 'jp-ToolbarButtonComponent-label', 'Open in main area'));
-  b.addEventListener('click', onClick);
-  bar.append(b);
-  return bar;
 }
