@@ -15,6 +15,8 @@ import { PipelineModel } from './model';
 import { Wire } from './tokens';
 import { renderTrend, trendLayout } from './trend';
 
+import '../style/view.css'; // with the view's chunk: fetched when the view is first opened
+
 /** The monitoring routes (nbflow/server): grid, timeline, trend, and one attempt's log from an offset. */
 export const monitorApi = {
   grid: (path: string, limit = 25) => requestAPI<Wire.IGrid>('grid', {}, { path, limit: String(limit) }),
