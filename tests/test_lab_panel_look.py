@@ -170,6 +170,7 @@ def test_at_a_root_that_is_not_a_pipeline_the_panel_offers_the_pipelines_below(t
         note.wait_for(timeout=90_000)
         assert "This folder is not a pipeline." in note.inner_text()
         assert page.locator(f"{PANEL} .nbflow-problem").count() == 0, "no wall of validation errors"
+        assert not page.locator(f"{PANEL} .nbflow-panel-graph").is_visible(), "no empty graph"
         assert _stop_disabled(page)
         page.screenshot(path=str(ARTIFACTS / "panel-not-a-pipeline.png"))
         page.locator(f"{PANEL} .nbflow-pipeline-choice", has_text="sales").click()

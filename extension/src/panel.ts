@@ -19,7 +19,7 @@ export interface IPanelActions {
 /** The smallest rendered size of a node's name, in CSS pixels: below it the graph scrolls instead. */
 export const MIN_FONT_PX = 11;
 /** The largest scale of the graph (its natural size is 4/3 px a point): a small DAG is not blown up. */
-const MAX_SCALE = 1.6;
+const MAX_SCALE = 1.34;
 
 /** A parameter's default as typed in the form: a string literal without its quotes. */
 export function shownDefault(source: string): { text: string; isString: boolean } {
@@ -107,6 +107,11 @@ export class PipelinePanel extends Panel {
     this.render();
   }
 
+  /** The panel's toolbar (Run, Stop, Refresh, Fit): other parts of the extension may add to it. */
+  get toolbar(): Toolbar {
+    return this._toolbar;
+  }
+
   /** The parameter form's changed values (JSON if they parse, else text, as `-p` reads them). */
   formParams(): { [name: string]: unknown } {
     const params: { [name: string]: unknown } = {};
@@ -139,6 +144,8 @@ export class PipelinePanel extends Panel {
     this._runButton.enabled = !!m.dag?.ok && m.tasks.length > 0;
     this._stopButton.enabled = m.running;
     this._controls.hidden = m.notAPipeline;
+    this._task.hidden = m.notAPipeline || !m.dag?.ok;
+    this._header.querySelector('.nbflow-summary')?.toggleAttribute('hidden', m.notAPipeline);
     this.renderProblems(m.dag);
     this.renderParams(m.dag);
     this.renderGraph();
@@ -225,9 +232,9 @@ export class PipelinePanel extends Panel {
         });
         g.addEventListener('click', () => this.model.select(name));
       }
-      this._graph.hidden = !svg;
       this.scaleGraph();
     }
+    this._graph.hidden = !svg;
     const paint = this.model.paint();
     for (const [name, node] of this._nodes) {
       const [state, colour, note] = paint[name] ?? ['', '#ffffff', ''];
