@@ -4,14 +4,13 @@ import { ICommandPalette, ToolbarButton, showErrorMessage } from '@jupyterlab/ap
 import { PathExt } from '@jupyterlab/coreutils';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
-import { bugIcon, downloadIcon, launchIcon, runIcon, Toolbar, ToolbarButton as UiToolbarButton, treeViewIcon } from '@jupyterlab/ui-components';
+import { bugIcon, downloadIcon, launchIcon, runIcon, treeViewIcon } from '@jupyterlab/ui-components';
 
 import { serverApi } from './handler';
 import { loadInputs, openDebug } from './kernel';
 import { PipelineModel } from './model';
 import { PipelinePanel } from './panel';
 import { CommandIDs, VERSION } from './tokens';
-import { openViewButton } from './openview';
 
 /** The task a notebook is in the panel's pipeline (its path below the folder, without .ipynb). */
 function taskOf(folder: string, notebookPath: string): { folder: string; task: string } {
@@ -135,12 +134,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     app.contextMenu.addItem({ command: CommandIDs.openView, args: { fromMenu: true }, selector: '.jp-DirListing-item[data-isdir="true"]', rank: 50 });
     const openView = () => void app.commands.execute(CommandIDs.openView, { path: model.path ?? browser.model.path });
-    const panelToolbar = (panel as unknown as { toolbar?: Toolbar }).toolbar;
-    if (panelToolbar instanceof Toolbar) {
-      panelToolbar.addItem('openView', new UiToolbarButton({ icon: launchIcon, tooltip: 'Open in main area', className: 'nbflow-open-view', onClick: openView }));
-    } else {
-      panel.node.prepend(openViewButton(openView));
-    }
+    panel.toolbar.addItem(
+      'openView',
+      new ToolbarButton({ icon: launchIcon, label: 'Open in main area', tooltip: 'The pipeline in the main area: graph, recent runs, timeline, durations', className: 'nbflow-open-view', onClick: openView })
+    );
     for (const command of Object.values(CommandIDs)) {
       palette?.addItem({ command, category: 'nbflow' });
     }
