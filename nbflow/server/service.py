@@ -197,6 +197,7 @@ class NbflowService:
                 "duration_s": t.duration_s,
                 "error": t.error,
                 "output_notebook": self.relative(t.output_notebook),
+                "reason": t.reason,  # why it ran or was skipped ("up to date since run ...")
             }
         return {
             "changed": True,
