@@ -136,7 +136,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const openView = () => void app.commands.execute(CommandIDs.openView, { path: model.path ?? browser.model.path });
     panel.toolbar.addItem(
       'openView',
-      new ToolbarButton({ icon: launchIcon, label: 'Open in main area', tooltip: 'The pipeline in the main area: graph, recent runs, timeline, durations', className: 'nbflow-open-view', onClick: openView })
+      new ToolbarButton({ icon: launchIcon, tooltip: 'Open in main area: the graph, recent runs, timeline, durations', className: 'nbflow-open-view', onClick: openView })
     );
     for (const command of Object.values(CommandIDs)) {
       palette?.addItem({ command, category: 'nbflow' });
