@@ -32,6 +32,10 @@ from nbflow.views.dot import digraph
 _NOTE_PLACEHOLDER = "\u2007" * 6
 _FONT = "sans-serif"
 _CACHE_SIZE = 16
+#: a line's baseline below the middle of its letters, in font sizes; the note line's size and gap to the box's bottom
+_BASELINE = 0.35
+_NOTE_SIZE = 9
+_NOTE_GAP = 3
 #: nodes + edges above which dot's layout passes are bounded (see dag_dot_source)
 BIG_GRAPH = 200
 _cache: OrderedDict[str, GraphLayout] = OrderedDict()
@@ -194,7 +198,28 @@ def _named(svg: str, dag: DAG) -> str:
         texts = g.findall(f"{{{SVG_NS}}}text")
         if texts:
             texts[0].text = shown_name(name)
+            _centre_label(g, texts)
     return ET.tostring(root, encoding="unicode")
+
+
+_POINT = re.compile(r"(-?\d+(?:\.\d+)?),(-?\d+(?:\.\d+)?)")
+
+
+def _centre_label(g: ET.Element, texts: list[ET.Element]) -> None:
+    """Put the name's line in the middle of its box (dot centres the name and the note's line
+    together, which leaves the name in the upper half), and the note, smaller, under it."""
+    shape = next((el for el in g if el.tag in (f"{{{SVG_NS}}}path", f"{{{SVG_NS}}}polygon")), None)
+    ys = [
+        float(y) for _, y in _POINT.findall((shape.get("d") or shape.get("points") or "") if shape is not None else "")
+    ]
+    if not ys:
+        return
+    top, bottom = min(ys), max(ys)
+    size = float(texts[0].get("font-size") or 11)
+    texts[0].set("y", f"{(top + bottom) / 2 + size * _BASELINE:.2f}")
+    if len(texts) > 1:
+        texts[-1].set("y", f"{bottom - _NOTE_GAP:.2f}")
+        texts[-1].set("font-size", f"{_NOTE_SIZE:.2f}")
 
 
 def levels(dag: DAG) -> dict[str, int]:
@@ -208,7 +233,7 @@ def levels(dag: DAG) -> dict[str, int]:
 
 def layered_svg(dag: DAG) -> str:
     """A plain left-to-right drawing, one column per level; needs nothing but Python."""
-    col_w, row_h, box_w, box_h, pad = 190, 50, 160, 36, 12
+    col_w, row_h, box_w, box_h, pad = 190, 50, 160, 40, 12
     level = levels(dag)
     rows: dict[int, int] = {}
     pos: dict[str, tuple[int, int]] = {}
@@ -240,10 +265,10 @@ def layered_svg(dag: DAG) -> str:
         parts.append(
             f'<g class="node" {TASK_KEY_ATTR}="{svg_task_key(name)}"><title>{html.escape(shown)}</title>'
             f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="6" fill="#ffffff" stroke="#000000"/>'
-            f'<text x="{x + box_w / 2}" y="{y + 15}" text-anchor="middle" font-family="{_FONT}" '
-            f'font-size="11">{label}</text>'
-            f'<text x="{x + box_w / 2}" y="{y + 29}" text-anchor="middle" font-family="{_FONT}" '
-            f'font-size="11">{_NOTE_PLACEHOLDER}</text></g>'
+            f'<text x="{x + box_w / 2}" y="{y + box_h / 2 + 11 * _BASELINE}" text-anchor="middle" '
+            f'font-family="{_FONT}" font-size="11">{label}</text>'
+            f'<text x="{x + box_w / 2}" y="{y + box_h - _NOTE_GAP}" text-anchor="middle" font-family="{_FONT}" '
+            f'font-size="{_NOTE_SIZE}">{_NOTE_PLACEHOLDER}</text></g>'
         )
     parts.append("</svg>")
     return "\n".join(parts)

@@ -7,6 +7,7 @@ anywhere else are noticed by a :class:`~nbflow.store.watch.StoreWatcher`.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import os
 import signal
@@ -23,20 +24,45 @@ from nbflow import states
 from nbflow.core.dag import DAG
 from nbflow.engine.runner import pid_alive
 from nbflow.errors import NbflowError, UnknownTaskError
+from nbflow.execution.base import utcnow
 from nbflow.execution.logs import read_log_tail
+from nbflow.history import run_timeline
 from nbflow.paths import StateDir, is_inside
 from nbflow.store.base import AttemptRecord, RunRecord, TaskRecord
 from nbflow.store.reader import Snapshot, StoreReader
 from nbflow.store.watch import StoreWatcher
 from nbflow.views import live as model
 from nbflow.views import svg as graph_layout
+from nbflow.views.grid import grid_json
 from nbflow.views.svg import GraphLayout
+from nbflow.views.timeline import Timeline, gantt_svg
 from nbflow.widgets.graph import GraphView
 from nbflow.widgets.links import lab_url
+from nbflow.widgets.monitor import MonitorView
 
 if TYPE_CHECKING:
     from nbflow.engine.runner import RunResult
     from nbflow.pipeline import Pipeline
+
+
+@dataclasses.dataclass(frozen=True)
+class FormDefault:
+    """A parameter's default as the form shows it: a string's value (no quotes), else its source text."""
+
+    text: str
+    is_text: bool = False
+
+
+def form_default(source: str) -> FormDefault:
+    """The form's field for a default written as ``source`` (Python or R literal text, never run)."""
+    if source != model.VARIES:
+        try:
+            value = ast.literal_eval(source.strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            value = None
+        if isinstance(value, str):
+            return FormDefault(value, True)
+    return FormDefault(source)
 
 
 class _Live:
@@ -92,6 +118,12 @@ class Dashboard(widgets.VBox):
         self._layout_thread: threading.Thread | None = None
         self._log_read_at = 0.0
         self.layout_engine = ""
+        self._attempt: int | None = None  # the attempt shown in the task panel; None: the latest
+        self._grid_tasks: dict[str, dict[str, TaskRecord]] = {}  # finished runs' tasks, read once
+        self._grid_key: tuple[Any, ...] | None = None
+        self._timeline_key: tuple[Any, ...] | None = None
+        self._timeline: Timeline | None = None
+        self._timeline_drawn_at = 0.0
 
         super().__init__(self._build())
         self._use_pipeline(pipeline)
@@ -117,9 +149,10 @@ class Dashboard(widgets.VBox):
         self.task_picker = widgets.Dropdown(description="Task", layout=widgets.Layout(width="95%"))
         self.task_detail = widgets.HTML()
         self.task_log = widgets.HTML()
-        self.history = widgets.Select(rows=6, layout=widgets.Layout(width="100%"))
+        self.history = widgets.Select(rows=6)  # as wide as the dashboard: graph.css
         self.history.add_class("nbflow-history")
         self.param_fields: dict[str, widgets.Text] = {}
+        self.monitor = MonitorView(colours=dict(states.COLOURS))
         self._params_box = widgets.VBox()
 
         self.run_button.on_click(lambda _: self.run(params=self.form_params(), force=self.force.value))
@@ -128,6 +161,7 @@ class Dashboard(widgets.VBox):
         self.task_picker.observe(self._on_pick, names="value")
         self.graph.observe(self._on_graph_select, names="selected")
         self.history.observe(self._on_history, names="value")
+        self.monitor.observe(self._on_monitor_click, names="clicked")
 
         controls = widgets.HBox([self.run_button, self.run_task_button, self.stop_button, self.force])
         params = widgets.Accordion(children=[self._params_box], selected_index=None)
@@ -144,6 +178,7 @@ class Dashboard(widgets.VBox):
             self.message,
             self.note,
             widgets.HBox([self.graph, panel], layout=widgets.Layout(width="100%")),
+            self.monitor,
             widgets.HTML("<b>Run history</b> <span style='color:#5f6368'>(choose a run to show it)</span>"),
             self.history,
         ]
@@ -175,13 +210,14 @@ class Dashboard(widgets.VBox):
                 self.task_picker.value = self.graph.selected if self.graph.selected in names else None
             finally:
                 self._updating = False
-        declared = model.declared_parameters(pipeline.specs)
+        declared = {name: form_default(source) for name, source in model.declared_parameters(pipeline.specs).items()}
         if declared.keys() != self.param_fields.keys():
             self.param_fields = {
                 name: widgets.Text(
-                    value="" if default == model.VARIES else default,
-                    placeholder=default,
+                    value="" if default.text == model.VARIES else default.text,
+                    placeholder=default.text,
                     description=name,
+                    tooltip="text, sent as it is" if default.is_text else "a value, read like nbflow run -p",
                     style={"description_width": "initial"},
                 )
                 for name, default in declared.items()
@@ -225,6 +261,8 @@ class Dashboard(widgets.VBox):
         else:
             self._show(snap.run, snap.tasks)
         self._update_history(snap.runs)
+        self._update_grid(snap)
+        self._update_timeline(snap)
 
     def _show(self, run: RunRecord | None, tasks: dict[str, TaskRecord]) -> None:
         self.run_record, self.tasks = run, tasks
@@ -247,6 +285,114 @@ class Dashboard(widgets.VBox):
         finally:
             self._updating = False
 
+    # -- the timeline and the grid -----------------------------------------------------
+
+    #: runs in the grid
+    GRID_RUNS = 15
+    #: the Gantt chart's width in pixels (the browser scales it down to fit)
+    GANTT_WIDTH = 640
+    #: seconds between redraws of a running run's timeline while nothing else changes
+    TIMELINE_REFRESH_S = 1.0
+
+    def _update_grid(self, snap: Snapshot) -> None:
+        """The recent runs x tasks grid; a finished run's tasks are read once, a running run's on each change."""
+        runs = snap.runs[: self.GRID_RUNS]
+        key: tuple[Any, ...] = (
+            tuple((r.run_id, r.state, r.ended_at) for r in runs),
+            tuple(self.dag.order),
+            self._shown_key(),
+        )
+        if snap.run is not None:
+            key += (snap.run.run_id, tuple(dataclasses.astuple(t) for t in snap.tasks.values()))
+        if key == self._grid_key:
+            return
+        self._grid_key = key
+        by_run: dict[str, dict[str, TaskRecord]] = {}
+        for run in runs:
+            known = self._grid_tasks.get(run.run_id)
+            if known is not None:
+                by_run[run.run_id] = known
+                continue
+            tasks = snap.tasks if snap.run is not None and run.run_id == snap.run.run_id else None
+            tasks = tasks if tasks is not None else self._store.get_tasks(run.run_id)
+            by_run[run.run_id] = tasks
+            if run.ended_at is not None and all(t.state in states.TASK_FINISHED for t in tasks.values()):
+                self._grid_tasks[run.run_id] = tasks  # ended, and its records written through: read once
+        keep = {r.run_id for r in runs}
+        self._grid_tasks = {k: v for k, v in self._grid_tasks.items() if k in keep}
+        grid = grid_json(runs, by_run, list(self.dag.order))
+        if grid != self.monitor.grid:
+            self.monitor.grid = grid
+        self._sync_shown()
+
+    def _shown_key(self) -> tuple[str, str]:
+        return (self.run_record.run_id if self.run_record else "", self.graph.selected)
+
+    def _sync_shown(self) -> None:
+        run, task = self._shown_key()
+        shown = {"run": run, "task": task}
+        if shown != self.monitor.shown:
+            self.monitor.shown = shown
+
+    def _update_timeline(self, snap: Snapshot) -> None:
+        """The Gantt chart of the run shown; its executed notebooks (the kernels' start) are read
+        again only when that run's attempts changed."""
+        run = snap.run
+        if run is None:
+            self._timeline_key, self._timeline = None, None
+            self._set_timeline("")
+            return
+        attempts = self._store.get_attempts(run.run_id)  # one query; the records written ahead come later
+        key = (
+            dataclasses.astuple(run),
+            tuple(dataclasses.astuple(t) for t in snap.tasks.values()),
+            tuple((a.task, a.attempt, a.state, a.started_at, a.ended_at, a.output_notebook) for a in attempts),
+            self.dag.upstreams,
+        )
+        if key != self._timeline_key:
+            self._timeline_key = key
+            upstreams = {name: tuple(self.dag.upstreams[name]) for name in self.dag.order}
+            self._timeline = run_timeline(self._store, self.pipeline.root, run.run_id, upstreams)
+        self._draw_timeline()
+
+    def _draw_timeline(self) -> None:
+        tl = self._timeline
+        if tl is None:
+            return
+        if tl.state == states.RUNNING:  # running bars grow to now, without reading anything again
+            elapsed = (utcnow() - tl.started_at).total_seconds()
+            tl = dataclasses.replace(tl, now_s=round(max(tl.now_s, elapsed), 1))
+        self._timeline_drawn_at = time.monotonic()
+        self._set_timeline(gantt_svg(tl, width=self.GANTT_WIDTH))
+
+    def _set_timeline(self, svg: str) -> None:
+        if svg != self.monitor.timeline_svg:
+            self.monitor.timeline_svg = svg
+
+    def _on_monitor_click(self, change: dict[str, Any]) -> None:
+        clicked = change["new"] or {}
+        run_id, task, attempt = clicked.get("run"), clicked.get("task"), clicked.get("attempt")
+        task = task if isinstance(task, str) and task else None
+        if not isinstance(run_id, str) or run_id not in self.monitor.grid.get("cells", {}):
+            return  # not a run of the grid shown (a stale page): nothing to show
+        if task is not None and task not in self.dag.upstreams:
+            return
+        self.show_attempt(run_id, task, attempt if isinstance(attempt, int) and attempt > 0 else None)
+
+    def show_attempt(self, run_id: str, task: str | None = None, attempt: int | None = None) -> None:
+        """Show a run, and in the task panel ``task``'s ``attempt`` (default: its latest) with its log."""
+        with self._lock:
+            if task is not None and task not in self.dag.upstreams:
+                raise UnknownTaskError(task, self.dag.order)
+            latest = self._history[1][1] if len(self._history) > 1 else None
+            self.show_run(None if run_id == latest and self._shown is None else run_id)
+            if task is not None:
+                self.graph.selected = task
+            self._attempt = attempt
+            self._update_panel(force=True)
+            self._update_buttons()
+            self._sync_shown()
+
     def _attempts(self, name: str) -> list[AttemptRecord]:
         if self.run_record is None:
             return []
@@ -257,7 +403,7 @@ class Dashboard(widgets.VBox):
         number = attempts[-1].attempt if attempts else task.attempts
         if number < 1:
             return None
-        if task.state not in (states.RUNNING, states.UP_FOR_RETRY):
+        if task.state not in (states.RUNNING, states.UP_FOR_RETRY) or number < task.attempts:
             stored = self._store.get_log(run_id, name, number)
             if stored is not None:
                 return stored
@@ -279,6 +425,9 @@ class Dashboard(widgets.VBox):
             return
         self._panel_key = key
         attempts = self._attempts(name) if task is not None else []
+        chosen = [a for a in attempts if a.attempt == self._attempt]
+        if chosen:  # an attempt chosen in the grid: shown as the panel's latest
+            attempts = attempts[: attempts.index(chosen[0]) + 1]
         notebook = (attempts[-1].output_notebook if attempts else None) or (task.output_notebook if task else None)
         link = lab_url(notebook) if notebook and Path(notebook).exists() else None
         self.task_detail.value = model.task_detail_html(name, task, attempts, link, self.pipeline.root)
@@ -301,6 +450,10 @@ class Dashboard(widgets.VBox):
         """Follow the growing log of the selected task while it runs."""
         task = self.tasks.get(self.graph.selected)
         now = time.monotonic()
+        tl = self._timeline
+        if tl is not None and tl.state == states.RUNNING and now - self._timeline_drawn_at >= self.TIMELINE_REFRESH_S:
+            with self._lock:
+                self._draw_timeline()
         if task is not None and task.state == states.RUNNING and now - self._log_read_at >= self.LOG_REFRESH_S:
             with self._lock:
                 self._log_read_at = now
@@ -333,6 +486,9 @@ class Dashboard(widgets.VBox):
 
     def _on_graph_select(self, change: dict[str, Any]) -> None:
         with self._lock:
+            if change["old"] and change["new"] != change["old"]:
+                self._attempt = None  # another task: its latest attempt
+            self._sync_shown()
             if self.task_picker.value != change["new"] and change["new"] in self.task_picker.options:
                 self._updating = True
                 try:
@@ -344,6 +500,7 @@ class Dashboard(widgets.VBox):
 
     def _on_history(self, change: dict[str, Any]) -> None:
         if not self._updating:
+            self._attempt = None
             self.show_run(change["new"] or None)
 
     # -- running -----------------------------------------------------------------------
@@ -359,8 +516,16 @@ class Dashboard(widgets.VBox):
         return self._result
 
     def form_params(self) -> dict[str, Any]:
-        """The parameter form's changed values, typed like ``nbflow run -p``."""
-        return model.form_overrides({n: f.value for n, f in self.param_fields.items()}, self._declared)
+        """The parameter form's changed values: a parameter whose default is a string gets the text as it
+        is typed (``5`` stays ``"5"``); any other is typed like ``nbflow run -p`` types it."""
+        changed: dict[str, Any] = {}
+        for name, field in self.param_fields.items():
+            default = self._declared.get(name)
+            if default is None or not default.is_text:
+                changed |= model.form_overrides({name: field.value}, {name: default.text if default else ""})
+            elif field.value and field.value != default.text:
+                changed[name] = field.value
+        return changed
 
     def run(
         self, params: Mapping[str, Any] | None = None, only: Sequence[str] | None = None, force: bool = False
@@ -494,7 +659,7 @@ class Dashboard(widgets.VBox):
     def close(self) -> None:
         """Stop watching the store (a run started here goes on) and close the widget."""
         self.watcher.stop()
-        for child in (self.graph, self.history, self.task_picker):
+        for child in (self.graph, self.history, self.task_picker, self.monitor):
             child.close()
         super().close()
 
