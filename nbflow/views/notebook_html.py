@@ -37,7 +37,7 @@ REPORT_BUDGET = 20 * 1024 * 1024
 _MARKUP_SHARE = 0.8
 
 TAGS = frozenset(
-    {"a", "abbr", "b", "blockquote", "br", "caption", "code", "col", "colgroup", "dd", "del", "details",
+    {"abbr", "b", "blockquote", "br", "caption", "code", "col", "colgroup", "dd", "del", "details",
      "div", "dl", "dt", "em", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img",
      "ins", "kbd", "li", "ol", "p", "pre", "q", "s", "samp", "small", "span", "strong", "sub", "summary",
      "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "tt", "u", "ul", "var"}
