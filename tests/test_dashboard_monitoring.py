@@ -258,6 +258,8 @@ def test_the_dashboard_shows_the_timeline_and_grid_in_jupyterlab(tmp_path: Path)
         page.screenshot(path=str(ARTIFACTS / "dashboard-monitoring.png"), full_page=True)
 
 
+KERNEL_IDLE = """() => [...document.querySelectorAll('.jp-StatusBar-Widget')]
+  .some(e => e.innerText.includes('| Idle'))"""
 SHOWN_OR_LOST = """() => document.querySelector('.nbflow-monitor svg.nbflow-gantt') !== null
   || document.body.innerText.includes('Error displaying widget')"""
 
@@ -269,8 +271,9 @@ def _show_dashboard(page, tries: int = 4) -> None:
     not found"): the kernel is then restarted and the cell run again."""
     from playwright.sync_api import Error as PlaywrightError
 
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached", timeout=90_000)
     for attempt in range(tries):
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
+        page.wait_for_function(KERNEL_IDLE, timeout=90_000)
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells").first.click()
         try:
