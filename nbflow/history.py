@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,11 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 from nbflow.engine.runner import load_run
 from nbflow.errors import UnknownTaskError
-from nbflow.paths import StateDir
+from nbflow.paths import StateDir, is_inside
 from nbflow.store.base import AttemptRecord, RunRecord, RunStore, TaskRecord
 
 if TYPE_CHECKING:
+    from nbflow.views.notebook_html import NotebookHtml
     from nbflow.views.timeline import Timeline
+
+
+#: an executed notebook larger than this is not put into a report at all (its link stays)
+MAX_NOTEBOOK_FILE = 256 * 1024 * 1024
 
 
 def open_store(path: str | Path, read_only: bool = False) -> RunStore:
@@ -53,7 +60,6 @@ def task_log(
     log_path = Path(chosen.log_path) if chosen.log_path else None
     if text is None and log_path is not None and log_path.is_file():
         from nbflow.execution.logs import read_log_tail
-        from nbflow.paths import is_inside
 
         if within is None or is_inside(log_path, within):  # the path is the store's word: not trusted
             text = read_log_tail(log_path)  # a running attempt: read its file
@@ -73,27 +79,76 @@ def _attempts_and_logs(store: RunStore, run: RunRecord) -> tuple[dict[str, list[
     return attempts, logs
 
 
+def notebook_reader(root: Path) -> Callable[[str, AttemptRecord, int], NotebookHtml | None]:
+    """A renderer for :func:`~nbflow.views.html_report.iter_report`: an attempt's executed notebook,
+    read only from inside ``root`` (the store's path is not trusted), rendered within its budget."""
+    from nbflow.views.notebook_html import NotebookHtml, notebook_to_html
+
+    def render(task: str, attempt: AttemptRecord, budget: int) -> NotebookHtml | None:
+        if not attempt.output_notebook:
+            return None
+        path = Path(attempt.output_notebook)
+        if not path.is_absolute():
+            path = root / path
+        if not is_inside(path, root):
+            return NotebookHtml("", not_shown="it is outside the pipeline's folder")
+        try:
+            size = path.stat().st_size
+            if size > MAX_NOTEBOOK_FILE:
+                return NotebookHtml("", not_shown=f"the file is {size / 2**20:,.0f} MiB")
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return NotebookHtml("", not_shown="the file is gone")
+        except (OSError, UnicodeDecodeError) as e:
+            return NotebookHtml("", not_shown=f"the file cannot be read ({type(e).__name__})")
+        return notebook_to_html(text, budget)
+
+    return render
+
+
 def write_report(path: str | Path, run_id: str | None, out: str | Path) -> RunRecord:
-    """Write a run of the pipeline in ``path`` (the latest by default) as one HTML page.
+    """Write a run of the pipeline in ``path`` (the latest by default) as one HTML page, with its
+    timeline and its tasks' executed notebooks; the file appears whole or not at all.
 
     Raises
     ------
     RunNotFoundError, PipelineValidationError
     """
     from nbflow.pipeline import Pipeline
-    from nbflow.views.html_report import run_to_html
+    from nbflow.views.html_report import iter_report
     from nbflow.views.svg import layout
+    from nbflow.views.timeline import gantt_svg
 
     pipeline = Pipeline.from_dir(path, save_cache=False)  # looking: nbflow_tasks.py is read, not run
-    with open_store(pipeline.root, read_only=True) as store:
+    root = Path(pipeline.root).resolve()
+    with open_store(root, read_only=True) as store:
         run, tasks = load_run(store, run_id)
         attempts, logs = _attempts_and_logs(store, run)
-    dag = pipeline.dag.subset([n for n in tasks if n in pipeline.specs]) if tasks else pipeline.dag
+        dag = pipeline.dag.subset([n for n in tasks if n in pipeline.specs]) if tasks else pipeline.dag
+        timeline = run_timeline(store, root, run.run_id, dag.upstreams)  # kernel starts: the notebooks' own times
     tasks = {n: tasks[n] for n in dag.order if n in tasks} | tasks  # sections in the order tasks run
     target = Path(out).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
-    page = run_to_html(run, tasks, layout(dag).svg, attempts, logs, base=target.parent)
-    target.write_text(page, encoding="utf-8")
+    pieces = iter_report(
+        run,
+        tasks,
+        layout(dag).svg,
+        attempts,
+        logs,
+        base=target.parent,
+        gantt=gantt_svg(timeline, width=960),
+        notebooks=notebook_reader(root),
+    )
+    fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for piece in pieces:
+                f.write(piece)
+        os.chmod(partial, 0o644)
+        os.replace(partial, target)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
     return run
 
 
@@ -239,7 +294,6 @@ def run_timeline(
     RunNotFoundError
     """
     from nbflow.execution.base import utcnow
-    from nbflow.paths import is_inside
     from nbflow.views.timeline import build_timeline
 
     root = Path(folder).resolve()
@@ -302,7 +356,6 @@ def follow_log(
     RunNotFoundError, UnknownTaskError
     """
     from nbflow.execution.follow import read_log_from, read_log_tail_at
-    from nbflow.paths import is_inside
     from nbflow.states import RUNNING
 
     record, text = task_log(store, task, run_id, attempt, within)

@@ -167,7 +167,7 @@ def diff(run_a: str, run_b: str, path: str, as_json: bool) -> None:
 def report(path: str, run_id: str | None, out: str) -> None:
     """Write a run of the pipeline in PATH as one self-contained HTML page (graph, timeline, tasks,
     errors, outputs and executed notebooks, collapsed)."""
-    from nbflow.cli.report import write_report
+    from nbflow.history import write_report
 
     run = write_report(path, run_id, out)
     click.echo(f"report of run {run.run_id} ({run.state}): {out}")
