@@ -381,6 +381,23 @@ class KernelStartError(NbflowError):
         return f"the kernel {self.kernel!r} did not start: {'; then '.join(self.failures)}"
 
 
+class KernelTemplateError(NbflowError):
+    """The kernel template (``kernel_start = "fork"``) cannot be used.
+
+    With ``refused`` (a ``preload`` module cannot be forked safely, or not imported) the
+    project's settings are invalid and nothing runs (exit 2); otherwise the kernel that
+    wanted it is started fresh instead.
+    """
+
+    def __init__(self, message: str, refused: bool = False) -> None:
+        self.message = message
+        self.refused = refused
+        super().__init__(message)
+
+    def _message(self) -> str:
+        return self.message
+
+
 class ExportError(NbflowError):
     """The pipeline cannot be written for another orchestrator (``nbflow export``) as asked."""
 

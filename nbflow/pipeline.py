@@ -791,6 +791,7 @@ class Pipeline:
         force_tasks: Sequence[str] = (),
         warm_kernels: int | None = None,
         stop: threading.Event | None = None,
+        kernel_start: str | None = None,
     ) -> RunResult:
         """Run the pipeline (or the ``only`` tasks and what they need) and wait for it.
 
@@ -817,6 +818,10 @@ class Pipeline:
         warm_kernels
             Kernels started ahead of time for the tasks expected next (default: the
             project's ``warm_kernels``, 2); 0 starts each kernel when its task starts.
+        kernel_start
+            ``"fork"``: notebook kernels are forked from a template process that imported
+            ipykernel (and the project's ``preload`` modules) once; ``"fresh"``: each
+            starts a new interpreter (default: the project's ``kernel_start``, ``"fork"``).
         stop
             Set it (from any thread) to stop the run as Ctrl-C does: running kernels are
             killed, the run is recorded ``interrupted``. For runs in a background thread.
@@ -838,6 +843,7 @@ class Pipeline:
                 reasons={n: d.reason for n, d in decisions.items()},
                 logical_date=logical_date,
                 warm_kernels=warm_kernels,
+                kernel_start=kernel_start,
                 listeners=listeners,
                 stop=stop,
             )
@@ -882,12 +888,16 @@ class Pipeline:
         warm_kernels: int | None = None,
         scheduler: str | None = None,
         worker_root: str | None = None,
+        kernel_start: str | None = None,
     ) -> Executor:
         """The executor for a run: ``kind`` (``local`` or ``dask``; default: the project's
         ``executor``), with the project's ``[dask]`` settings where these are not given.
-        The caller closes it. A Dask cluster is reached (or started) on first use."""
+        The caller closes it. A Dask cluster is reached (or started) on first use.
+        Notebook kernels start as ``kernel_start`` says (default: the project's)."""
+        from nbflow.execution.base import KernelStart
         from nbflow.executors.local import LocalExecutor
 
+        start = KernelStart(kernel_start or self.project.kernel_start, self.project.preload)
         kind = kind or self.project.executor
         if kind == "dask":
             from nbflow.executors.dask import DaskExecutor
@@ -896,12 +906,13 @@ class Pipeline:
                 scheduler or self.project.dask.scheduler,
                 workers=workers,
                 worker_root=worker_root or self.project.dask.worker_root,
+                kernel_start=start,
             )
         if kind != "local":
             raise UnknownExecutorError(kind)
         if warm_kernels is None:
             warm_kernels = self.project.warm_kernels
-        return LocalExecutor(workers=workers, warm_kernels=warm_kernels)
+        return LocalExecutor(workers=workers, warm_kernels=warm_kernels, kernel_start=start)
 
     def _run(self, session: RunSession, options: RunOptions) -> RunResult:
         """Check what the run needs (kernels, secrets), then run it in ``session``."""

@@ -165,7 +165,9 @@ def smtp_server():
 
 
 def live_kernels(pid: int | None = None) -> list[Any]:
-    """The kernel processes below ``pid`` (default: this process) that are still alive.
+    """The kernel processes below ``pid`` (default: this process) that are still alive:
+    started fresh (``ipykernel`` in their command line) or forked from a kernel template
+    (named ``nbflow-kernel``).
 
     A zombie (a kernel that has exited and waits for its parent to reap it) is not one.
     """
@@ -174,7 +176,8 @@ def live_kernels(pid: int | None = None) -> list[Any]:
     found = []
     for p in psutil.Process(pid).children(recursive=True):
         try:
-            if p.status() != psutil.STATUS_ZOMBIE and "ipykernel" in " ".join(p.cmdline()):
+            kernel = p.name() == "nbflow-kernel" or "ipykernel" in " ".join(p.cmdline())
+            if p.status() != psutil.STATUS_ZOMBIE and kernel:
                 found.append(p)
         except psutil.Error:  # gone, or a zombie, meanwhile
             continue

@@ -45,6 +45,7 @@ def _make_executor(
     worker_root: str | None,
     workers: int | None,
     warm_kernels: int | None = None,
+    kernel_start: str | None = None,
 ) -> Any:
     """The executor the options ask for, or None for the project's default (``executor``)."""
     from nbflow.errors import ExecutorOptionError
@@ -57,7 +58,12 @@ def _make_executor(
     if kind is None and scheduler is None and worker_root is None:
         return None
     return pipeline.make_executor(
-        effective, workers=workers, warm_kernels=warm_kernels, scheduler=scheduler, worker_root=worker_root
+        effective,
+        workers=workers,
+        warm_kernels=warm_kernels,
+        scheduler=scheduler,
+        worker_root=worker_root,
+        kernel_start=kernel_start,
     )
 
 
@@ -116,6 +122,13 @@ def _finish(result: Any) -> None:
     help="Kernels started ahead of time for the next tasks (default 2, or the project's warm_kernels).",
 )
 @click.option(
+    "--kernel-start",
+    type=click.Choice(["fork", "fresh"]),
+    default=None,
+    help="fork: notebook kernels are forked from a template that imported ipykernel once (default, "
+    "or the project's kernel_start); fresh: each kernel is a new interpreter.",
+)
+@click.option(
     "--junit",
     "junit_path",
     type=click.Path(dir_okay=False),
@@ -137,6 +150,7 @@ def run(
     force_tasks: tuple[str, ...],
     dry_run: bool,
     warm_kernels: int | None,
+    kernel_start: str | None,
     junit_path: str | None,
     executor_kind: str | None,
     scheduler: str | None,
@@ -164,7 +178,7 @@ def run(
             rows = [[name, "run" if d.run else "skip", d.reason] for name, d in decisions.items()]
             click.echo(table(rows, ["task", "action", "why"]), nl=False)
         return
-    executor = _make_executor(pipeline, executor_kind, scheduler, worker_root, workers, warm_kernels)
+    executor = _make_executor(pipeline, executor_kind, scheduler, worker_root, workers, warm_kernels, kernel_start)
     try:
         result = pipeline.run(
             params=overrides,
@@ -175,6 +189,7 @@ def run(
             logical_date=_iso_date(logical_date) if logical_date else None,
             force_tasks=force_tasks,
             warm_kernels=warm_kernels,
+            kernel_start=kernel_start,
             executor=executor,
         )
     finally:

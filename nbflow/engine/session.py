@@ -39,7 +39,12 @@ class ExecutorFactory(Protocol):
     """Makes the executor of a run: ``kind`` ``None`` is the project's own."""
 
     def __call__(
-        self, kind: str | None = None, *, workers: int | None = None, warm_kernels: int | None = None
+        self,
+        kind: str | None = None,
+        *,
+        workers: int | None = None,
+        warm_kernels: int | None = None,
+        kernel_start: str | None = None,
     ) -> Executor: ...
 
 
@@ -63,6 +68,8 @@ class RunOptions:
     logical_date: str | None = None
     #: kernels started ahead of time by a local executor the session makes (None: the project's)
     warm_kernels: int | None = None
+    #: how the session's executor starts kernels: ``fork`` or ``fresh`` (None: the project's)
+    kernel_start: str | None = None
     listeners: Sequence[RunListener] = ()
     #: set from any thread, it stops the run as Ctrl-C does
     stop: threading.Event | None = None
@@ -214,12 +221,16 @@ class RunSession:
         runs_tasks = any(n not in options.reuse for n in dag.order)
         executor = self._executor
         if executor is None and self.executor_kind != "local":
-            executor = self._made(self._factory()(workers=options.workers))
+            executor = self._made(self._factory()(workers=options.workers, kernel_start=options.kernel_start))
         workers = self.workers(options.workers, executor, runs_tasks)
         self._take_lock()
         store = self.store
         if executor is None:
-            executor = self._made(self._factory()("local", workers=workers, warm_kernels=options.warm_kernels))
+            executor = self._made(
+                self._factory()(
+                    "local", workers=workers, warm_kernels=options.warm_kernels, kernel_start=options.kernel_start
+                )
+            )
         if runs_tasks:
             executor.check(self.root)
         reap_stale_runs(store)

@@ -28,6 +28,22 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+KERNEL_START_MODES = ("fork", "fresh")
+
+
+@dataclass(frozen=True)
+class KernelStart:
+    """How notebook kernels start: ``fork`` (from a warm template) or ``fresh`` (a new interpreter)."""
+
+    mode: str = "fork"
+    #: modules the template imports once, so that no forked kernel pays for them
+    preload: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in KERNEL_START_MODES:
+            raise ValueError(f'kernel_start must be "fork" or "fresh" (got {self.mode!r})')
+
+
 @dataclass(frozen=True)
 class TaskRequest:
     """Everything needed to run one attempt of a task. Picklable."""

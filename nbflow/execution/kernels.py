@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,7 +42,8 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
 from nbflow.errors import KernelStartError
-from nbflow.execution.base import KernelNeed
+from nbflow.execution.base import KernelNeed, KernelStart
+from nbflow.execution.fork import ForkProvisioner, KernelTemplates, fork_supported
 
 log = logging.getLogger("nbflow.execution")
 
@@ -140,8 +142,20 @@ async def _next_for(channel: Any, msg_id: str, timeout: float, idle: bool = Fals
             return msg
 
 
-def _spawn(km: IPCKernelManager, cwd: str, output: IO[bytes], env: dict[str, str] | None = None) -> None:
-    """Start the kernel process (it answers later): output to ``output``, history in memory."""
+def _spawn(
+    km: IPCKernelManager,
+    cwd: str,
+    output: IO[bytes],
+    env: dict[str, str] | None = None,
+    templates: KernelTemplates | None = None,
+) -> None:
+    """Start the kernel process (it answers later): output to ``output``, history in memory;
+    forked from one of ``templates`` when given and the kernel can be."""
+    if templates is not None:
+        km.kernel_id = km.kernel_id or str(uuid.uuid4())
+        provisioner = ForkProvisioner(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)
+        provisioner.templates = templates
+        km.provisioner = provisioner
     run_sync(km.start_kernel)(
         cwd=cwd,
         stdout=output,
@@ -181,9 +195,12 @@ class KernelLauncher:
         Kernels that may be starting at once for tasks that asked for one.
     warm
         Kernels that may be started ahead of time (0: none).
+    start
+        How kernels start: forked from a template that imported ipykernel (and the
+        ``preload`` modules) once, or each as a fresh interpreter (see :mod:`.fork`).
     """
 
-    def __init__(self, max_concurrent_starts: int, warm: int = 0) -> None:
+    def __init__(self, max_concurrent_starts: int, warm: int = 0, start: KernelStart | None = None) -> None:
         self._slots = threading.Semaphore(max_concurrent_starts)
         self._closing = threading.Event()
         self._reapers: list[threading.Thread] = []
@@ -192,8 +209,51 @@ class KernelLauncher:
         self._warm: list[_Warm] = []
         self._claimed: dict[Path, _Warm] = {}
         self._serial = 0
-        #: kernels started ahead of time; starts served by one of them; starts made on demand
+        self.kernel_start = start or KernelStart()
+        self._templates = (
+            KernelTemplates(self.kernel_start.preload)
+            if self.kernel_start.mode == "fork" and fork_supported()
+            else None
+        )
+        self._prepared: set[str] = set()
+        #: kernels started ahead of time; starts served by one of them; starts made on demand;
+        #: kernels forked from the template; kernels started as a fresh interpreter
         self.counts = Counter[str]()
+
+    def prepare(self, kernel_name: str = "python3") -> None:
+        """Start the template that forks ``kernel_name``'s kernels now (if they are forked),
+        so that a ``preload`` module that cannot be forked is refused before anything runs.
+
+        Raises
+        ------
+        KernelTemplateError
+            A ``preload`` module was refused (``refused`` is set), or the template failed.
+        """
+        template = self._templates.for_kernel(kernel_name) if self._templates is not None else None
+        if template is not None:
+            with self._lock:
+                self._prepared.add(kernel_name)
+            template.start()
+
+    def _prepare_soon(self, kernel_names: set[str]) -> None:
+        """Start the templates of these kernels in the background, once each (a failure
+        shows at the first fork, which then starts the kernel fresh)."""
+        with self._lock:
+            todo = kernel_names - self._prepared
+            self._prepared |= todo
+        if self._templates is None or not todo:
+            return
+
+        def start() -> None:
+            for name in sorted(todo):
+                try:
+                    template = self._templates.for_kernel(name)  # type: ignore[union-attr]
+                    if template is not None:
+                        template.start()
+                except Exception as e:
+                    log.debug("kernel template for %r: %s", name, e)
+
+        threading.Thread(target=start, name="nbflow-kernel-template", daemon=True).start()
 
     def start(
         self,
@@ -250,10 +310,11 @@ class KernelLauncher:
             with self._slots:
                 try:
                     with open(log_path, "ab") as output:
-                        _spawn(km, cwd, output, env)
+                        _spawn(km, cwd, output, env, self._templates)
                     on_kernel(km)
                     client = self._connect(km)
                     self._count("on demand")
+                    self._count_mode(km)
                     return km, client
                 except Exception as e:  # a failed start: clean up, try once more
                     errors.append(f"{type(e).__name__}: {e}")
@@ -265,6 +326,10 @@ class KernelLauncher:
         with self._lock:
             self.counts[what] += 1
 
+    def _count_mode(self, km: IPCKernelManager) -> None:
+        forked = isinstance(km.provisioner, ForkProvisioner) and km.provisioner.fresh_because is None
+        self._count("forked" if forked else "fresh")
+
     @staticmethod
     def _connect(km: IPCKernelManager) -> Any:
         client = km.client()
@@ -272,6 +337,7 @@ class KernelLauncher:
         # messages, its ``idle`` among them, once the reader falls 1,000 behind; unbounded,
         # a flood waits in this process until it is read (see iopub.py: it is read fast)
         client.context.setsockopt(zmq.RCVHWM, 0)
+        client.context.setsockopt(zmq.RECONNECT_IVL, 10)
         client.start_channels()
         try:
             run_sync(wait_until_ready)(client, KERNEL_START_TIMEOUT)
@@ -285,6 +351,8 @@ class KernelLauncher:
 
     def anticipate(self, needs: Sequence[KernelNeed]) -> None:
         """Keep kernels starting or idle for the first ``warm`` of ``needs``; stop the others."""
+        if needs:
+            self._prepare_soon({n.kernel_name for n in needs})
         wanted = list(needs[: self._warm_size]) if not self._closing.is_set() else []
         with self._lock:
             left = Counter(n.key for n in wanted)
@@ -318,9 +386,10 @@ class KernelLauncher:
             km = IPCKernelManager(kernel_name=w.need.kernel_name)
             w.need.scratch.mkdir(parents=True, exist_ok=True)
             with self._slots, open(w.log_path, "wb") as output:
-                _spawn(km, str(w.need.cwd), output)
+                _spawn(km, str(w.need.cwd), output, None, self._templates)
             w.km = km
             self._count("ahead")
+            self._count_mode(km)
         except Exception as e:  # the task that wanted it starts its own
             log.debug("a kernel started ahead of time failed: %s", e)
         finally:
@@ -409,3 +478,5 @@ class KernelLauncher:
             reapers = list(self._reapers)
         for reaper in reapers:
             reaper.join()
+        if self._templates is not None:
+            self._templates.close()

@@ -42,7 +42,16 @@ from typing import Any
 
 from nbflow import states
 from nbflow.errors import ExecutorUnavailableError
-from nbflow.execution.base import AttemptControl, AttemptOutcome, Executor, KernelNeed, StopReason, TaskRequest, utcnow
+from nbflow.execution.base import (
+    AttemptControl,
+    AttemptOutcome,
+    Executor,
+    KernelNeed,
+    KernelStart,
+    StopReason,
+    TaskRequest,
+    utcnow,
+)
 from nbflow.executors.attempt import run_attempt
 from nbflow.executors.shipping import (
     AttemptFiles,
@@ -110,37 +119,38 @@ class PathMap:
 # -- on the worker ---------------------------------------------------------------------------
 
 _launcher_lock = threading.Lock()
-_launcher: Any = None
+_launchers: dict[Any, Any] = {}
 
 
-def _worker_launcher(nthreads: int) -> Any:
-    """One kernel launcher per worker process; it keeps a kernel warm per worker thread."""
-    global _launcher
+def _worker_launcher(nthreads: int, start: KernelStart | None = None) -> Any:
+    """One kernel launcher per worker process and way of starting kernels (forked from the
+    worker's own template, or fresh); it keeps a kernel warm per worker thread."""
+    start = start or KernelStart()
     with _launcher_lock:  # one thread imports: concurrent first imports of jupyter_client break
-        if _launcher is None:
+        if start not in _launchers:
             for kind in KINDS.values():  # what kernel attempts need (papermill, ...), loaded once
                 if kind.uses_kernel:
                     kind.preload()
             from nbflow.execution.kernels import KernelLauncher
 
-            _launcher = KernelLauncher(max_concurrent_starts=max(2, nthreads), warm=nthreads)
-        return _launcher
+            _launchers[start] = KernelLauncher(max_concurrent_starts=max(2, nthreads), warm=nthreads, start=start)
+        return _launchers[start]
 
 
-async def _prepare_on_worker(dask_worker: Any) -> None:
+async def _prepare_on_worker(start: KernelStart, dask_worker: Any) -> None:
     """Run on every worker as the executor starts: load what kernel attempts need
     (:meth:`~nbflow.kinds.base.TaskKind.preload`: papermill, nbclient, jupyter_client for
     notebooks) off the worker's event loop."""
     import asyncio
 
-    await asyncio.get_running_loop().run_in_executor(None, _worker_launcher, dask_worker.state.nthreads)
+    await asyncio.get_running_loop().run_in_executor(None, _worker_launcher, dask_worker.state.nthreads, start)
 
 
-async def _anticipate_on_worker(needs: list[KernelNeed], dask_worker: Any) -> None:
+async def _anticipate_on_worker(needs: list[KernelNeed], start: KernelStart, dask_worker: Any) -> None:
     """Run on every worker: start (or drop) kernels for the tasks the runner expects next."""
     import asyncio
 
-    launcher = _worker_launcher(dask_worker.state.nthreads)
+    launcher = _worker_launcher(dask_worker.state.nthreads, start)
     await asyncio.get_running_loop().run_in_executor(None, launcher.anticipate, needs)
 
 
@@ -150,7 +160,9 @@ def _lost_outcome(where: str, started: datetime | None = None) -> AttemptOutcome
     )
 
 
-def attempt_on_worker(task: TaskRequest | ShippedTask, key: str, cancel_event: str) -> AttemptOutcome | ShippedOutcome:
+def attempt_on_worker(
+    task: TaskRequest | ShippedTask, key: str, cancel_event: str, start: KernelStart | None = None
+) -> AttemptOutcome | ShippedOutcome:
     """Run one attempt on this Dask worker; never raises for what the task does.
 
     A :class:`ShippedTask` (workers that share no folder with the runner) runs in a
@@ -190,7 +202,7 @@ def attempt_on_worker(task: TaskRequest | ShippedTask, key: str, cancel_event: s
                 f"the Dask worker {worker.address} runs as a daemon process, which may not start the process a "
                 f"{request.kind} task runs in; start the workers with DASK_DISTRIBUTED__WORKER__DAEMON=False",
             )
-        outcome = run_attempt(request, _worker_launcher(worker.state.nthreads), control)
+        outcome = run_attempt(request, _worker_launcher(worker.state.nthreads, start), control)
         outcome.extra["worker"] = worker.address
         return outcome
 
@@ -261,6 +273,7 @@ class DaskExecutor(Executor):
         client: Any = None,
         connect_timeout: float = 10.0,
         shared_folder: bool | None = None,
+        kernel_start: KernelStart | None = None,
     ) -> None:
         if shared_folder is False and worker_root is not None:
             raise ExecutorUnavailableError(
@@ -274,6 +287,7 @@ class DaskExecutor(Executor):
                 "the Dask executor needs the `distributed` package: pip install 'nbflow[dask]'"
             ) from e
         self._scheduler, self._n_workers, self._connect_timeout = scheduler, workers, connect_timeout
+        self._kernel_start = kernel_start or KernelStart()
         self._cluster: Any = None
         self._client = client
         self._own_client = client is None
@@ -296,7 +310,7 @@ class DaskExecutor(Executor):
             if self._client is None:
                 self._client = self._connect()
                 with contextlib.suppress(Exception):  # a head start only
-                    self._client.run(_prepare_on_worker, wait=False)
+                    self._client.run(_prepare_on_worker, self._kernel_start, wait=False)
             return self._client
 
     def _connect(self) -> Any:
@@ -430,7 +444,14 @@ class DaskExecutor(Executor):
         key = f"nbflow-{request.run_id}-{request.task}-{request.attempt}-{uuid.uuid4().hex[:8]}"
         started = utcnow()
         dask_future = self.client.submit(
-            attempt_on_worker, task, key, self._event(request.run_id), key=key, pure=False, retries=0
+            attempt_on_worker,
+            task,
+            key,
+            self._event(request.run_id),
+            self._kernel_start,
+            key=key,
+            pure=False,
+            retries=0,
         )
         with self._lock:
             self._futures[key] = dask_future
@@ -491,7 +512,7 @@ class DaskExecutor(Executor):
             return
         if self._warming:  # no kernel of this run stays behind on the workers
             with contextlib.suppress(Exception):
-                self.client.run(_anticipate_on_worker, [])
+                self.client.run(_anticipate_on_worker, [], self._kernel_start)
             self._warming = False
         from distributed import Event
 

@@ -14,6 +14,9 @@ from nbflow.executors.attempt import begin_attempt, needs_kernel
 from nbflow.kinds import kind_of
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from nbflow.execution.base import KernelStart
     from nbflow.execution.kernels import KernelLauncher
 
 
@@ -36,15 +39,22 @@ class LocalExecutor(Executor):
         Kernels that may be starting at once; bounds the load that makes starts time out.
     warm_kernels
         Kernels started ahead of time for the tasks expected next (default 2; 0: none).
+    kernel_start
+        How notebook kernels start (default: forked from a template, no preload).
     """
 
     def __init__(
-        self, workers: int | None = None, max_concurrent_starts: int | None = None, warm_kernels: int | None = None
+        self,
+        workers: int | None = None,
+        max_concurrent_starts: int | None = None,
+        warm_kernels: int | None = None,
+        kernel_start: KernelStart | None = None,
     ) -> None:
         self.workers = workers or default_workers()
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="nbflow-task")
         self._max_starts = max_concurrent_starts or max(2, default_workers())
         self._warm_kernels = warm_kernels
+        self._kernel_start = kernel_start
         self._kernels: KernelLauncher | None = None
         self._lock = threading.Lock()
         self._controls: dict[str, dict[tuple[str, int], AttemptControl]] = defaultdict(dict)
@@ -59,8 +69,15 @@ class LocalExecutor(Executor):
                 from nbflow.execution.kernels import DEFAULT_WARM, KernelLauncher
 
                 warm = DEFAULT_WARM if self._warm_kernels is None else self._warm_kernels
-                self._kernels = KernelLauncher(self._max_starts, warm)
+                self._kernels = KernelLauncher(self._max_starts, warm, self._kernel_start)
             return self._kernels
+
+    def check(self, root: Path) -> None:
+        """With ``preload`` modules, start the kernel template now: a module that cannot be
+        forked safely is refused (``KernelTemplateError``, exit 2) before anything runs."""
+        start = self._kernel_start
+        if start is not None and start.mode == "fork" and start.preload:
+            self._launcher.prepare()
 
     def submit(self, request: TaskRequest) -> Future[AttemptOutcome]:
         key = (request.task, request.attempt)

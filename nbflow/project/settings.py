@@ -147,6 +147,10 @@ class ProjectSettings:
     max_active_runs: int = 1
     #: kernels started ahead of time for the tasks expected next (0: none)
     warm_kernels: int = 2
+    #: how notebook kernels start: ``fork`` (from a template that imported ipykernel once) or ``fresh``
+    kernel_start: str = "fork"
+    #: modules the kernel template imports once for every forked kernel (``preload = ["pandas"]``)
+    preload: tuple[str, ...] = ()
     #: where tasks execute by default: ``local`` or ``dask`` (``--executor`` overrides)
     executor: str = "local"
     dask: DaskSettings = field(default_factory=DaskSettings)
@@ -161,6 +165,8 @@ class ProjectSettings:
         return settings
 
 
+#: a dotted module name (what ``preload`` lists)
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _TASK_KEYS = {f.name for f in fields(TaskSettings)} | {"alerts"}
 _PROJECT_ONLY = {
     "tasks",
@@ -171,6 +177,8 @@ _PROJECT_ONLY = {
     "schedule",
     "max_active_runs",
     "warm_kernels",
+    "kernel_start",
+    "preload",
     "executor",
     "dask",
 }
@@ -373,6 +381,14 @@ def parse_project(raw: Mapping[str, Any], source: str) -> ProjectSettings:
     warm = raw.get("warm_kernels", 2)
     if isinstance(warm, bool) or not isinstance(warm, int) or warm < 0:
         raise InvalidSettingsError(source, "warm_kernels", f"must be 0 or more (got {warm!r})")
+    kernel_start = raw.get("kernel_start", "fork")
+    if kernel_start not in ("fork", "fresh"):
+        raise InvalidSettingsError(source, "kernel_start", f'must be "fork" or "fresh" (got {kernel_start!r})')
+    preload = raw.get("preload", [])
+    if not isinstance(preload, list) or not all(isinstance(m, str) and _MODULE.fullmatch(m) for m in preload):
+        raise InvalidSettingsError(
+            source, "preload", f'must be a list of module names like ["numpy", "pandas"] (got {preload!r})'
+        )
     executor = raw.get("executor", "local")
     if executor not in ("local", "dask"):
         raise InvalidSettingsError(source, "executor", f'must be "local" or "dask" (got {executor!r})')
@@ -380,6 +396,8 @@ def parse_project(raw: Mapping[str, Any], source: str) -> ProjectSettings:
         executor=executor,
         dask=_dask(raw.get("dask", {}), source),
         warm_kernels=warm,
+        kernel_start=kernel_start,
+        preload=tuple(preload),
         schedule=schedule,
         max_active_runs=max_active,
         source=source,
