@@ -31,9 +31,14 @@ pytest_plugins = ["servers_plugin"]
 pytestmark = pytest.mark.timeout(240)
 
 #: a notebook cell that records which process ran it, and which process started that kernel
+#: what a task's kernel records of itself: its parent is the worker's kernel template (forked,
+#: the default) or the worker itself (started fresh); ``starter`` is the worker either way
 WHO = (
-    "import json, os, pathlib\n"
-    "pathlib.Path(product).write_text(json.dumps({'pid': os.getpid(), 'ppid': os.getppid(), 'cwd': os.getcwd(), 'product': product}))"
+    "import json, os, pathlib, psutil\n"
+    "parent = psutil.Process(os.getppid())\n"
+    "forked = parent.name() == 'nbflow-template'\n"
+    "pathlib.Path(product).write_text(json.dumps({'pid': os.getpid(), 'ppid': os.getppid(), 'forked': forked,\n"
+    "    'starter': parent.ppid() if forked else parent.pid, 'cwd': os.getcwd(), 'product': product}))"
 )
 
 
@@ -88,9 +93,10 @@ def test_tasks_run_on_the_workers_in_dependency_order(tmp_path, cluster, nbflow_
 
     ran = {n: json.loads((tmp_path / "out" / f"{n}.json").read_text()) for n in "abcd"}
     workers = worker_pids(cluster)
-    assert {r["ppid"] for r in ran.values()} <= workers, "every kernel was started by a Dask worker"
-    assert ran["b"]["ppid"] != ran["c"]["ppid"], "the two ready tasks ran on the two workers at once"
-    assert os.getpid() not in {r["ppid"] for r in ran.values()}
+    assert {r["starter"] for r in ran.values()} <= workers, "every kernel was started by a Dask worker"
+    assert all(r["forked"] for r in ran.values()), "workers fork kernels from their own template"
+    assert ran["b"]["starter"] != ran["c"]["starter"], "the two ready tasks ran on the two workers at once"
+    assert os.getpid() not in {r["starter"] for r in ran.values()}
     assert {r["cwd"] for r in ran.values()} == {str(tmp_path)}
 
     # the same records as a local run: the store, executed notebooks and logs

@@ -329,7 +329,8 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
     fresh_because: str | None = None
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
-        env = kwargs.get("env") or dict(os.environ)
+        env = dict(kwargs.get("env") or os.environ)
+        env["JPY_PARENT_PID"] = str(os.getpid())  # as jupyter_client's launch_kernel sets it for a fresh kernel
         split = split_command(cmd, env, sys.executable) if self.templates is not None else "no template"
         reason = split if isinstance(split, str) else None
         if not isinstance(split, str) and self.templates is not None:

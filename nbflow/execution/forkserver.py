@@ -145,14 +145,19 @@ def _check_quiet() -> None:
 
 
 def _prctl(option: int, value: int | bytes) -> None:
-    try:
+    # not Linux: the lifeline still kills the kernels; their names stay the template's
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass  # not Linux: the lifeline still kills the kernels; names stay the template's
 
 
-def become_kernel(request: dict[str, Any], template_pid: int, template_path0: str, launcher: str) -> None:
-    """In the forked child: turn into the kernel a fresh ``python -m ipykernel_launcher`` would be. Never returns."""
+def become_kernel(
+    request: dict[str, Any], template_pid: int, template_path0: str, launcher: str, imported_env: dict[str, str]
+) -> None:
+    """In the forked child: turn into the kernel a fresh ``python -m ipykernel_launcher`` would be.
+
+    ``imported_env``: the variables the template's imports set (``debugpy`` sets one), which a
+    fresh kernel's own imports would have set where its environment does not. Never returns.
+    """
     code = 1
     try:
         os.setsid()
@@ -173,6 +178,8 @@ def become_kernel(request: dict[str, Any], template_pid: int, template_path0: st
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        for name, value in imported_env.items():
+            os.environ.setdefault(name, value)
         argv = list(request["argv"])
         sys.argv = [launcher, *argv]
         sys.orig_argv = [sys.executable, "-m", "ipykernel_launcher", *argv]
@@ -205,10 +212,11 @@ def become_kernel(request: dict[str, Any], template_pid: int, template_path0: st
 class Template:
     """The fork loop: accept a request, fork a kernel, report its pid and later its exit."""
 
-    def __init__(self, listener: socket.socket, path0: str, launcher: str) -> None:
+    def __init__(self, listener: socket.socket, path0: str, launcher: str, imported_env: dict[str, str]) -> None:
         self.listener = listener
         self.path0 = path0
         self.launcher = launcher
+        self.imported_env = imported_env
         self.pid = os.getpid()
         self.kernels: dict[int, socket.socket] = {}
         self.selector = selectors.DefaultSelector()
@@ -267,7 +275,7 @@ class Template:
             signal.set_wakeup_fd(-1)
             os.close(self._wake_r)
             os.close(self._wake_w)
-            become_kernel(request, self.pid, self.path0, self.launcher)
+            become_kernel(request, self.pid, self.path0, self.launcher, self.imported_env)
         self.kernels[pid] = conn
         _send(conn, {"pid": pid})
 
@@ -312,6 +320,7 @@ def main(argv: list[str]) -> int:
     path0 = sys.path[0] if sys.path else ""
     socket_path, native_ok, preload = argv[0], frozenset(filter(None, argv[1].split(","))), argv[2:]
     out = sys.stdout
+    environ = dict(os.environ)
     try:
         started = load(KERNEL_MODULES, preload, native_ok)
     except Refused as e:
@@ -328,7 +337,8 @@ def main(argv: list[str]) -> int:
     out.write(json.dumps({"ready": os.getpid(), "python": sys.executable, "native_threads": started}) + "\n")
     out.flush()
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # the runner reads no more of it
-    Template(listener, path0, launcher).serve()
+    imported_env = {k: v for k, v in os.environ.items() if environ.get(k) != v}
+    Template(listener, path0, launcher, imported_env).serve()
     return 0
 
 
