@@ -65,6 +65,15 @@ KERNEL_MODULES = (
     "zmq.eventloop.zmqstream",
     "tornado.ioloop",
     "anyio",
+    "IPython.core.completerlib",
+    "IPython.core.logger",
+    "IPython.core.oinspect",
+    "IPython.extensions.storemagic",
+    "IPython.utils.wildcard",
+    "sqlite3",
+    "faulthandler",
+    "runpy",
+    "tornado.platform.asyncio",
 )
 #: Linux's prctl(2) options: a signal to a process when its parent exits; a process's name
 PR_SET_PDEATHSIG = 1
