@@ -23,8 +23,9 @@ import nbformat
 import psutil
 import pytest
 
+from nbflow.errors import KernelTemplateError
 from nbflow.execution.base import KernelStart
-from nbflow.execution.fork import split_command
+from nbflow.execution.fork import KernelTemplate, split_command
 from nbflow.execution.kernels import KernelLauncher
 from nbflow.executors.local import LocalExecutor
 from nbflow.pipeline import Pipeline
@@ -334,3 +335,43 @@ def test_the_r_kernel_starts_fresh_beside_forked_python_kernels(tmp_path: Path) 
         launcher.close()
     assert counts == {"on demand": 2, "fresh": 1, "forked": 1}
     assert "another program" in fresh_because
+
+
+@pytest.mark.slow
+def test_a_template_that_cannot_start_is_not_tried_again(caplog: pytest.LogCaptureFixture) -> None:
+    template = KernelTemplate(options=["-c", "import sys; print('broken interpreter', file=sys.stderr); sys.exit(3)"])
+    with pytest.raises(KernelTemplateError, match="the kernel template did not start: broken interpreter") as first:
+        template.start()
+    assert not first.value.refused, "not the settings' fault: kernels start fresh instead"
+    assert "notebook kernels start fresh instead" in caplog.text
+    with pytest.raises(KernelTemplateError, match="broken interpreter"):
+        template.start()
+    template.close()
+
+
+LEAN = """
+import sys
+from nbflow.kinds.notebook import lean
+{install}
+import nbflow.kinds.notebook.papermill
+loaded = [m for m in ("boto3", "pyarrow", "numpy") if m in sys.modules]
+import boto3, pyarrow  # still importable afterwards
+print(",".join(loaded) or "none")
+"""
+
+
+@pytest.mark.slow
+def test_the_nbflow_command_loads_papermill_without_storage_clients_it_never_uses() -> None:
+    pytest.importorskip("boto3")
+    pytest.importorskip("pyarrow")
+
+    def loaded(install: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-c", LEAN.format(install=install)], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    assert loaded("lean.install()") == "none"
+    # a process of the user's (the Python API in a kernel) gets papermill as it is, S3 handler and all
+    assert loaded("") == "boto3,pyarrow,numpy"

@@ -61,8 +61,11 @@ __all__ = ["SKIPPED_IMPORTS", "cli", "log_to_stderr", "main"]
 
 
 def main() -> None:
+    from nbflow.kinds.notebook import lean
+
     for name in SKIPPED_IMPORTS:  # the command's own process only: never done to a user's kernel
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # None: "import" raises ImportError
+    lean.install()  # papermill without the storage clients it would import for nothing
     cli(prog_name="nbflow")
 
 

@@ -179,6 +179,8 @@ class KernelTemplate:
         self._dir: str | None = None
         self._socket = ""
         self._refused: str | None = None
+        #: why the template could not start (kernels then start fresh, without trying again)
+        self._failed: str | None = None
         self.pid: int | None = None
         #: the native threads each preload module started (allowed: :data:`NATIVE_FORK_SAFE`)
         self.native_threads: dict[str, int] = {}
@@ -190,11 +192,14 @@ class KernelTemplate:
         ------
         KernelTemplateError
             A preload module cannot be forked safely (or could not be imported), or the
-            template did not start.
+            template did not start (then it is not tried again: kernels start fresh). A
+            template that was ready and has died since is started again.
         """
         with self._lock:
             if self._refused is not None:
                 raise KernelTemplateError(self._refused, refused=True)
+            if self._failed is not None:
+                raise KernelTemplateError(self._failed)
             if self._process is not None and self._process.poll() is None:
                 return
             self._dir = tempfile.mkdtemp(prefix="nbflow-template-")
@@ -231,7 +236,10 @@ class KernelTemplate:
                 shutil.rmtree(self._dir, ignore_errors=True)
                 if "refused" in message:
                     self._refused = detail
-                raise KernelTemplateError(detail, refused="refused" in message)
+                else:
+                    self._failed = f"the kernel template did not start: {detail}"
+                    log.warning("%s; notebook kernels start fresh instead", self._failed)
+                raise KernelTemplateError(self._failed or detail, refused="refused" in message)
             self._process = process
             self.pid = int(message["ready"])
             self.native_threads = dict(message.get("native_threads") or {})

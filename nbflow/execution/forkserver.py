@@ -199,7 +199,7 @@ def become_kernel(
         numpy = sys.modules.get("numpy")
         if numpy is not None:
             numpy.random.seed()  # from the OS's entropy, as a fresh import would
-        gc.unfreeze()
+        gc.enable()  # the template's objects stay frozen: no collection here writes to their pages
         from ipykernel import kernelapp
 
         kernelapp.launch_new_instance()
@@ -324,6 +324,9 @@ def _send(conn: socket.socket, message: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> int:
     """``SOCKET NATIVE_OK MODULE...``: load, say ready (or refused), serve until the lifeline closes."""
+    # no collection while loading (it would leave freed holes in pages the kernels share),
+    # then everything loaded is frozen: the kernels' collections never touch it (gc docs)
+    gc.disable()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
     _prctl(PR_SET_NAME, TEMPLATE_NAME)
     path0 = sys.path[0] if sys.path else ""
@@ -336,8 +339,7 @@ def main(argv: list[str]) -> int:
         out.write(json.dumps({"refused": str(e)}) + "\n")
         out.flush()
         return 2
-    gc.collect()
-    gc.freeze()  # what was loaded stays in pages the kernels share (the collector never writes them)
+    gc.freeze()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_path)
     listener.listen(64)
