@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from nbflow.core.dag import DAG
 from nbflow.engine.runlock import RunLock
@@ -220,17 +220,15 @@ class RunSession:
         """
         runs_tasks = any(n not in options.reuse for n in dag.order)
         executor = self._executor
+        # asked for only when the run sets it: a factory of an earlier signature keeps working
+        start: dict[str, Any] = {"kernel_start": options.kernel_start} if options.kernel_start is not None else {}
         if executor is None and self.executor_kind != "local":
-            executor = self._made(self._factory()(workers=options.workers, kernel_start=options.kernel_start))
+            executor = self._made(self._factory()(workers=options.workers, **start))
         workers = self.workers(options.workers, executor, runs_tasks)
         self._take_lock()
         store = self.store
         if executor is None:
-            executor = self._made(
-                self._factory()(
-                    "local", workers=workers, warm_kernels=options.warm_kernels, kernel_start=options.kernel_start
-                )
-            )
+            executor = self._made(self._factory()("local", workers=workers, warm_kernels=options.warm_kernels, **start))
         if runs_tasks:
             executor.check(self.root)
         reap_stale_runs(store)

@@ -50,6 +50,10 @@ _unique = itertools.count()  # keys for rows that are only ever added, never rep
 
 #: rows written by one multi-row INSERT (one statement per row costs about a millisecond)
 _ROWS_PER_STATEMENT = 200
+#: seconds the writer lets writes gather before it opens the file (opening it costs more
+#: than the writes: a run makes several per task). Views see them at once, through the
+#: write-ahead file; :meth:`DuckDBRunStore.flush` does not wait for it.
+WRITE_LINGER = 0.1
 
 #: errno values of a file system that has no room left
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -145,6 +149,8 @@ class DuckDBRunStore(RunStore):
         self._pending: dict[tuple[Any, ...], tuple[str, Sequence[Any]]] = {}
         self._busy = False
         self._closing = False
+        self._flushing = 0  # callers waiting in flush(): the writer does not linger then
+        self._pending_since = 0.0
         self._error: NbflowError | None = None
         self._writer: threading.Thread | None = None
         self._schema_ready = False  # created or checked by this store (a writer)
@@ -359,6 +365,8 @@ class DuckDBRunStore(RunStore):
             if self._closing:
                 raise StoreClosedError(str(self.path))
             self._log_ahead(sql, row)
+            if not self._pending:
+                self._pending_since = time.monotonic()
             self._pending.pop(key, None)  # keep writes in the order they were last made
             self._pending[key] = (sql, row)
             if self._writer is None:
@@ -371,6 +379,11 @@ class DuckDBRunStore(RunStore):
             with self._cond:
                 while not self._pending and not self._closing:
                     self._cond.wait()
+                while not self._closing and not self._flushing and self._error is None:
+                    left = self._pending_since + WRITE_LINGER - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
                 if not self._pending or self._error is not None:
                     return
                 batch = dict(self._pending)
@@ -426,11 +439,16 @@ class DuckDBRunStore(RunStore):
         """
         deadline = time.monotonic() + (self.lock_timeout if timeout is None else timeout)
         with self._cond:
-            while (self._pending or self._busy) and self._error is None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise StoreLockedError(str(self.path), self.lock_timeout, "a write is still waiting for it")
-                self._cond.wait(min(left, 0.5))
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                while (self._pending or self._busy) and self._error is None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise StoreLockedError(str(self.path), self.lock_timeout, "a write is still waiting for it")
+                    self._cond.wait(min(left, 0.5))
+            finally:
+                self._flushing -= 1
             if self._error is not None:
                 raise self._error
 
