@@ -200,6 +200,11 @@ def _inject_secrets(nb: Any, secrets: Mapping[str, str], variables: Mapping[str,
 SIGN_LIMIT = 8 * 2**20
 
 
+#: one notary per worker thread: making one opens its signature database (and reads the
+#: secret) each time, and its SQLite connection belongs to the thread that made it
+_notaries = threading.local()
+
+
 def sign_notebook(path: Path) -> None:
     """Sign the executed notebook with the user's Jupyter notary, as running it in JupyterLab
     would: nbflow ran it, so its HTML, JavaScript and widget outputs are shown when opened.
@@ -211,7 +216,10 @@ def sign_notebook(path: Path) -> None:
         if path.stat().st_size > SIGN_LIMIT:  # signing reads the whole notebook into memory
             return
         nb = nbformat.read(path, as_version=4)
-        NotebookNotary().sign(nb)
+        notary = getattr(_notaries, "notary", None)
+        if notary is None:
+            notary = _notaries.notary = NotebookNotary()
+        notary.sign(nb)
     except Exception as e:  # noqa: BLE001 - a notary that cannot write (a locked or read-only database) costs trust only
         logging.getLogger("nbflow").warning("nbflow: warning: could not sign %s (%s: %s)", path, type(e).__name__, e)
 

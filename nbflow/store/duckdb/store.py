@@ -53,7 +53,7 @@ _ROWS_PER_STATEMENT = 200
 #: seconds the writer lets writes gather before it opens the file (opening it costs more
 #: than the writes: a run makes several per task). Views see them at once, through the
 #: write-ahead file; :meth:`DuckDBRunStore.flush` does not wait for it.
-WRITE_LINGER = 0.1
+WRITE_LINGER = 0.5
 
 #: errno values of a file system that has no room left
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
