@@ -375,3 +375,31 @@ def test_the_nbflow_command_loads_papermill_without_storage_clients_it_never_use
     assert loaded("lean.install()") == "none"
     # a process of the user's (the Python API in a kernel) gets papermill as it is, S3 handler and all
     assert loaded("") == "boto3,pyarrow,numpy"
+
+
+#: a thread the threading module does not know (as a C library's would be)
+RAW_THREAD = "import _thread, time\n_thread.start_new_thread(time.sleep, (3600,))\nVALUE = 'raw'\n"
+
+
+@pytest.mark.slow
+def test_a_preload_module_with_unknown_native_threads_is_left_out_and_kernels_still_fork(tmp_path: Path) -> None:
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "raw_thread_at_import.py").write_text(RAW_THREAD)
+    root = tmp_path / "pipe"
+    root.mkdir()
+    (root / "nbflow.toml").write_text('preload = ["raw_thread_at_import", "json"]\n')
+    write_notebook(
+        root,
+        "task",
+        "upstream = None",
+        "import os, psutil, raw_thread_at_import\n"
+        "open('seen.txt', 'w').write(psutil.Process(os.getppid()).name() + ' ' + raw_thread_at_import.VALUE)",
+    )
+    proc = _run_with_path(root, modules)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "preload module 'raw_thread_at_import' started 1 native thread(s) at import, and it is not known to stop "
+        "them around a fork: it is not preloaded (the notebooks import it themselves)"
+    ) in proc.stderr
+    assert (root / "seen.txt").read_text() == "nbflow-template raw", "forked, and the module imported by the notebook"

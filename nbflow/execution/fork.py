@@ -14,6 +14,7 @@ R's, an environment that changes how Python starts) is started fresh, automatica
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -184,6 +185,8 @@ class KernelTemplate:
         self.pid: int | None = None
         #: the native threads each preload module started (allowed: :data:`NATIVE_FORK_SAFE`)
         self.native_threads: dict[str, int] = {}
+        #: why preload modules were left out (their native threads might not survive a fork)
+        self.left_out: list[str] = []
 
     def start(self) -> None:
         """Start the template and wait until it has loaded.
@@ -196,53 +199,80 @@ class KernelTemplate:
             template that was ready and has died since is started again.
         """
         with self._lock:
-            if self._refused is not None:
-                raise KernelTemplateError(self._refused, refused=True)
-            if self._failed is not None:
-                raise KernelTemplateError(self._failed)
-            if self._process is not None and self._process.poll() is None:
-                return
-            self._dir = tempfile.mkdtemp(prefix="nbflow-template-")
-            self._socket = os.path.join(self._dir, "s")
-            with open(os.path.join(self._dir, "template.log"), "wb") as log_file:
-                process = subprocess.Popen(
-                    [
-                        sys.executable,
-                        *self.options,
-                        "-m",
-                        "nbflow.execution.forkserver",
-                        self._socket,
-                        ",".join(sorted(NATIVE_FORK_SAFE)),
-                        *self.preload,
-                    ],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=log_file,
-                    cwd=self._dir,
-                    start_new_session=True,
-                )
-            assert process.stdout is not None
-            ready = select.select([process.stdout], [], [], TEMPLATE_START_TIMEOUT)[0]
-            line = process.stdout.readline() if ready else b""
-            process.stdout.close()
-            try:
-                message = json.loads(line) if line else {}
-            except ValueError:
-                message = {}
-            if "ready" not in message:
-                process.kill()
-                process.wait()
-                detail = message.get("refused") or self._log_tail() or "it did not say it was ready"
-                shutil.rmtree(self._dir, ignore_errors=True)
-                if "refused" in message:
-                    self._refused = detail
-                else:
-                    self._failed = f"the kernel template did not start: {detail}"
-                    log.warning("%s; notebook kernels start fresh instead", self._failed)
-                raise KernelTemplateError(self._failed or detail, refused="refused" in message)
-            self._process = process
-            self.pid = int(message["ready"])
-            self.native_threads = dict(message.get("native_threads") or {})
+            while True:
+                if self._refused is not None:
+                    raise KernelTemplateError(self._refused, refused=True)
+                if self._failed is not None:
+                    raise KernelTemplateError(self._failed)
+                if self._process is not None:
+                    if self._process.poll() is None:
+                        return
+                    self._stopped(self._process)  # it died: its kernels with it; a new one
+                    self._process = None
+                    if self._dir is not None:
+                        shutil.rmtree(self._dir, ignore_errors=True)
+                leave_out = self._start_locked()
+                if leave_out is None:
+                    return
+                # a module whose native threads may not survive a fork: fall back to not preloading it
+                log.warning("nbflow: warning: %s", leave_out)
+                self.left_out.append(leave_out)
+
+    def _start_locked(self) -> str | None:
+        """Start the template once; the message of a module it asks to leave out, if any."""
+        self._dir = tempfile.mkdtemp(prefix="nbflow-template-")
+        self._socket = os.path.join(self._dir, "s")
+        with open(os.path.join(self._dir, "template.log"), "wb") as log_file:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    *self.options,
+                    "-m",
+                    "nbflow.execution.forkserver",
+                    self._socket,
+                    ",".join(sorted(NATIVE_FORK_SAFE)),
+                    *self.preload,
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                cwd=self._dir,
+                start_new_session=True,
+            )
+        assert process.stdout is not None
+        ready = select.select([process.stdout], [], [], TEMPLATE_START_TIMEOUT)[0]
+        line = process.stdout.readline() if ready else b""
+        process.stdout.close()
+        try:
+            message = json.loads(line) if line else {}
+        except ValueError:
+            message = {}
+        if "ready" not in message:
+            process.kill()
+            self._stopped(process)
+            detail = message.get("refused") or self._log_tail() or "it did not say it was ready"
+            shutil.rmtree(self._dir, ignore_errors=True)
+            if message.get("leave_out") in self.preload:
+                self.preload = tuple(m for m in self.preload if m != message["leave_out"])
+                return str(detail)
+            if "refused" in message:
+                self._refused = detail
+            else:
+                self._failed = f"the kernel template did not start: {detail}"
+                log.warning("nbflow: warning: %s; notebook kernels start fresh instead", self._failed)
+            raise KernelTemplateError(self._failed or detail, refused="refused" in message)
+        self._process = process
+        self.pid = int(message["ready"])
+        self.native_threads = dict(message.get("native_threads") or {})
+        return None
+
+    @staticmethod
+    def _stopped(process: subprocess.Popen[bytes]) -> None:
+        """Reap a template process that is gone (or killed) and close our end of its lifeline."""
+        process.wait()
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
 
     def _log_tail(self) -> str:
         try:

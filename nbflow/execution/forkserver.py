@@ -85,7 +85,16 @@ TEMPLATE_NAME = b"nbflow-template"
 
 
 class Refused(Exception):
-    """The template cannot safely fork after this preload."""
+    """The template cannot safely fork after this preload.
+
+    ``leave_out``: the module to leave out of ``preload`` and start again without (its
+    native threads may be fork-safe or not: nbflow cannot tell); None: the settings are
+    refused as they are.
+    """
+
+    def __init__(self, message: str, leave_out: str | None = None) -> None:
+        super().__init__(message)
+        self.leave_out = leave_out
 
 
 def native_threads() -> int:
@@ -131,8 +140,8 @@ def load(kernel_modules: tuple[str, ...], preload: list[str], native_ok: frozens
             if name.partition(".")[0] not in native_ok:
                 raise Refused(
                     f"preload module {name!r} started {added} native thread(s) at import, and it is not known "
-                    "to stop them around a fork. Take it out of `preload` (the notebooks still import it "
-                    'themselves), or set kernel_start = "fresh".'
+                    "to stop them around a fork: it is not preloaded (the notebooks import it themselves)",
+                    leave_out=name,
                 )
             started[name] = added
     _check_quiet()
@@ -336,7 +345,7 @@ def main(argv: list[str]) -> int:
     try:
         started = load(KERNEL_MODULES, preload, native_ok)
     except Refused as e:
-        out.write(json.dumps({"refused": str(e)}) + "\n")
+        out.write(json.dumps({"refused": str(e), "leave_out": e.leave_out}) + "\n")
         out.flush()
         return 2
     gc.freeze()
