@@ -130,6 +130,11 @@ class RunSession:
         self._made_executor: Executor | None = None
         self._lock: RunLock | None = None
 
+    @property
+    def given_executor(self) -> Executor | None:
+        """The executor the caller gave (None: the session makes one, of ``executor_kind``)."""
+        return self._executor
+
     def __enter__(self) -> RunSession:
         return self
 

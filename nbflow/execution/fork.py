@@ -14,6 +14,7 @@ R's, an environment that changes how Python starts) is started fresh, automatica
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -27,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
@@ -177,6 +178,8 @@ class KernelTemplate:
         self.options = tuple(options)
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
+        self._starting: subprocess.Popen[bytes] | None = None  # loading, not yet ready
+        self._killed = False
         self._dir: str | None = None
         self._socket = ""
         self._refused: str | None = None
@@ -239,10 +242,12 @@ class KernelTemplate:
                 cwd=self._dir,
                 start_new_session=True,
             )
+        self._starting = process
         assert process.stdout is not None
         ready = select.select([process.stdout], [], [], TEMPLATE_START_TIMEOUT)[0]
         line = process.stdout.readline() if ready else b""
         process.stdout.close()
+        self._starting = None
         try:
             message = json.loads(line) if line else {}
         except ValueError:
@@ -255,6 +260,8 @@ class KernelTemplate:
             if message.get("leave_out") in self.preload:
                 self.preload = tuple(m for m in self.preload if m != message["leave_out"])
                 return str(detail)
+            if self._killed:
+                raise KernelTemplateError("the kernel template was stopped")
             if "refused" in message:
                 self._refused = detail
             else:
@@ -306,6 +313,15 @@ class KernelTemplate:
             raise KernelTemplateError(str(answer.get("error", answer)))
         return ForkedProcess(conn, int(answer["pid"]))
 
+    def kill(self) -> None:
+        """Stop the template now, loaded or not (one started early that no run took)."""
+        self._killed = True
+        for process in (self._starting, self._process):
+            if process is not None:
+                with contextlib.suppress(OSError):
+                    process.kill()
+        self.close()
+
     def close(self) -> None:
         """Stop the template; kernels it forked that are still running are killed with it."""
         with self._lock:
@@ -323,6 +339,69 @@ class KernelTemplate:
                 self._dir = None
 
 
+def kernel_options(kernel_name: str) -> tuple[str, ...] | None:
+    """The interpreter options of ``kernel_name``'s kernelspec, if a template can fork its
+    kernels (None: they start fresh)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(kernel_name)
+    except Exception:
+        return None
+    argv = list(spec.argv)
+    if argv and argv[0] in ("python", f"python{sys.version_info[0]}"):
+        argv = [sys.executable, *argv[1:]]  # as jupyter_client's format_kernel_cmd does
+    split = split_command(argv, {**os.environ, **(spec.env or {})}, sys.executable)
+    return None if isinstance(split, str) else split[0]
+
+
+_early_lock = threading.Lock()
+#: templates started before their run asked, by (interpreter options, preload)
+_early: dict[tuple[tuple[str, ...], tuple[str, ...]], KernelTemplate] = {}
+
+
+def start_early(kernel_names: Iterable[str], preload: Sequence[str] = ()) -> None:
+    """Start, in the background, the templates these kernels will be forked from, so that
+    they have loaded by the time the run asks (the ``nbflow`` command calls it as soon as it
+    has read the pipeline). The run's launcher takes them over; one that no run takes is
+    killed when this process exits. Its failures show when a run uses it."""
+
+    if not fork_supported():
+        return
+    templates = []
+    for name in sorted(set(kernel_names)):  # registered now, so the run's launcher finds them
+        options = kernel_options(name)
+        if options is None:
+            continue
+        with _early_lock:
+            key = (options, tuple(preload))
+            if key not in _early:
+                templates.append(_early.setdefault(key, KernelTemplate(preload, options)))
+
+    def start() -> None:
+        for template in templates:
+            with contextlib.suppress(KernelTemplateError):
+                template.start()
+
+    if templates:
+        threading.Thread(target=start, name="nbflow-kernel-template", daemon=True).start()
+
+
+def _take_early(options: tuple[str, ...], preload: tuple[str, ...]) -> KernelTemplate | None:
+    with _early_lock:
+        return _early.pop((options, preload), None)
+
+
+@atexit.register
+def drop_early() -> None:
+    """Kill the templates started early that no run took (called as a run ends, and at exit)."""
+    with _early_lock:
+        left = list(_early.values())
+        _early.clear()
+    for template in left:
+        template.kill()
+
+
 class KernelTemplates:
     """The templates of one launcher: one per set of interpreter options (most often one)."""
 
@@ -335,21 +414,13 @@ class KernelTemplates:
         with self._lock:
             key = tuple(options)
             if key not in self._templates:
-                self._templates[key] = KernelTemplate(self.preload, key)
+                self._templates[key] = _take_early(key, self.preload) or KernelTemplate(self.preload, key)
             return self._templates[key]
 
     def for_kernel(self, kernel_name: str) -> KernelTemplate | None:
         """The template that would fork ``kernel_name``'s kernels (None: they start fresh)."""
-        from jupyter_client.kernelspec import KernelSpecManager
-
-        try:
-            argv = KernelSpecManager().get_kernel_spec(kernel_name).argv
-        except Exception:
-            return None
-        if argv and argv[0] in ("python", f"python{sys.version_info[0]}"):
-            argv = [sys.executable, *argv[1:]]
-        split = split_command(argv, os.environ, sys.executable)
-        return None if isinstance(split, str) else self.get(split[0])
+        options = kernel_options(kernel_name)
+        return None if options is None else self.get(options)
 
     def close(self) -> None:
         with self._lock:

@@ -72,6 +72,13 @@ class LocalExecutor(Executor):
                 self._kernels = KernelLauncher(self._max_starts, warm, self._kernel_start)
             return self._kernels
 
+    @property
+    def kernel_start(self) -> KernelStart:
+        """How this executor's notebook kernels start."""
+        from nbflow.execution.base import KernelStart
+
+        return self._kernel_start or KernelStart()
+
     def check(self, root: Path) -> None:
         """With ``preload`` modules, start the kernel template now: a module that cannot be
         forked safely is refused (``KernelTemplateError``, exit 2) before anything runs."""
