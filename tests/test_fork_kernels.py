@@ -165,15 +165,23 @@ def _run_with_path(root: Path, modules: Path, *args: str) -> subprocess.Complete
     )
 
 
-@pytest.mark.slow
-def test_a_preload_module_that_starts_a_thread_is_refused_before_anything_runs(tmp_path: Path) -> None:
+def _preloading(tmp_path: Path, module: str, source: str, preload: list[str], cell: str) -> tuple[Path, Path]:
+    """A pipeline folder whose settings preload ``module`` (written to a folder of modules
+    that goes on the runner's PYTHONPATH), with one notebook running ``cell``."""
     modules = tmp_path / "modules"
     modules.mkdir()
-    (modules / "threaded_at_import.py").write_text(THREADED)
+    (modules / f"{module}.py").write_text(source)
     root = tmp_path / "pipe"
     root.mkdir()
-    (root / "nbflow.toml").write_text('preload = ["json", "threaded_at_import"]\n')
-    write_notebook(root, "task", "upstream = None", "open('ran.txt', 'w').write('ran')")
+    (root / "nbflow.toml").write_text(f"preload = {json.dumps(preload)}\n")
+    write_notebook(root, "task", "upstream = None", cell)
+    return root, modules
+
+
+@pytest.mark.slow
+def test_a_preload_module_that_starts_a_thread_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    cell = "open('ran.txt', 'w').write('ran')"
+    root, modules = _preloading(tmp_path, "threaded_at_import", THREADED, ["json", "threaded_at_import"], cell)
 
     refused = _run_with_path(root, modules)
     assert refused.returncode == 2, refused.stderr
@@ -383,19 +391,11 @@ RAW_THREAD = "import _thread, time\n_thread.start_new_thread(time.sleep, (3600,)
 
 @pytest.mark.slow
 def test_a_preload_module_with_unknown_native_threads_is_left_out_and_kernels_still_fork(tmp_path: Path) -> None:
-    modules = tmp_path / "modules"
-    modules.mkdir()
-    (modules / "raw_thread_at_import.py").write_text(RAW_THREAD)
-    root = tmp_path / "pipe"
-    root.mkdir()
-    (root / "nbflow.toml").write_text('preload = ["raw_thread_at_import", "json"]\n')
-    write_notebook(
-        root,
-        "task",
-        "upstream = None",
+    cell = (
         "import os, psutil, raw_thread_at_import\n"
-        "open('seen.txt', 'w').write(psutil.Process(os.getppid()).name() + ' ' + raw_thread_at_import.VALUE)",
+        "open('seen.txt', 'w').write(psutil.Process(os.getppid()).name() + ' ' + raw_thread_at_import.VALUE)"
     )
+    root, modules = _preloading(tmp_path, "raw_thread_at_import", RAW_THREAD, ["raw_thread_at_import", "json"], cell)
     proc = _run_with_path(root, modules)
     assert proc.returncode == 0, proc.stderr
     assert (
