@@ -50,8 +50,9 @@ _unique = itertools.count()  # keys for rows that are only ever added, never rep
 
 #: rows written by one multi-row INSERT (one statement per row costs about a millisecond)
 _ROWS_PER_STATEMENT = 200
-#: seconds the writer lets writes gather before it opens the file (opening it costs more
-#: than the writes: a run makes several per task). Views see them at once, through the
+#: the least seconds between two batches of the writer: a write after a quiet spell goes at
+#: once, a burst of them gathers into one batch (opening the file costs more than the
+#: writes, and a run makes several per task). Views see them at once, through the
 #: write-ahead file; :meth:`DuckDBRunStore.flush` does not wait for it.
 WRITE_LINGER = 0.5
 
@@ -150,7 +151,7 @@ class DuckDBRunStore(RunStore):
         self._busy = False
         self._closing = False
         self._flushing = 0  # callers waiting in flush(): the writer does not linger then
-        self._pending_since = 0.0
+        self._last_batch = float("-inf")  # when the last batch ended (monotonic)
         self._error: NbflowError | None = None
         self._writer: threading.Thread | None = None
         self._schema_ready = False  # created or checked by this store (a writer)
@@ -365,8 +366,6 @@ class DuckDBRunStore(RunStore):
             if self._closing:
                 raise StoreClosedError(str(self.path))
             self._log_ahead(sql, row)
-            if not self._pending:
-                self._pending_since = time.monotonic()
             self._pending.pop(key, None)  # keep writes in the order they were last made
             self._pending[key] = (sql, row)
             if self._writer is None:
@@ -380,7 +379,7 @@ class DuckDBRunStore(RunStore):
                 while not self._pending and not self._closing:
                     self._cond.wait()
                 while not self._closing and not self._flushing and self._error is None:
-                    left = self._pending_since + WRITE_LINGER - time.monotonic()
+                    left = self._last_batch + WRITE_LINGER - time.monotonic()
                     if left <= 0:
                         break
                     self._cond.wait(left)
@@ -405,6 +404,7 @@ class DuckDBRunStore(RunStore):
                         self._wal.empty()  # everything it held is in the database
                     self._error = self._error or error
                     self._busy = False
+                    self._last_batch = time.monotonic()
                     self._cond.notify_all()
             if batch and (self._closing or error is not None):
                 return
